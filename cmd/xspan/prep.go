@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+
+	"xspan/dataset"
+)
+
+func init() {
+	register(command{name: "prep", summary: "turn a corpus into compressed token shards", run: runPrep})
+}
+
+// listFlag is a flag that may be repeated; each value may also hold several
+// comma-free paths separated by the shell.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, " ") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+const prepDescription = `
+Reads enwik8 (enwik8.zip or the raw file: 90M/5M/5M bytes train/valid/test) or UTF-8
+text (files, folders or globs, split by --split in input order, or given per split by
+--train/--valid/--test), tokenizes it and writes DIR: manifest.json and zstd-compressed
+token shards. Gzip and zstd inputs are decompressed by magic number. The folder appears
+only when complete; an existing one needs --force.
+
+--vocab is byte (256 ids), char (the train split's characters plus <unk>) or the path
+of a HuggingFace tokenizer.json; the default is byte for enwik8, char for text.`
+
+func runPrep(args []string) error {
+	fs := newFlagSet("prep", "--input PATH... --out DIR [flags]", prepDescription)
+	var inputs, train, valid, test listFlag
+	fs.Var(&inputs, "input", "input file, folder or glob (repeatable; extra arguments are inputs too)")
+	out := fs.String("out", "", "dataset folder to write (required)")
+	format := fs.String("format", "auto", "input format: auto, enwik8 or text")
+	vocab := fs.String("vocab", "", "vocabulary: byte, char or a tokenizer.json path (default byte for enwik8, char for text)")
+	split := fs.String("split", "0.9,0.05,0.05", "train,valid,test fractions of text input (contiguous, in input order)")
+	fs.Var(&train, "train", "input of the train split, instead of --split (repeatable)")
+	fs.Var(&valid, "valid", "input of the valid split (repeatable)")
+	fs.Var(&test, "test", "input of the test split (repeatable)")
+	newlines := fs.String("newlines", "keep", "keep or drop newline characters before tokenizing")
+	level := fs.String("level", "default", "zstd level: fastest, default, better, best or 1-22")
+	shardTokens := fs.Int("shard-tokens", dataset.DefaultShardTokens, "tokens per shard")
+	force := fs.Bool("force", false, "replace an existing dataset folder")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageErrorf("%v", err)
+	}
+	inputs = append(inputs, fs.Args()...)
+	if *out == "" {
+		return usageErrorf("--out is required")
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	lvl, err := parseLevel(*level)
+	if err != nil {
+		return usageErrorf("--level: %v", err)
+	}
+	opts := []dataset.Option{
+		dataset.WithFormat(*format), dataset.WithVocab(*vocab), dataset.WithNewlines(*newlines),
+		dataset.WithLevel(lvl), dataset.WithShardTokens(*shardTokens), dataset.WithForce(*force),
+		dataset.WithLogf(func(f string, a ...any) { fmt.Fprintf(os.Stderr, "prep: "+f+"\n", a...) }),
+		dataset.WithProgress(newProgress("prep")),
+	}
+	if set["split"] {
+		fr, err := parseSplit(*split)
+		if err != nil {
+			return usageErrorf("--split: %v", err)
+		}
+		opts = append(opts, dataset.WithSplit(fr[0], fr[1], fr[2]))
+	}
+	if len(train)+len(valid)+len(test) > 0 {
+		if len(train) == 0 {
+			return usageErrorf("--valid and --test need --train")
+		}
+		if len(inputs) > 0 || set["split"] {
+			return usageErrorf("give either --input (with --split) or --train/--valid/--test")
+		}
+		opts = append(opts, dataset.WithSplitFiles(train, valid, test))
+	} else if len(inputs) == 0 {
+		return usageErrorf("no input: give --input PATH (or --train/--valid/--test)")
+	}
+	// Bad option values (say --format or --newlines) are usage errors.
+	if err := dataset.CheckOptions(opts...); err != nil {
+		return usageErrorf("%v", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	start := time.Now()
+	m, err := dataset.Prep(ctx, *out, inputs, opts...)
+	if err != nil {
+		return err
+	}
+	secs := time.Since(start).Seconds()
+	var in int64
+	for _, s := range m.Splits {
+		in += s.Source.Bytes
+	}
+	fmt.Printf("wrote %s in %.1fs (%.1f MB/s): %s vocabulary of %d ids, newlines %s\n",
+		*out, secs, float64(in)/1e6/secs, m.Vocab.Kind, m.Vocab.Size, m.Newlines)
+	for _, s := range m.Splits {
+		fmt.Printf("  %-6s %12d tokens  %3d shards  ratio %.2f\n", s.Name, s.Tokens, len(s.Shards), ratio(m, &s))
+	}
+	return nil
+}
+
+func ratio(m *dataset.Manifest, s *dataset.Split) float64 {
+	var stored int64
+	for _, sh := range s.Shards {
+		stored += sh.Bytes
+	}
+	if stored == 0 {
+		return 0
+	}
+	return float64(s.Tokens*int64(m.TokenWidth)) / float64(stored)
+}
+
+func parseLevel(s string) (int, error) {
+	switch s {
+	case "fastest":
+		return 1, nil
+	case "default":
+		return 3, nil
+	case "better":
+		return 7, nil
+	case "best":
+		return 11, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 22 {
+		return 0, fmt.Errorf("%q: want fastest, default, better, best or 1-22", s)
+	}
+	return n, nil
+}
+
+func parseSplit(s string) ([3]float64, error) {
+	var f [3]float64
+	parts := strings.Split(s, ",")
+	if len(parts) != 3 {
+		return f, fmt.Errorf("%q: want three fractions train,valid,test", s)
+	}
+	for i, p := range parts {
+		v, err := strconv.ParseFloat(strings.TrimSpace(p), 64)
+		if err != nil {
+			return f, fmt.Errorf("%q: %q is not a number", s, p)
+		}
+		f[i] = v
+	}
+	return f, nil
+}
+
+// newProgress returns a progress function: a bar with throughput and ETA when stderr
+// is a terminal, else a plain line every few seconds.
+func newProgress(what string) func(done, total int64) {
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		var bar *progressbar.ProgressBar
+		return func(done, total int64) {
+			if bar == nil {
+				bar = progressbar.NewOptions64(total,
+					progressbar.OptionSetWriter(os.Stderr),
+					progressbar.OptionSetDescription(what),
+					progressbar.OptionShowBytes(true),
+					progressbar.OptionSetPredictTime(true),
+					progressbar.OptionThrottle(100*time.Millisecond),
+					progressbar.OptionClearOnFinish())
+			}
+			_ = bar.Set64(done)
+			if done >= total {
+				_ = bar.Finish()
+			}
+		}
+	}
+	start := time.Now()
+	last := start
+	return func(done, total int64) {
+		now := time.Now()
+		if now.Sub(last) < 5*time.Second && done < total {
+			return
+		}
+		if done >= total && now.Sub(start) < 5*time.Second {
+			return // short runs need no progress line
+		}
+		last = now
+		el := now.Sub(start).Seconds()
+		rate := float64(done) / el
+		eta := "?"
+		if rate > 0 {
+			eta = time.Duration(float64(total-done) / rate * float64(time.Second)).Round(time.Second).String()
+		}
+		fmt.Fprintf(os.Stderr, "%s: %.1f of %.1f MB (%.0f%%), %.1f MB/s, ETA %s\n",
+			what, float64(done)/1e6, float64(total)/1e6, 100*float64(done)/float64(max(total, 1)), rate/1e6, eta)
+	}
+}

@@ -1,0 +1,154 @@
+// Package tokenize turns text into token ids and back for xspan's datasets.
+//
+// Three vocabularies implement [Vocab]:
+//
+//   - [Byte]: the 256 byte values, lossless for any input.
+//   - [Char]: the Unicode characters of a training text in code-point order, plus one
+//     <unk> id (the last) for characters the training text lacks. <unk> decodes to
+//     U+FFFD, the Unicode replacement character.
+//   - [HF]: a HuggingFace tokenizer.json (BPE, WordPiece, WordLevel, Unigram) loaded
+//     from a local file through github.com/sugarme/tokenizer.
+//
+// A [Spec] is the JSON form of a vocabulary that a dataset manifest records; [FromSpec]
+// rebuilds the vocabulary from it.
+package tokenize
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"unicode/utf8"
+)
+
+// Kinds of vocabulary, as [Vocab.Kind] reports them and [Spec.Kind] records them.
+const (
+	KindByte = "byte"
+	KindChar = "char"
+	KindHF   = "hf"
+)
+
+// Vocab maps text to token ids and back.
+type Vocab interface {
+	// Kind is one of KindByte, KindChar or KindHF.
+	Kind() string
+	// Size is the number of ids: every id is in [0, Size).
+	Size() int
+	// Encode returns the ids of text. Text that the vocabulary cannot represent is an
+	// error (an *InvalidUTF8Error for invalid UTF-8 in a char or hf vocabulary).
+	Encode(text []byte) ([]uint32, error)
+	// Decode returns the text of ids; ids out of range decode to U+FFFD.
+	Decode(ids []uint32) []byte
+	// Spec returns the description a manifest records.
+	Spec() Spec
+}
+
+// Spec describes a vocabulary in a dataset manifest.
+type Spec struct {
+	Kind string `json:"kind"`
+	Size int    `json:"size"`
+	// Chars holds a char vocabulary's characters in id order; its <unk> id is Unk.
+	Chars string `json:"chars,omitempty"`
+	Unk   *int   `json:"unk,omitempty"`
+	// File is an hf vocabulary's tokenizer.json, relative to the dataset folder, and
+	// SHA256 its hex digest.
+	File   string `json:"file,omitempty"`
+	SHA256 string `json:"sha256,omitempty"`
+}
+
+// FromSpec rebuilds the vocabulary that spec describes. Relative file names are taken
+// from dir.
+func FromSpec(spec Spec, dir string) (Vocab, error) {
+	switch spec.Kind {
+	case KindByte:
+		if spec.Size != 256 {
+			return nil, fmt.Errorf("byte vocabulary of size %d, want 256", spec.Size)
+		}
+		return Byte{}, nil
+	case KindChar:
+		c, err := NewChar([]rune(spec.Chars))
+		if err != nil {
+			return nil, err
+		}
+		if spec.Chars != string(c.chars) {
+			return nil, errors.New("char vocabulary: characters are not in code-point order or repeat")
+		}
+		if c.Size() != spec.Size || spec.Unk == nil || *spec.Unk != c.Unk() {
+			return nil, fmt.Errorf("char vocabulary: size %d and unk id do not match its %d characters", spec.Size, len(c.chars))
+		}
+		return c, nil
+	case KindHF:
+		if spec.File == "" {
+			return nil, errors.New("hf vocabulary without a tokenizer file")
+		}
+		path := spec.File
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(dir, path)
+		}
+		h, err := LoadHF(path)
+		if err != nil {
+			return nil, err
+		}
+		if spec.SHA256 != "" && spec.SHA256 != h.SHA256() {
+			return nil, fmt.Errorf("%s: sha256 %s, manifest says %s", path, h.SHA256(), spec.SHA256)
+		}
+		if spec.Size != h.Size() {
+			return nil, fmt.Errorf("%s: %d ids, manifest says %d", path, h.Size(), spec.Size)
+		}
+		return h, nil
+	}
+	return nil, fmt.Errorf("unknown vocabulary kind %q", spec.Kind)
+}
+
+// InvalidUTF8Error reports invalid UTF-8 at a byte offset of the encoded text.
+type InvalidUTF8Error struct {
+	Offset int64
+}
+
+func (e *InvalidUTF8Error) Error() string {
+	return fmt.Sprintf("invalid UTF-8 at byte offset %d", e.Offset)
+}
+
+// CheckUTF8 returns nil if text is valid UTF-8, else an *InvalidUTF8Error at the first
+// bad byte.
+func CheckUTF8(text []byte) error {
+	if utf8.Valid(text) {
+		return nil
+	}
+	for i := 0; i < len(text); {
+		r, n := utf8.DecodeRune(text[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return &InvalidUTF8Error{Offset: int64(i)}
+		}
+		i += n
+	}
+	return nil
+}
+
+// Byte is the vocabulary of the 256 byte values: id i is byte i.
+type Byte struct{}
+
+func (Byte) Kind() string { return KindByte }
+func (Byte) Size() int    { return 256 }
+func (Byte) Spec() Spec   { return Spec{Kind: KindByte, Size: 256} }
+
+// Encode returns one id per byte; it never fails.
+func (Byte) Encode(text []byte) ([]uint32, error) {
+	ids := make([]uint32, len(text))
+	for i, c := range text {
+		ids[i] = uint32(c)
+	}
+	return ids, nil
+}
+
+// Decode returns one byte per id; ids above 255 decode to U+FFFD.
+func (Byte) Decode(ids []uint32) []byte {
+	out := make([]byte, 0, len(ids))
+	for _, id := range ids {
+		if id > 255 {
+			out = utf8.AppendRune(out, utf8.RuneError)
+			continue
+		}
+		out = append(out, byte(id))
+	}
+	return out
+}
