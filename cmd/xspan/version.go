@@ -1,0 +1,47 @@
+package main
+
+import (
+	"fmt"
+	"runtime/debug"
+
+	"xspan/internal/torchrt"
+)
+
+func init() {
+	register(command{name: "version", summary: "print xspan's version, the libtorch it uses and the device found", run: runVersion})
+}
+
+// moduleVersion is the main module's version, with the VCS revision when the build
+// recorded one.
+func moduleVersion() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	if v == "" {
+		v = "(devel)"
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " " + s.Value[:12]
+		}
+	}
+	return v
+}
+
+func runVersion(args []string) error {
+	fs := newFlagSet("version", "", "Prints xspan's module version, the libtorch that gotch was built against, and the device that --device auto would choose.")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	defer torchrt.Lock()()
+	fmt.Printf("xspan %s\n", moduleVersion())
+	fmt.Printf("%s\n", torchrt.LibtorchVersion())
+	_, note, err := torchrt.ParseDevice("auto")
+	if err != nil {
+		return err
+	}
+	fmt.Printf("%s; intra-op threads: %d\n", note, torchrt.Threads())
+	return nil
+}

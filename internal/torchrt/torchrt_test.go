@@ -1,0 +1,223 @@
+package torchrt
+
+import (
+	"math"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sugarme/gotch"
+	lib "github.com/sugarme/gotch/libtch"
+	"github.com/sugarme/gotch/nn"
+	"github.com/sugarme/gotch/ts"
+)
+
+// tinyModel is embedding → layer norm → linear, enough to exercise the ops a
+// Transformer needs through gotch.
+type tinyModel struct {
+	emb  *nn.Embedding
+	norm *nn.LayerNorm
+	out  *nn.Linear
+}
+
+func newTinyModel(vs *nn.VarStore, vocab, dim int64) *tinyModel {
+	p := vs.Root()
+	return &tinyModel{
+		emb:  nn.NewEmbedding(p.Sub("emb"), vocab, dim, nn.DefaultEmbeddingConfig()),
+		norm: nn.NewLayerNorm(p.Sub("norm"), []int64{dim}, nn.DefaultLayerNormConfig()),
+		out:  nn.NewLinear(p.Sub("out"), dim, vocab, nn.DefaultLinearConfig()),
+	}
+}
+
+func (m *tinyModel) forward(x *ts.Tensor) *ts.Tensor {
+	h := m.emb.Forward(x)
+	n := m.norm.Forward(h)
+	return m.out.Forward(n)
+}
+
+// The model learns y = (x+1) mod vocab: the loss must fall well below its start.
+func TestTrainingStepLossFallsAndWeightsRoundTrip(t *testing.T) {
+	defer Lock()()
+	Seed(7)
+	const vocab, dim = 16, 32
+	vs := nn.NewVarStore(gotch.CPU)
+	m := newTinyModel(vs, vocab, dim)
+	opt, err := nn.DefaultAdamWConfig().Build(vs, 0.05)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xs := make([]int64, 64)
+	ys := make([]int64, 64)
+	for i := range xs {
+		xs[i] = int64(i % vocab)
+		ys[i] = (xs[i] + 1) % vocab
+	}
+	x := ts.MustOfSlice(xs)
+	y := ts.MustOfSlice(ys)
+	var first, last float64
+	for step := 0; step < 40; step++ {
+		logits := m.forward(x)
+		loss := logits.CrossEntropyForLogits(y)
+		v := loss.Float64Values()[0]
+		if step == 0 {
+			first = v
+		}
+		last = v
+		if err := opt.BackwardStep(loss); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if math.IsNaN(last) || last > first/4 {
+		t.Fatalf("loss went from %.4f to %.4f; want it below a quarter of the start", first, last)
+	}
+
+	path := filepath.Join(t.TempDir(), "w.gt")
+	if err := vs.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	vs2 := nn.NewVarStore(gotch.CPU)
+	m2 := newTinyModel(vs2, vocab, dim)
+	if err := vs2.Load(path); err != nil {
+		t.Fatal(err)
+	}
+	var a, b []float64
+	ts.NoGrad(func() {
+		a = m.forward(x).Float64Values()
+		b = m2.forward(x).Float64Values()
+	})
+	if len(a) != 64*vocab || len(a) != len(b) {
+		t.Fatalf("outputs of %d and %d values", len(a), len(b))
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("output %d differs after save and load: %v vs %v", i, a[i], b[i])
+		}
+	}
+}
+
+// nonzero_static is one of the ops that libtorch 1.13 lacks; the set-up stubs its wrapper.
+func TestStubbedOpReturnsErrorNamingTheOp(t *testing.T) {
+	defer Lock()()
+	if !strings.HasPrefix(lib.XspanLibtorchVersion, "1.") {
+		t.Skipf("built against libtorch %s, which has nonzero_static", lib.XspanLibtorchVersion)
+	}
+	a := ts.MustOnes([]int64{2, 2}, gotch.Float, gotch.CPU)
+	_, err := a.NonzeroStatic(4, -1, false)
+	if err == nil {
+		t.Fatal("calling a stubbed op returned no error")
+	}
+	if !strings.Contains(err.Error(), "op nonzero_static is not available") {
+		t.Fatalf("error does not name the op: %v", err)
+	}
+	// The error slot is cleared: the next op on this thread succeeds.
+	if _, err := a.Add(a, false); err != nil {
+		t.Fatalf("op after the stubbed one failed: %v", err)
+	}
+}
+
+// Many goroutines at once each compute a known matrix product, switch grad mode, and
+// provoke an error; each must see its own result, its own grad mode and its own error.
+func TestManyGoroutinesThroughTheRuntime(t *testing.T) {
+	SetThreads(1)
+	defer SetThreads(0)
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make(chan string, n)
+	sem := make(chan struct{}, 16)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		sem <- struct{}{}
+		Go(func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			k := float64(i%7 + 1)
+			a := ts.MustOnes([]int64{8, 8}, gotch.Float, gotch.CPU).MustMulScalar(ts.FloatScalar(k), true)
+			b := ts.MustOnes([]int64{8, 8}, gotch.Float, gotch.CPU)
+			var got float64
+			ts.NoGrad(func() {
+				got = a.MustMatmul(b, false).MustSum(gotch.Double, true).Float64Values()[0]
+			})
+			if want := 8 * 8 * 8 * k; got != want {
+				errs <- "wrong product"
+				return
+			}
+			// Shapes that cannot be multiplied: the error must come back to this goroutine.
+			c := ts.MustOnes([]int64{3, 5}, gotch.Float, gotch.CPU)
+			if _, err := a.Matmul(c, false); err == nil {
+				errs <- "no error for a bad shape"
+				return
+			}
+			if _, err := a.Add(b, false); err != nil {
+				errs <- "stale error after a failed op: " + err.Error()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
+}
+
+func TestParseDevice(t *testing.T) {
+	defer Lock()()
+	d, note, err := ParseDevice("cpu")
+	if err != nil || d != gotch.CPU || note != "device: cpu" {
+		t.Fatalf("cpu: %v %q %v", d, note, err)
+	}
+	d, note, err = ParseDevice("auto")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if CUDAAvailable() {
+		if !d.IsCuda() || !strings.Contains(note, "cuda:0") {
+			t.Fatalf("auto with CUDA: %v %q", d, note)
+		}
+	} else {
+		if d != gotch.CPU || !strings.Contains(note, "auto chose cpu") {
+			t.Fatalf("auto without CUDA: %v %q", d, note)
+		}
+		if _, _, err := ParseDevice("cuda"); err == nil || !strings.Contains(err.Error(), "no usable CUDA device") {
+			t.Fatalf("cuda without CUDA: err = %v", err)
+		}
+	}
+	for _, bad := range []string{"tpu", "cuda:x", "cuda:-1"} {
+		if _, _, err := ParseDevice(bad); err == nil {
+			t.Errorf("ParseDevice(%q) gave no error", bad)
+		}
+	}
+}
+
+func TestSeedFixesTorchAndGo(t *testing.T) {
+	defer Lock()()
+	draw := func() ([]float64, uint64) {
+		r := Seed(42)
+		x := ts.MustRandn([]int64{5}, gotch.Double, gotch.CPU)
+		return x.Float64Values(), r.Uint64()
+	}
+	a, ga := draw()
+	b, gb := draw()
+	if ga != gb {
+		t.Fatal("Go generator differs for the same seed")
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("torch draw %d differs for the same seed", i)
+		}
+	}
+	Seed(43)
+	c := ts.MustRandn([]int64{5}, gotch.Double, gotch.CPU).Float64Values()
+	if c[0] == a[0] {
+		t.Fatal("another seed gave the same draw")
+	}
+}
+
+func TestSetThreads(t *testing.T) {
+	if got := SetThreads(1); got != 1 {
+		t.Fatalf("SetThreads(1) = %d", got)
+	}
+	if got := SetThreads(0); got < 1 {
+		t.Fatalf("SetThreads(0) = %d", got)
+	}
+}

@@ -1,0 +1,369 @@
+// Command torchsetup makes gotch build on this machine. The README's make targets run it
+// before every build (go run ./internal/torchsetup); it is quick when nothing changed.
+//
+// It finds libtorch (Debian's libtorch-dev, installed when missing and run as root, or
+// the folder named by $LIBTORCH, e.g. the torch folder of a CUDA Python install), copies
+// gotch from the Go module cache into .build/gotch, and patches that copy:
+//   - libtch/lib.go is generated with this libtorch's include, library and ABI flags;
+//   - generated C++ wrappers that this libtorch cannot compile are replaced by wrappers
+//     that return an error naming the op (found from the compiler's errors, repeated until
+//     the file compiles), and the list is written to .build/gotch/STUBBED-OPS.txt;
+//   - the Go wrappers' C.malloc(0) output buffers are sized and freed.
+//
+// Finally it writes go.work, whose replace directive points the build at the copy.
+// Nothing of gotch is committed: .build/ and go.work are ignored by git.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+const (
+	gotchModule  = "github.com/sugarme/gotch"
+	gotchVersion = "v0.9.1"
+	// setupVersion changes whenever the patches below change, so that old copies are redone.
+	setupVersion = "6"
+)
+
+func main() {
+	root := flag.String("root", ".", "the xspan repository root")
+	force := flag.Bool("force", false, "redo the copy and patches even when up to date")
+	flag.Usage = func() {
+		fmt.Fprintln(flag.CommandLine.Output(), "usage: go run ./internal/torchsetup [-root DIR] [-force]\n\nBuilds the patched gotch for this machine's libtorch into .build/gotch and writes go.work.\nSet LIBTORCH to a libtorch folder (e.g. a CUDA Python install's torch folder) to use it instead of Debian's.")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if err := run(*root, *force); err != nil {
+		fmt.Fprintln(os.Stderr, "torch set-up failed:", err)
+		os.Exit(1)
+	}
+}
+
+// stamp records what a patched copy was made from; an equal stamp means nothing to redo.
+type stamp struct {
+	Setup    string `json:"setup"`
+	Gotch    string `json:"gotch"`
+	Libtorch string `json:"libtorch"`
+	Flags    string `json:"flags"`
+}
+
+func run(root string, force bool) error {
+	start := time.Now()
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return err
+	}
+	lt, err := locateLibtorch()
+	if err != nil {
+		return err
+	}
+	dest := filepath.Join(root, ".build", "gotch")
+	// Two set-ups at once (two make targets, two shells) would rename over each other.
+	unlock, err := lockFile(filepath.Join(root, ".build", "setup.lock"))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	want := stamp{Setup: setupVersion, Gotch: gotchVersion, Libtorch: lt.String(), Flags: strings.Join(lt.cgoDirectives(), "\n")}
+	stampPath := filepath.Join(dest, ".xspan-setup.json")
+	if !force && sameStamp(stampPath, want) {
+		if err := writeGoWork(root); err != nil {
+			return err
+		}
+		fmt.Printf("torch set-up: up to date: %s, patched gotch %s in %s\n", lt, gotchVersion, rel(root, dest))
+		return nil
+	}
+	fmt.Printf("torch set-up: %s\n", lt)
+	if _, err := exec.LookPath("g++"); err != nil {
+		return errors.New("g++ is not installed; it builds gotch's C++ part: run 'apt-get install -y g++'")
+	}
+	src, err := gotchSource(root)
+	if err != nil {
+		return err
+	}
+	// Build in a fresh folder and rename, so an interrupted set-up never leaves a copy
+	// whose stamp claims it is complete.
+	tmp := dest + ".tmp"
+	if err := os.RemoveAll(tmp); err != nil {
+		return err
+	}
+	if err := copyModule(src, tmp); err != nil {
+		return fmt.Errorf("copying gotch from %s: %v", src, err)
+	}
+	fmt.Printf("torch set-up: copied gotch %s from %s\n", gotchVersion, src)
+	if err := os.WriteFile(filepath.Join(tmp, "libtch", "lib.go"), []byte(lt.libGo()), 0o644); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "libtch", "xspan_extra.go"), []byte(extraGo(lt)), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("torch set-up: generated libtch/lib.go:\n    %s\n", strings.Join(lt.cgoDirectives(), "\n    "))
+	n, err := fixGoWrappers(filepath.Join(tmp, "ts"))
+	if err != nil {
+		return err
+	}
+	fmt.Printf("torch set-up: sized and freed %d C.malloc(0) output buffers in ts/*.go\n", n)
+	stubbed, err := stubUntilItCompiles(filepath.Join(tmp, "libtch"), lt)
+	if err != nil {
+		return err
+	}
+	list := filepath.Join(tmp, "STUBBED-OPS.txt")
+	header := fmt.Sprintf("# gotch %s wrappers stubbed by xspan's set-up: %s cannot compile them.\n# Calling one returns an error naming the op.\n", gotchVersion, lt)
+	if err := os.WriteFile(list, []byte(header+strings.Join(stubbed, "\n")+"\n"), 0o644); err != nil {
+		return err
+	}
+	if err := writeStamp(filepath.Join(tmp, ".xspan-setup.json"), want); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(dest); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, dest); err != nil {
+		return err
+	}
+	if err := writeGoWork(root); err != nil {
+		return err
+	}
+	fmt.Printf("torch set-up: stubbed %d wrappers (list: %s)\n", len(stubbed), rel(root, filepath.Join(dest, "STUBBED-OPS.txt")))
+	fmt.Printf("torch set-up: done in %.1fs: patched gotch in %s, go.work points the build at it\n", time.Since(start).Seconds(), rel(root, dest))
+	return nil
+}
+
+// locateLibtorch returns $LIBTORCH's libtorch, or the system's, installing Debian's
+// libtorch-dev when none is there and we are root.
+func locateLibtorch() (*libtorch, error) {
+	if dir := os.Getenv("LIBTORCH"); dir != "" {
+		return openLibtorchDir(dir)
+	}
+	lt, err := findSystemLibtorch()
+	if err == nil {
+		return lt, nil
+	}
+	const install = "apt-get install -y libtorch-dev"
+	if os.Geteuid() != 0 {
+		return nil, fmt.Errorf("libtorch is not installed; run 'sudo apt-get update && sudo %s' (or set LIBTORCH to a libtorch folder)", install)
+	}
+	fmt.Println("torch set-up: libtorch not found; installing Debian's libtorch-dev")
+	if err := runVisible("apt-get", "install", "-y", "-q", "libtorch-dev"); err != nil {
+		// The package lists may be missing or stale on a fresh machine.
+		if err := runVisible("apt-get", "update", "-q"); err != nil {
+			return nil, fmt.Errorf("apt-get update failed: %v", err)
+		}
+		if err := runVisible("apt-get", "install", "-y", "-q", "libtorch-dev"); err != nil {
+			return nil, fmt.Errorf("'%s' failed: %v", install, err)
+		}
+	}
+	return findSystemLibtorch()
+}
+
+// lockFile takes an exclusive lock on path, waiting for any other holder.
+func lockFile(path string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %v", path, err)
+	}
+	return func() { syscall.Flock(int(f.Fd()), syscall.LOCK_UN); f.Close() }, nil
+}
+
+func runVisible(name string, args ...string) error {
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
+	return cmd.Run()
+}
+
+// gotchSource returns gotch's folder in the module cache, downloading it when missing.
+func gotchSource(root string) (string, error) {
+	cmd := exec.Command("go", "mod", "download", "-json", gotchModule+"@"+gotchVersion)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
+	out, err := cmd.Output()
+	var info struct{ Dir, Error string }
+	_ = json.Unmarshal(out, &info)
+	if err != nil || info.Dir == "" {
+		msg := info.Error
+		if msg == "" && err != nil {
+			msg = err.Error()
+		}
+		return "", fmt.Errorf("cannot get %s@%s from the module cache or proxy: %s", gotchModule, gotchVersion, msg)
+	}
+	return info.Dir, nil
+}
+
+// copyModule copies the parts of gotch that xspan builds (not its examples, generator
+// or tests) and makes them writable.
+func copyModule(src, dst string) error {
+	skip := map[string]bool{"example": true, "gen": true, "testdata": true, ".git": true}
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		r, _ := filepath.Rel(src, path)
+		if d.IsDir() {
+			if skip[d.Name()] {
+				return filepath.SkipDir
+			}
+			return os.MkdirAll(filepath.Join(dst, r), 0o755)
+		}
+		if strings.HasSuffix(d.Name(), "_test.go") {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dst, r), b, 0o644)
+	})
+}
+
+// fixGoWrappers applies fixOutputBuffers to every Go file of gotch's ts package.
+func fixGoWrappers(dir string) (int, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return 0, err
+		}
+		out, n := fixOutputBuffers(string(b))
+		if n == 0 {
+			continue
+		}
+		if err := os.WriteFile(f, []byte(out), 0o644); err != nil {
+			return 0, err
+		}
+		total += n
+	}
+	return total, nil
+}
+
+const generatedCpp = "torch_api_generated.cpp.h"
+
+// stubUntilItCompiles checks torch_api.cpp with g++ -fsyntax-only, stubs the wrappers that
+// the errors point into, and repeats until it compiles. It returns the stubbed names.
+func stubUntilItCompiles(libtch string, lt *libtorch) ([]string, error) {
+	genPath := filepath.Join(libtch, generatedCpp)
+	var stubbed []string
+	for pass := 1; pass <= 8; pass++ {
+		t := time.Now()
+		cmd := exec.Command("g++", append(lt.compilerFlags(libtch), "torch_api.cpp")...)
+		cmd.Dir = libtch
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			fmt.Printf("torch set-up: compile check %d passed (%.0fs)\n", pass, time.Since(t).Seconds())
+			return stubbed, nil
+		}
+		if _, ok := err.(*exec.ExitError); !ok {
+			return nil, fmt.Errorf("running g++: %v", err)
+		}
+		src, err := os.ReadFile(genPath)
+		if err != nil {
+			return nil, err
+		}
+		hit, outside := enclosing(findWrappers(src), diagLines(out, generatedCpp))
+		if len(hit) == 0 {
+			return nil, fmt.Errorf("gotch's C++ part does not compile against %s, and not because of a generated wrapper; first compiler errors:\n%s", lt, firstErrors(out, 8))
+		}
+		_ = outside // lines between wrappers: cascades of the faults being stubbed
+		for _, w := range hit {
+			stubbed = append(stubbed, w.name)
+		}
+		if err := os.WriteFile(genPath, stubWrappers(src, hit, lt.Version), 0o644); err != nil {
+			return nil, err
+		}
+		fmt.Printf("torch set-up: compile check %d: stubbed %d wrappers (%.0fs)\n", pass, len(hit), time.Since(t).Seconds())
+	}
+	return nil, fmt.Errorf("gotch's C++ part still does not compile against %s after 8 passes", lt)
+}
+
+// firstErrors returns the first n "error:" lines of compiler output.
+func firstErrors(out []byte, n int) string {
+	var keep []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.Contains(l, "error:") {
+			keep = append(keep, "    "+l)
+			if len(keep) == n {
+				break
+			}
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+func sameStamp(path string, want stamp) bool {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	var got stamp
+	return json.Unmarshal(b, &got) == nil && got == want
+}
+
+func writeStamp(path string, s stamp) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// writeGoWork writes go.work when its content would change; the replace points the whole
+// build, tests included, at the patched copy.
+func writeGoWork(root string) error {
+	goVersion, err := goDirective(filepath.Join(root, "go.mod"))
+	if err != nil {
+		return err
+	}
+	text := "// Generated by xspan's internal/torchsetup; DO NOT EDIT. Ignored by git.\n\ngo " + goVersion + "\n\nuse .\n\nreplace " +
+		gotchModule + " " + gotchVersion + " => ./.build/gotch\n"
+	path := filepath.Join(root, "go.work")
+	if b, err := os.ReadFile(path); err == nil && string(b) == text {
+		return nil
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// goDirective returns the version of go.mod's go line: go.work must not name an older one.
+func goDirective(goMod string) (string, error) {
+	b, err := os.ReadFile(goMod)
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(l), "go "); ok {
+			return strings.TrimSpace(v), nil
+		}
+	}
+	return "", fmt.Errorf("%s has no go line", goMod)
+}
+
+func rel(root, p string) string {
+	if r, err := filepath.Rel(root, p); err == nil {
+		return r
+	}
+	return p
+}

@@ -1,0 +1,248 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func copyFixture(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := copyModule("testdata/fixture", dir); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func needGxx(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("g++"); err != nil {
+		t.Skip("g++ not installed")
+	}
+}
+
+// The fixture has three wrappers that do not compile, each for another reason: a missing
+// op, a tuple index out of range (the error stands in a system header, the wrapper only
+// in a "required from here" line) and a changed signature.
+func TestStubUntilItCompilesStubsExactlyTheBrokenWrappers(t *testing.T) {
+	needGxx(t)
+	dir := copyFixture(t)
+	lt := &libtorch{Version: "9.9.9", CXX11ABI: true}
+	stubbed, err := stubUntilItCompiles(dir, lt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"atg_new_op", "atg_split5", "atg_count_changed"}
+	if !reflect.DeepEqual(stubbed, want) {
+		t.Fatalf("stubbed %v, want %v", stubbed, want)
+	}
+	src, err := os.ReadFile(filepath.Join(dir, generatedCpp))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(src)
+	for _, keep := range []string{"torch::relu(*self)", "torch::split2(*self);\n    out__[0] = new std::vector<double>(std::get<0>(outputs__));\n    out__[1]", "return torch::count(*self);"} {
+		if !strings.Contains(text, keep) {
+			t.Errorf("a wrapper that compiled was changed: %q is gone", keep)
+		}
+	}
+	if !strings.Contains(text, `op new_op is not available`) || !strings.Contains(text, "libtorch 9.9.9") {
+		t.Errorf("stub message does not name the op and version:\n%s", text)
+	}
+	// The stubbed file builds, and calling a stubbed wrapper sets the error slot (the
+	// fixture's main exits 0 only then).
+	bin := filepath.Join(dir, "fixture")
+	out, err := exec.Command("g++", "-std=c++17", "-w", "-I", dir, "-o", bin, filepath.Join(dir, "torch_api.cpp")).CombinedOutput()
+	if err != nil {
+		t.Fatalf("stubbed fixture does not build: %v\n%s", err, out)
+	}
+	if out, err := exec.Command(bin).CombinedOutput(); err != nil {
+		t.Fatalf("calling the stubbed wrapper did not set the error: %v %s", err, out)
+	}
+}
+
+func TestDiagLinesMapsErrorsToWrappers(t *testing.T) {
+	out := []byte(`In file included from torch_api.cpp:3:
+torch_api_generated.cpp.h:12:29: error: 'x' is not a member of 'torch'
+/usr/include/c++/12/tuple:1357:25: error: static assertion failed
+libtch/torch_api_generated.cpp.h:26:3:   required from here
+torch_api.h:20:5: note: in expansion of macro 'PROTECT'
+                 from torch_api_generated.cpp.h:40,
+other_torch_api_generated.cpp.h:99:1: error: not ours
+`)
+	got := diagLines(out, "torch_api_generated.cpp.h")
+	if !reflect.DeepEqual(got, []int{12, 26}) {
+		t.Fatalf("diagLines = %v, want [12 26]", got)
+	}
+	src, err := os.ReadFile("testdata/fixture/torch_api_generated.cpp.h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := findWrappers(src)
+	if len(ws) != 6 {
+		t.Fatalf("found %d wrappers, want 6", len(ws))
+	}
+	hit, outside := enclosing(ws, []int{1, 12, 13, 26})
+	if len(hit) != 2 || hit[0].name != "atg_new_op" || hit[1].name != "atg_split5" {
+		t.Fatalf("enclosing = %+v", hit)
+	}
+	if !reflect.DeepEqual(outside, []int{1}) {
+		t.Fatalf("outside = %v, want [1]", outside)
+	}
+}
+
+func TestStubKeepsReturnValueForNonVoid(t *testing.T) {
+	src := []byte("int64_t atg_n(tensor self) {\n  PROTECT(\n    return f();\n  )\n  return 0;\n}\nvoid atg_v(tensor self) {\n  PROTECT(\n    g();\n  )\n}\n")
+	ws := findWrappers(src)
+	out := string(stubWrappers(src, ws, "1.0"))
+	if strings.Count(out, "return 0;") != 1 || strings.Contains(out, "f()") || strings.Contains(out, "g()") {
+		t.Fatalf("stubbed text:\n%s", out)
+	}
+}
+
+func TestFixOutputBuffers(t *testing.T) {
+	src := `func(ts *Tensor) Four()(a, b, c, d *Tensor, err error) {
+  ctensorPtr0 := (*lib.Ctensor)(unsafe.Pointer(C.malloc(0)))
+  ctensorPtr1 := (*lib.Ctensor)(unsafe.Pointer(uintptr(unsafe.Pointer(ctensorPtr0)) + unsafe.Sizeof(ctensorPtr0)))
+  ctensorPtr2 := (*lib.Ctensor)(unsafe.Pointer(uintptr(unsafe.Pointer(ctensorPtr1)) + unsafe.Sizeof(ctensorPtr0)))
+  ctensorPtr3 := (*lib.Ctensor)(unsafe.Pointer(uintptr(unsafe.Pointer(ctensorPtr2)) + unsafe.Sizeof(ctensorPtr0)))
+  lib.AtgFour(ctensorPtr0, ts.ctensor)
+}
+
+func(ts *Tensor) One()(err error) {
+  ptr := (*lib.Ctensor)(unsafe.Pointer(C.malloc(0)))
+  lib.AtgOne(ptr, ts.ctensor)
+}
+
+func Loop() {
+	for i := 0; i < 2; i++ {
+		outputPtr := (*lib.Ctensor)(unsafe.Pointer(C.malloc(0)))
+		defer C.free(unsafe.Pointer(outputPtr))
+	}
+}
+`
+	out, n := fixOutputBuffers(src)
+	if n != 3 {
+		t.Fatalf("fixed %d buffers, want 3", n)
+	}
+	for _, want := range []string{
+		"ctensorPtr0 := (*lib.Ctensor)(C.malloc(C.size_t(4) * C.size_t(unsafe.Sizeof(uintptr(0)))))\n  defer C.free(unsafe.Pointer(ctensorPtr0))",
+		"ptr := (*lib.Ctensor)(C.malloc(C.size_t(1) * C.size_t(unsafe.Sizeof(uintptr(0)))))\n  defer C.free(unsafe.Pointer(ptr))",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in\n%s", want, out)
+		}
+	}
+	if strings.Count(out, "defer C.free(unsafe.Pointer(outputPtr))") != 1 {
+		t.Errorf("an already freed buffer got a second free:\n%s", out)
+	}
+	if strings.Contains(out, "malloc(0)") {
+		t.Errorf("malloc(0) left:\n%s", out)
+	}
+}
+
+func TestLibGoForSystemLibtorch(t *testing.T) {
+	lt := &libtorch{IncludeDirs: []string{"/usr/include/torch/csrc/api/include"}, LibDir: "/usr/lib/x86_64-linux-gnu", Version: "1.13.0", CXX11ABI: true}
+	got := lt.libGo()
+	for _, want := range []string{
+		"package libtch",
+		"// #cgo CXXFLAGS: -std=c++17 -I${SRCDIR} -O1 -w -D_GLIBCXX_USE_CXX11_ABI=1\n",
+		"// #cgo CXXFLAGS: -I/usr/include/torch/csrc/api/include\n",
+		"// #cgo LDFLAGS: -lstdc++ -ltorch -lc10 -ltorch_cpu\n",
+		"import \"C\"",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("lib.go lacks %q:\n%s", want, got)
+		}
+	}
+	for _, bad := range []string{"cuda", "rpath", "ABI=0"} {
+		if strings.Contains(strings.ToLower(got), strings.ToLower(bad)) {
+			t.Errorf("CPU lib.go mentions %q:\n%s", bad, got)
+		}
+	}
+}
+
+// fakeLibtorch lays out a libtorch folder as a CUDA Python install has it.
+func fakeLibtorch(t *testing.T, cxx11, cuda bool) string {
+	t.Helper()
+	dir := t.TempDir()
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(dir, "include/torch/csrc/api/include/torch"), 0o755))
+	must(os.MkdirAll(filepath.Join(dir, "lib"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "include/torch/csrc/api/include/torch/version.h"),
+		[]byte("#pragma once\n#define TORCH_VERSION_MAJOR 2\n#define TORCH_VERSION_MINOR 11\n#define TORCH_VERSION_PATCH 0\n"), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "lib/libtorch.so"), []byte("\x7fELF"), 0o644))
+	sym := "_ZN3c106detail14torchCheckFailEPKcS2_jRKSs" // pre-C++11 ABI std::string
+	if cxx11 {
+		sym = "_ZN3c106detail14torchCheckFailEPKcS2_jRKNSt7__cxx1112basic_stringIcSt11char_traitsIcESaIcEEE"
+	}
+	must(os.WriteFile(filepath.Join(dir, "lib/libc10.so"), []byte("\x7fELF\x00"+sym+"\x00"), 0o644))
+	if cuda {
+		must(os.WriteFile(filepath.Join(dir, "lib/libtorch_cuda.so"), []byte("\x7fELF"), 0o644))
+	}
+	return dir
+}
+
+func TestLibGoForLibtorchFolder(t *testing.T) {
+	t.Setenv("LIBTORCH_CXX11_ABI", "")
+	dir := fakeLibtorch(t, true, true)
+	lt, err := openLibtorchDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lt.Version != "2.11.0" || !lt.CXX11ABI || !lt.CUDA {
+		t.Fatalf("detected %+v", lt)
+	}
+	got := lt.libGo()
+	for _, want := range []string{
+		"-D_GLIBCXX_USE_CXX11_ABI=1",
+		"-I" + filepath.Join(dir, "include") + " -I" + filepath.Join(dir, "include/torch/csrc/api/include"),
+		"-L" + filepath.Join(dir, "lib") + " -Wl,-rpath," + filepath.Join(dir, "lib") + " -lstdc++ -ltorch -lc10 -ltorch_cpu",
+		"// #cgo LDFLAGS: -Wl,--no-as-needed -ltorch_cuda -lc10_cuda -Wl,--as-needed\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("lib.go lacks %q:\n%s", want, got)
+		}
+	}
+
+	old := fakeLibtorch(t, false, false)
+	lt, err = openLibtorchDir(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lt.CXX11ABI || lt.CUDA {
+		t.Fatalf("pre-C++11-ABI CPU folder detected as %+v", lt)
+	}
+	if got := lt.libGo(); !strings.Contains(got, "-D_GLIBCXX_USE_CXX11_ABI=0") || strings.Contains(got, "cuda") {
+		t.Errorf("lib.go:\n%s", got)
+	}
+}
+
+func TestOpenLibtorchDirErrors(t *testing.T) {
+	if _, err := openLibtorchDir(t.TempDir()); err == nil || !strings.Contains(err.Error(), "no libtorch headers") {
+		t.Fatalf("empty folder: err = %v", err)
+	}
+	dir := fakeLibtorch(t, true, false)
+	os.Remove(filepath.Join(dir, "lib/libtorch.so"))
+	if _, err := openLibtorchDir(dir); err == nil || !strings.Contains(err.Error(), "no libtorch.so") {
+		t.Fatalf("folder without libtorch.so: err = %v", err)
+	}
+}
+
+func TestParseTorchVersion(t *testing.T) {
+	v, err := parseTorchVersion([]byte("#define TORCH_VERSION_MAJOR 1\n#define TORCH_VERSION_MINOR 13\n#define TORCH_VERSION_PATCH 0\n"))
+	if err != nil || v != "1.13.0" {
+		t.Fatalf("got %q, %v", v, err)
+	}
+	if _, err := parseTorchVersion([]byte("nothing")); err == nil {
+		t.Fatal("no error for a header without version")
+	}
+}
