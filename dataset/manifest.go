@@ -134,7 +134,9 @@ func (m *Manifest) check() error {
 	if m.Version != Version {
 		return fmt.Errorf("manifest version %d is not supported (this xspan reads version %d)", m.Version, Version)
 	}
-	if len(m.Requires) > 0 {
+	if len(m.Requires) == 0 {
+		m.Requires = nil // "requires": [] means none
+	} else {
 		return fmt.Errorf("manifest requires features this xspan does not know: %s", strings.Join(m.Requires, ", "))
 	}
 	switch m.Vocab.Kind {

@@ -99,6 +99,9 @@ func (c *Char) AppendPacked(dst []byte, width int, text []byte) ([]byte, int, er
 	if width < Width(c.Size()) {
 		return dst, 0, fmt.Errorf("char vocabulary of %d ids does not fit %d-byte ids", c.Size(), width)
 	}
+	if width == 1 {
+		return c.appendPacked1(dst, text)
+	}
 	unk := uint32(c.Unk())
 	n := 0
 	var tmp [4]byte
@@ -136,6 +139,47 @@ func (c *Char) AppendPacked(dst []byte, width int, text []byte) ([]byte, int, er
 		}
 	}
 	return dst, n, nil
+}
+
+// appendPacked1 is AppendPacked for 1-byte ids, with a fast path for ASCII.
+func (c *Char) appendPacked1(dst []byte, text []byte) ([]byte, int, error) {
+	var ids [128]byte
+	var unks [128]int
+	unk := c.Unk()
+	for i, id := range c.ascii {
+		if id < 0 {
+			ids[i], unks[i] = byte(unk), 1
+		} else {
+			ids[i] = byte(id)
+		}
+	}
+	start := len(dst)
+	dst = slices.Grow(dst, len(text))[:start+len(text)] // at most one id a byte
+	out := dst[start:]
+	k, n := 0, 0
+	for i := 0; i < len(text); {
+		b := text[i]
+		if b < utf8.RuneSelf {
+			out[k] = ids[b]
+			n += unks[b]
+			k++
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(text[i:])
+		if r == utf8.RuneError && size <= 1 {
+			return dst[:start+k], n, &InvalidUTF8Error{Offset: int64(i)}
+		}
+		id, ok := c.other[r]
+		if !ok {
+			id = uint32(unk)
+			n++
+		}
+		out[k] = byte(id)
+		k++
+		i += size
+	}
+	return dst[:start+k], n, nil
 }
 
 // Decode returns the characters of ids; <unk> and ids out of range decode to U+FFFD.

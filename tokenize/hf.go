@@ -27,8 +27,9 @@ type HF struct {
 	pool sync.Pool // of *tokenizer.Tokenizer built from raw
 }
 
-// hfChunk is the text size above which Encode splits its input into parallel chunks.
-const hfChunk = 256 << 10
+// hfChunk is the text size above which Encode splits its input into parallel chunks
+// (a variable for tests).
+var hfChunk = 256 << 10
 
 // LoadHF loads a tokenizer.json file.
 func LoadHF(path string) (*HF, error) {
