@@ -32,7 +32,7 @@ const (
 	gotchModule  = "github.com/sugarme/gotch"
 	gotchVersion = "v0.9.1"
 	// setupVersion changes whenever the patches below change, so that old copies are redone.
-	setupVersion = "6"
+	setupVersion = "7"
 )
 
 func main() {
@@ -113,6 +113,19 @@ func run(root string, force bool) error {
 		return err
 	}
 	fmt.Printf("torch set-up: sized and freed %d C.malloc(0) output buffers in ts/*.go\n", n)
+	if _, err := patchFile(filepath.Join(tmp, "ts", "tensor-generated.go"), func(s string) (string, error) {
+		out, n := patchInPlaceHandles(s)
+		if n == 0 {
+			return "", errors.New("no in-place wrappers found")
+		}
+		return out, nil
+	}); err != nil {
+		return err
+	}
+	if _, err := patchFile(filepath.Join(tmp, "ts", "tensor.go"), patchTensorLifetime); err != nil {
+		return err
+	}
+	fmt.Println("torch set-up: in-place wrappers free the handle they replace; tensors carry no 100 kB ballast or name registry")
 	stubbed, err := stubUntilItCompiles(filepath.Join(tmp, "libtch"), lt)
 	if err != nil {
 		return err
@@ -231,6 +244,19 @@ func copyModule(src, dst string) error {
 		}
 		return os.WriteFile(filepath.Join(dst, r), b, 0o644)
 	})
+}
+
+// patchFile rewrites one file of the copy with fn.
+func patchFile(path string, fn func(string) (string, error)) (bool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return false, err
+	}
+	out, err := fn(string(b))
+	if err != nil {
+		return false, fmt.Errorf("patching %s: %v (is this gotch %s?)", path, err, gotchVersion)
+	}
+	return true, os.WriteFile(path, []byte(out), 0o644)
 }
 
 // fixGoWrappers applies fixOutputBuffers to every Go file of gotch's ts package.

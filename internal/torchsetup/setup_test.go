@@ -246,3 +246,32 @@ func TestParseTorchVersion(t *testing.T) {
 		t.Fatal("no error for a header without version")
 	}
 }
+
+func TestPatchTensorLifetime(t *testing.T) {
+	src := "package ts\n\nfunc newTensor(ctensor lib.Ctensor, nameOpt ...string) *Tensor {\n\tx.d = new(bigStruct)\n\tlock.Lock()\n}\n\nfunc keep() {}\n\nfunc freeCTensor(ts *Tensor) error {\n\tlock.Lock()\n\tdelete(ExistingTensors, ts.name)\n}\n\nfunc after() {}\n"
+	out, err := patchTensorLifetime(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, gone := range []string{"bigStruct", "lock.Lock", "ExistingTensors"} {
+		if strings.Contains(out, gone) {
+			t.Errorf("%q still in patched text:\n%s", gone, out)
+		}
+	}
+	for _, kept := range []string{"func keep() {}", "func after() {}", "lib.AtFree(ts.ctensor)", "runtime.SetFinalizer(x, freeCTensor)"} {
+		if !strings.Contains(out, kept) {
+			t.Errorf("%q missing from patched text:\n%s", kept, out)
+		}
+	}
+	if _, err := patchTensorLifetime("package ts\n"); err == nil {
+		t.Fatal("no error for a file without newTensor")
+	}
+}
+
+func TestPatchInPlaceHandles(t *testing.T) {
+	src := "func(ts *Tensor) Add_(o *Tensor)(err error) {\n  lib.AtgAdd_(ptr, ts.ctensor, o.ctensor)\n  ts.ctensor = *ptr\n  \n  return err\n}\n"
+	out, n := patchInPlaceHandles(src)
+	if n != 1 || !strings.Contains(out, "  lib.AtFree(ts.ctensor)\n  ts.ctensor = *ptr\n") {
+		t.Fatalf("n=%d\n%s", n, out)
+	}
+}
