@@ -127,9 +127,18 @@ func readInput(path, member string) ([]byte, error) {
 	if st.IsDir() {
 		return nil, fmt.Errorf("%s: is a folder", path)
 	}
+	var head [4]byte
+	n, _ := f.ReadAt(head[:], 0)
+	if !bytes.HasPrefix(head[:n], magicZip) && !bytes.HasPrefix(head[:n], magicGzip) && !bytes.HasPrefix(head[:n], magicZstd) {
+		// Plain text: one read into a buffer of the right size.
+		data := make([]byte, st.Size())
+		if _, err := io.ReadFull(f, data); err != nil {
+			return nil, fmt.Errorf("%s: %v", path, err)
+		}
+		return data, nil
+	}
 	br := bufio.NewReaderSize(f, 1<<20)
-	head, _ := br.Peek(4)
-	if bytes.HasPrefix(head, magicZip) {
+	if bytes.HasPrefix(head[:n], magicZip) {
 		if member == "" {
 			return nil, fmt.Errorf("%s: a zip archive; only enwik8.zip is read as a zip (use --format enwik8)", path)
 		}

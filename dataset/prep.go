@@ -164,15 +164,13 @@ func Prep(ctx context.Context, out string, inputs []string, opts ...Option) (*Ma
 		Compression: Compression{Codec: "zstd", Level: c.level},
 	}
 	w := &writer{c: &c, dir: tmp, width: width, vocab: vocab, total: total}
-	for _, s := range splits {
-		sp, err := w.writeSplit(ctx, s)
-		if err != nil {
-			return nil, err
-		}
+	if m.Splits, err = w.writeAll(ctx, splits); err != nil {
+		return nil, err
+	}
+	for _, sp := range m.Splits {
 		if sp.Unk > 0 {
-			c.logf("split %s: %d characters not in the train split were replaced by <unk>", s.name, sp.Unk)
+			c.logf("split %s: %d characters not in the train split were replaced by <unk>", sp.Name, sp.Unk)
 		}
-		m.Splits = append(m.Splits, *sp)
 	}
 	if hf != nil {
 		if err := os.WriteFile(filepath.Join(tmp, m.Vocab.File), hf.JSON(), 0o644); err != nil {

@@ -34,18 +34,73 @@ func (w *writer) advance(n int64) {
 	w.mu.Unlock()
 }
 
-// job is one shard to write: text to encode, or ids already encoded.
+// job is one shard to write (text to encode, or ids already encoded), or a side task
+// (fn) run by the same workers.
 type job struct {
-	idx  int
-	text []byte
-	ids  []uint32
+	split string
+	idx   int
+	text  []byte
+	ids   []uint32
+	fn    func()
+	// Where the result goes.
+	shard *Shard
+	unk   *int64
+	err   *error
 }
 
-func (w *writer) writeSplit(ctx context.Context, s *splitText) (*Split, error) {
-	sp := &Split{
-		Name: s.name, Bytes: int64(len(s.text)), DroppedNewlines: s.dropped,
-		Source: Source{Bytes: int64(len(s.raw)), Checksum: fmt.Sprintf("xxh64:%016x", xxhash.Sum64(s.raw)), Ranges: s.ranges},
+// writeAll encodes the splits into shard files with one pool of workers for all of
+// them, and returns their manifest entries.
+func (w *writer) writeAll(ctx context.Context, texts []*splitText) ([]Split, error) {
+	splits := make([]Split, len(texts))
+	unks := make([][]int64, len(texts))
+	errs := make([][]error, len(texts))
+	var jobs []job
+	for i, s := range texts {
+		sp := &splits[i]
+		*sp = Split{Name: s.name, Bytes: int64(len(s.text)), DroppedNewlines: s.dropped,
+			Source: Source{Bytes: int64(len(s.raw)), Ranges: s.ranges}}
+		jobs = append(jobs, job{fn: func() { sp.Source.Checksum = fmt.Sprintf("xxh64:%016x", xxhash.Sum64(s.raw)) }})
+		if w.vocab.Kind() != tokenize.KindChar {
+			jobs = append(jobs, job{fn: func() { sp.Chars = int64(utf8.RuneCount(s.text)) }})
+		}
+		js, err := w.plan(ctx, s)
+		if err != nil {
+			return nil, err
+		}
+		sp.Shards = make([]Shard, len(js))
+		unks[i] = make([]int64, len(js))
+		errs[i] = make([]error, len(js))
+		for k := range js {
+			js[k].shard, js[k].unk, js[k].err = &sp.Shards[k], &unks[i][k], &errs[i][k]
+		}
+		jobs = append(jobs, js...)
 	}
+	w.run(ctx, jobs)
+	for i := range splits {
+		sp := &splits[i]
+		for k, err := range errs[i] {
+			if err != nil {
+				var ue *tokenize.InvalidUTF8Error
+				if errors.As(err, &ue) {
+					return nil, fmt.Errorf("split %s, shard %d (%s): %v", sp.Name, k, describeRanges(sp.Source.Ranges), err)
+				}
+				return nil, err
+			}
+			sp.Tokens += sp.Shards[k].Tokens
+			sp.Unk += unks[i][k]
+		}
+		if w.vocab.Kind() == tokenize.KindChar {
+			sp.Chars = sp.Tokens
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return splits, nil
+}
+
+// plan cuts a split into shard jobs; a tokenizer.json vocabulary encodes here.
+func (w *writer) plan(ctx context.Context, s *splitText) ([]job, error) {
 	S := w.c.shardTokens
 	var jobs []job
 	_, isPacker := w.vocab.(tokenize.Packer)
@@ -53,13 +108,13 @@ func (w *writer) writeSplit(ctx context.Context, s *splitText) (*Split, error) {
 	case isPacker && w.vocab.Kind() == tokenize.KindByte:
 		for t := s.text; len(t) > 0; {
 			n := min(S, len(t))
-			jobs = append(jobs, job{idx: len(jobs), text: t[:n]})
+			jobs = append(jobs, job{split: s.name, idx: len(jobs), text: t[:n]})
 			t = t[n:]
 		}
 	case isPacker:
 		for t := s.text; len(t) > 0; {
 			n := advanceRunes(t, S)
-			jobs = append(jobs, job{idx: len(jobs), text: t[:n]})
+			jobs = append(jobs, job{split: s.name, idx: len(jobs), text: t[:n]})
 			t = t[n:]
 		}
 	default:
@@ -77,19 +132,15 @@ func (w *writer) writeSplit(ctx context.Context, s *splitText) (*Split, error) {
 		}
 		for t := ids; len(t) > 0; {
 			n := min(S, len(t))
-			jobs = append(jobs, job{idx: len(jobs), ids: t[:n]})
+			jobs = append(jobs, job{split: s.name, idx: len(jobs), ids: t[:n]})
 			t = t[n:]
 		}
 	}
-	if w.vocab.Kind() == tokenize.KindChar {
-		sp.Chars = -1 // filled in from the token count below
-	} else {
-		sp.Chars = int64(utf8.RuneCount(s.text))
-	}
+	return jobs, nil
+}
 
-	shards := make([]Shard, len(jobs))
-	unks := make([]int64, len(jobs))
-	errs := make([]error, len(jobs))
+// run runs jobs on the configured number of workers, each with its own encoder.
+func (w *writer) run(ctx context.Context, jobs []job) {
 	next := make(chan job)
 	var wg sync.WaitGroup
 	level := zstd.EncoderLevelFromZstd(w.c.level)
@@ -104,13 +155,18 @@ func (w *writer) writeSplit(ctx context.Context, s *splitText) (*Split, error) {
 			defer enc.Close()
 			var packed, file []byte
 			for j := range next {
-				if err := ctx.Err(); err != nil {
-					errs[j.idx] = err
-					continue
-				}
-				shards[j.idx], unks[j.idx], packed, file, errs[j.idx] = w.writeShard(enc, s.name, j, packed[:0], file[:0])
-				if j.ids == nil {
-					w.advance(int64(len(j.text)))
+				switch {
+				case ctx.Err() != nil:
+					if j.err != nil {
+						*j.err = ctx.Err()
+					}
+				case j.fn != nil:
+					j.fn()
+				default:
+					*j.shard, *j.unk, packed, file, *j.err = w.writeShard(enc, j.split, j, packed[:0], file[:0])
+					if j.ids == nil {
+						w.advance(int64(len(j.text)))
+					}
 				}
 			}
 		}()
@@ -120,22 +176,6 @@ func (w *writer) writeSplit(ctx context.Context, s *splitText) (*Split, error) {
 	}
 	close(next)
 	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			var ue *tokenize.InvalidUTF8Error
-			if errors.As(err, &ue) {
-				return nil, fmt.Errorf("split %s, shard %d (%s): %v", s.name, i, describeRanges(s.ranges), err)
-			}
-			return nil, err
-		}
-		sp.Tokens += shards[i].Tokens
-		sp.Unk += unks[i]
-	}
-	sp.Shards = shards
-	if sp.Chars < 0 {
-		sp.Chars = sp.Tokens
-	}
-	return sp, nil
 }
 
 // writeShard encodes one job, writes its file and describes it; packed and file are

@@ -1,6 +1,7 @@
 package tokenize
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -143,12 +144,13 @@ func (c *Char) AppendPacked(dst []byte, width int, text []byte) ([]byte, int, er
 
 // appendPacked1 is AppendPacked for 1-byte ids, with a fast path for ASCII.
 func (c *Char) appendPacked1(dst []byte, text []byte) ([]byte, int, error) {
-	var ids [128]byte
-	var unks [128]int
+	// With 1-byte ids every <unk> is the byte unk (no character has that id), so
+	// <unk>s are counted at the end rather than in the loop.
+	var ids [256]byte // indexed by any byte: no bounds checks
 	unk := c.Unk()
 	for i, id := range c.ascii {
 		if id < 0 {
-			ids[i], unks[i] = byte(unk), 1
+			ids[i] = byte(unk)
 		} else {
 			ids[i] = byte(id)
 		}
@@ -156,30 +158,38 @@ func (c *Char) appendPacked1(dst []byte, text []byte) ([]byte, int, error) {
 	start := len(dst)
 	dst = slices.Grow(dst, len(text))[:start+len(text)] // at most one id a byte
 	out := dst[start:]
-	k, n := 0, 0
+	k := 0
 	for i := 0; i < len(text); {
+		if i+8 <= len(text) && k+8 <= len(out) {
+			if w := binary.LittleEndian.Uint64(text[i:]); w&0x8080808080808080 == 0 {
+				t, o := text[i:i+8:i+8], out[k:k+8:k+8]
+				o[0], o[1], o[2], o[3] = ids[t[0]], ids[t[1]], ids[t[2]], ids[t[3]]
+				o[4], o[5], o[6], o[7] = ids[t[4]], ids[t[5]], ids[t[6]], ids[t[7]]
+				i += 8
+				k += 8
+				continue
+			}
+		}
 		b := text[i]
 		if b < utf8.RuneSelf {
 			out[k] = ids[b]
-			n += unks[b]
 			k++
 			i++
 			continue
 		}
 		r, size := utf8.DecodeRune(text[i:])
 		if r == utf8.RuneError && size <= 1 {
-			return dst[:start+k], n, &InvalidUTF8Error{Offset: int64(i)}
+			return dst[:start+k], 0, &InvalidUTF8Error{Offset: int64(i)}
 		}
 		id, ok := c.other[r]
 		if !ok {
 			id = uint32(unk)
-			n++
 		}
 		out[k] = byte(id)
 		k++
 		i += size
 	}
-	return dst[:start+k], n, nil
+	return dst[:start+k], bytes.Count(out[:k], []byte{byte(unk)}), nil
 }
 
 // Decode returns the characters of ids; <unk> and ids out of range decode to U+FFFD.
@@ -204,10 +214,29 @@ type CharSet struct {
 
 // Add adds the characters of text. Invalid UTF-8 is an *InvalidUTF8Error.
 func (s *CharSet) Add(text []byte) error {
+	// Pass 1 marks every byte value, branch-free; pass 2 decodes only where bytes are
+	// not ASCII, skipping ASCII eight bytes at a time.
+	var seen [256]bool
+	for _, b := range text {
+		seen[b] = true
+	}
+	nonASCII := false
+	for b := 0; b < utf8.RuneSelf; b++ {
+		s.ascii[b] = s.ascii[b] || seen[b]
+	}
+	for b := utf8.RuneSelf; b < 256; b++ {
+		nonASCII = nonASCII || seen[b]
+	}
+	if !nonASCII {
+		return nil
+	}
 	for i := 0; i < len(text); {
+		if i+8 <= len(text) && binary.LittleEndian.Uint64(text[i:])&0x8080808080808080 == 0 {
+			i += 8
+			continue
+		}
 		b := text[i]
 		if b < utf8.RuneSelf {
-			s.ascii[b] = true
 			i++
 			continue
 		}
