@@ -124,4 +124,3 @@ func TestCLIErrors(t *testing.T) {
 		t.Errorf("left behind in %s: %d entries", dir, len(entries))
 	}
 }
-
