@@ -55,6 +55,7 @@ func (w *writer) writeAll(ctx context.Context, texts []*splitText) ([]Split, err
 	unks := make([][]int64, len(texts))
 	errs := make([][]error, len(texts))
 	var jobs []job
+	w.advance(0) // starts the clock of a progress display
 	for i, s := range texts {
 		sp := &splits[i]
 		*sp = Split{Name: s.name, Bytes: int64(len(s.text)), DroppedNewlines: s.dropped,
