@@ -1,0 +1,190 @@
+// Package expirespan implements Expire-Span attention (Sukhbaatar et al., "Not All
+// Memories are Created Equal: Learning to Forget by Expiring", ICML 2021): attention
+// over a memory of earlier hidden states in which every memory predicts its own span
+// e_i = L·σ(wᵀx_i/pre_div + b) and is masked softly once its age passes that span, so that
+// it can be dropped for good when the mask reaches zero.
+//
+// An Attention holds one layer's weights; a Memory holds one layer's memory for B streams
+// and is updated after every block with one of the pruning Rules. The same code serves
+// training, evaluation and incremental decoding.
+package expirespan
+
+import (
+	"math"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/nn"
+	"github.com/sugarme/gotch/ts"
+)
+
+// Config is one attention layer's settings (lm.Config holds them for the whole model).
+type Config struct {
+	Dim, Heads int
+	PosWindow  int     // P: distances 1…P get a learned position term
+	Expire     bool    // learned spans; false: causal attention over the whole memory
+	MaxSpan    float64 // L
+	Ramp       float64 // R
+	Alpha      float64 // span-loss coefficient
+	PreDiv     float64 // span predictor input divisor
+	InitFrac   float64 // p0: initial span fraction
+	Dropout    float64 // on attention weights
+	OutScale   float64 // scales W_o at init (pre-norm: 1/√(2N)); 0 means 1
+}
+
+// Attention is one layer's attention weights. Projections have no biases; matrices are
+// stored in×out so that x·W applies them.
+type Attention struct {
+	cfg            Config
+	Wq, Wk, Wv, Wo *ts.Tensor
+	SpanW, SpanB   *ts.Tensor // d×1 and 1: the span predictor
+}
+
+// NewAttention creates a layer's weights under p, initialised as PyTorch's nn.Linear
+// (uniform ±1/√d), the span predictor with w = 0 and b = logit(p0).
+func NewAttention(p *nn.Path, cfg Config) *Attention {
+	d := int64(cfg.Dim)
+	bound := 1 / math.Sqrt(float64(d))
+	u := nn.NewUniformInit(-bound, bound)
+	a := &Attention{cfg: cfg}
+	a.Wq = p.MustNewVar("wq", []int64{d, d}, u)
+	a.Wk = p.MustNewVar("wk", []int64{d, d}, u)
+	a.Wv = p.MustNewVar("wv", []int64{d, d}, u)
+	oScale := cfg.OutScale
+	if oScale == 0 {
+		oScale = 1
+	}
+	a.Wo = p.MustNewVar("wo", []int64{d, d}, nn.NewUniformInit(-bound*oScale, bound*oScale))
+	if cfg.Expire {
+		a.SpanW = p.MustNewVar("span_w", []int64{d, 1}, nn.NewConstInit(0))
+		// A constant init other than 0 or 1 would make a float64 tensor: fill a zero one.
+		a.SpanB = p.MustNewVar("span_b", []int64{1}, nn.NewConstInit(0))
+		ts.NoGrad(func() { a.SpanB.MustFill_(ts.FloatScalar(math.Log(cfg.InitFrac / (1 - cfg.InitFrac)))) })
+	}
+	return a
+}
+
+// Config returns the layer's settings.
+func (a *Attention) Config() Config { return a.cfg }
+
+// Spans computes e = L·σ(x·w/pre_div + b) for keys x (B×N×d), giving B×N.
+func (a *Attention) Spans(x *ts.Tensor) *ts.Tensor {
+	z := x.MustMatmul(a.SpanW, false).MustSqueezeDim(-1, true)
+	if a.cfg.PreDiv != 1 {
+		z = z.MustMulScalar(ts.FloatScalar(1/a.cfg.PreDiv), true)
+	}
+	z = z.MustAdd(a.SpanB, true)
+	return z.MustSigmoid(true).MustMulScalar(ts.FloatScalar(a.cfg.MaxSpan), true)
+}
+
+// splitHeads turns B×N×d into B×K×N×d_h.
+func (a *Attention) splitHeads(x *ts.Tensor, del bool) *ts.Tensor {
+	s := x.MustSize()
+	k := int64(a.cfg.Heads)
+	return x.MustView([]int64{s[0], s[1], k, s[2] / k}, del).MustTranspose(1, 2, true)
+}
+
+// Masks are a block's soft mask and what is derived from it, built once per layer and
+// broadcast over heads.
+type Masks struct {
+	M      *ts.Tensor // B×1×T×N soft mask m (ramp times causal), no graph through the causal part
+	Bias   *ts.Tensor // B×1×T×N: 0 where m > 0, −1e30 where m = 0
+	R      *ts.Tensor // B×T×N remaining span r = e' − C − j (nil without expiry)
+	PosIdx *ts.Tensor // B×1×T×N int64: column of the position table for each (query, key)
+	PosOK  *ts.Tensor // B×1×T×N float: 1 where the distance lies in 1…P
+}
+
+// Drop frees the masks.
+func (mk *Masks) Drop() {
+	for _, t := range []*ts.Tensor{mk.M, mk.Bias, mk.R, mk.PosIdx, mk.PosOK} {
+		if t != nil {
+			t.MustDrop()
+		}
+	}
+}
+
+// BuildMasks computes the masks of a block of t queries over keys of ages c (B×N float,
+// the memory's then 0, −1, …) and spans e (B×N, nil without expiry). shorten > 0 caps
+// spans at shorten·L (random shortening; the cap applies to mask and loss only).
+func (a *Attention) BuildMasks(e, c *ts.Tensor, t int, shorten float64) *Masks {
+	dev := c.MustDevice()
+	j := ts.MustArange(ts.IntScalar(int64(t)), gotch.Float, dev).MustView([]int64{1, int64(t), 1}, true)
+	// δ_ji = j + C_i: the distance from query j back to key i (B×T×N).
+	delta := c.MustUnsqueeze(1, false).MustAdd(j, true)
+	j.MustDrop()
+	causal := delta.MustGe(ts.FloatScalar(1), false).MustTotype(gotch.Float, true)
+	mk := &Masks{}
+	if a.cfg.Expire {
+		ee := e
+		if shorten > 0 {
+			ee = e.MustClampMax(ts.FloatScalar(shorten*a.cfg.MaxSpan), false)
+		}
+		// r = e' − δ, m = clamp(1 + r/R, 0, 1) · causal
+		mk.R = ee.MustUnsqueeze(1, false).MustSub(delta, true)
+		if shorten > 0 {
+			ee.MustDrop()
+		}
+		m := mk.R.MustMulScalar(ts.FloatScalar(1/a.cfg.Ramp), false).MustAddScalar(ts.FloatScalar(1), true).
+			MustClamp(ts.FloatScalar(0), ts.FloatScalar(1), true).MustMul(causal, true)
+		causal.MustDrop()
+		mk.M = m.MustUnsqueeze(1, true)
+	} else {
+		mk.M = causal.MustUnsqueeze(1, true)
+	}
+	mk.Bias = mk.M.MustLe(ts.FloatScalar(0), false).MustTotype(gotch.Float, true).MustMulScalar(ts.FloatScalar(-1e30), true)
+	p := float64(a.cfg.PosWindow)
+	// Column P − δ holds distance δ (the reference's layout).
+	okLow := delta.MustGe(ts.FloatScalar(1), false)
+	okHigh := delta.MustLe(ts.FloatScalar(p), false)
+	mk.PosOK = okLow.MustLogicalAnd(okHigh, true).MustTotype(gotch.Float, true).MustUnsqueeze(1, true)
+	okHigh.MustDrop()
+	mk.PosIdx = delta.MustNeg(true).MustAddScalar(ts.FloatScalar(p), true).
+		MustClamp(ts.FloatScalar(0), ts.FloatScalar(p-1), true).MustTotype(gotch.Int64, true).MustUnsqueeze(1, true)
+	return mk
+}
+
+// SpanLoss is α/(R·T) · Σ_j Σ_i r_ji·[0 < m_ji < 1], averaged over the batch: a value ≤ 0
+// whose gradient shortens the spans of keys inside their ramp.
+func (a *Attention) SpanLoss(mk *Masks, t int) *ts.Tensor {
+	m := mk.M.MustSqueezeDim(1, false)
+	in := m.MustGt(ts.FloatScalar(0), false).MustLogicalAnd(m.MustLt(ts.FloatScalar(1), false), true).MustTotype(gotch.Float, true)
+	m.MustDrop()
+	b := mk.R.MustSize()[0]
+	s := mk.R.MustMul(in, false).MustSum(gotch.Float, true)
+	in.MustDrop()
+	return s.MustMulScalar(ts.FloatScalar(a.cfg.Alpha/(a.cfg.Ramp*float64(t)*float64(b))), true)
+}
+
+// Attend computes the attention output (before the residual) of queries from h
+// (B×T×d) over keys and values k, v (B×K×N×d_h) with masks mk; pos is the d_h×P position
+// table. train turns dropout on.
+func (a *Attention) Attend(h, k, v, pos *ts.Tensor, mk *Masks, train bool) *ts.Tensor {
+	dh := int64(a.cfg.Dim / a.cfg.Heads)
+	q := a.splitHeads(h.MustMatmul(a.Wq, false), true) // B×K×T×d_h
+	s := q.MustMatmul(k.MustTranspose(-1, -2, false), false)
+	// Position term by each key's true distance: q_j·p_{col(δ_ji)} where 1 ≤ δ ≤ P.
+	qp := q.MustMatmul(pos, true) // B×K×T×P
+	sz := s.MustSize()
+	idx := mk.PosIdx.MustExpand(sz, false, false)
+	pe := qp.MustGather(3, idx, false, true).MustMul(mk.PosOK, true)
+	idx.MustDrop()
+	s = s.MustAdd(pe, true).MustMulScalar(ts.FloatScalar(1/math.Sqrt(float64(dh))), true)
+	pe.MustDrop()
+	s = s.MustAdd(mk.Bias, true)
+	att := s.MustSoftmax(-1, gotch.Float, true).MustMul(mk.M, true)
+	den := att.MustSumDimIntlist([]int64{-1}, true, gotch.Float, false).MustAddScalar(ts.FloatScalar(1e-8), true)
+	att = att.MustDiv(den, true)
+	den.MustDrop()
+	if train && a.cfg.Dropout > 0 {
+		att = ts.MustDropout(att, a.cfg.Dropout, true)
+	}
+	o := att.MustMatmul(v, true) // B×K×T×d_h
+	o = o.MustTranspose(1, 2, true).MustContiguous(true)
+	os := o.MustSize()
+	o = o.MustView([]int64{os[0], os[1], os[2] * os[3]}, true)
+	return o.MustMatmul(a.Wo, true)
+}
+
+// KeysValues projects keys x (B×N×d) into per-head keys and values (B×K×N×d_h).
+func (a *Attention) KeysValues(x *ts.Tensor) (k, v *ts.Tensor) {
+	return a.splitHeads(x.MustMatmul(a.Wk, false), true), a.splitHeads(x.MustMatmul(a.Wv, false), true)
+}

@@ -1,0 +1,274 @@
+package expirespan
+
+import (
+	"fmt"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+)
+
+// Memory is one layer's memory of earlier tokens for B parallel streams: the layer's
+// input hidden states H (B×Len×d, detached from the graph) and each key's age, how many
+// steps before the current block's first query the token was seen. Streams of a batch
+// keep equally many keys (tensors stay rectangular).
+//
+// For incremental decoding (batch 1) the memory also caches each key's projected key and
+// value and its span, computed once, when the memory is created.
+type Memory struct {
+	B, Len int
+	H      *ts.Tensor // B×Len×d; nil when Len == 0
+	Ages   []int64    // B×Len, row-major
+
+	// Decoding cache (batch 1), valid when kv is true.
+	kv      bool
+	K, V    *ts.Tensor // 1×heads×Len×d_h
+	Spans   []float32  // Len: each key's span e_i
+	Dropped int64      // keys dropped so far
+}
+
+// NewMemory returns the memory at the start of B streams: n zero vectors with ages
+// n, n−1, …, 1 (the reference's initial cache), or an empty memory when n is 0.
+func NewMemory(b, n, dim int, dev gotch.Device) *Memory {
+	m := &Memory{B: b, Len: n}
+	if n == 0 {
+		return m
+	}
+	m.H = ts.MustZeros([]int64{int64(b), int64(n), int64(dim)}, gotch.Float, dev)
+	m.Ages = make([]int64, b*n)
+	for s := 0; s < b; s++ {
+		for i := 0; i < n; i++ {
+			m.Ages[s*n+i] = int64(n - i)
+		}
+	}
+	return m
+}
+
+// Drop frees the memory's tensors.
+func (m *Memory) Drop() {
+	for _, t := range []*ts.Tensor{m.H, m.K, m.V} {
+		if t != nil {
+			t.MustDrop()
+		}
+	}
+	m.H, m.K, m.V = nil, nil, nil
+}
+
+// KeyAges returns the ages of the keys of a block of t tokens attending over this memory:
+// the memory's ages, then 0, −1, …, −(t−1) for the block's own tokens, per stream.
+func (m *Memory) KeyAges(t int) []float32 {
+	n := m.Len + t
+	out := make([]float32, m.B*n)
+	for s := 0; s < m.B; s++ {
+		row := out[s*n : (s+1)*n]
+		for i := 0; i < m.Len; i++ {
+			row[i] = float32(m.Ages[s*m.Len+i])
+		}
+		for j := 0; j < t; j++ {
+			row[m.Len+j] = float32(-j)
+		}
+	}
+	return out
+}
+
+// Rule says which keys a memory drops after a block.
+type Rule int
+
+const (
+	// KeepAll drops nothing (for tests and the no-pruning benchmark).
+	KeepAll Rule = iota
+	// PerKey drops every dead key of the memory at once (exact; any batch size, but
+	// streams must then drop equally many, so it is used with batch 1).
+	PerKey
+	// Rectangular is the reference's rule for batches: only dead keys, only in whole
+	// multiples of the block length, as many as the stream with the fewest dead keys has,
+	// each stream keeping the rest in order.
+	Rectangular
+	// LastL keeps the last L keys, dead or not: the Transformer-XL-style baseline.
+	LastL
+)
+
+// dead tells whether a key of span e and age c (relative to a block of t tokens) can never
+// be attended again: e − (c + t) + R ≤ 0, since the next block's first query sees it at
+// age c + t and the soft mask is zero from there on.
+func dead(e float32, c int64, t int, ramp float64) bool {
+	return float64(e)-float64(c+int64(t))+ramp <= 0
+}
+
+// keepIndices decides, for the keys [memory; block] of every stream after a block of t
+// tokens, which keys the new memory keeps (indices into each stream's row of n keys).
+// spans holds e_i (B×n); only memory keys (index < memLen) can be dropped.
+func keepIndices(rule Rule, b, n, memLen, t int, ages []float32, spans []float32, ramp float64, block int, maxLen int) [][]int {
+	keep := make([][]int, b)
+	switch rule {
+	case KeepAll:
+		for s := range keep {
+			keep[s] = seq(0, n)
+		}
+	case LastL:
+		start := 0
+		if n > maxLen {
+			start = n - maxLen
+		}
+		for s := range keep {
+			keep[s] = seq(start, n)
+		}
+	case PerKey, Rectangular:
+		deadOf := func(s, i int) bool {
+			return i < memLen && dead(spans[s*n+i], int64(ages[s*n+i]), t, ramp)
+		}
+		drop := -1 // how many dead keys each stream drops: all of them for PerKey
+		if rule == Rectangular {
+			drop = n
+			for s := 0; s < b; s++ {
+				c := 0
+				for i := 0; i < memLen; i++ {
+					if deadOf(s, i) {
+						c++
+					}
+				}
+				drop = min(drop, c)
+			}
+			drop -= drop % block
+		}
+		for s := 0; s < b; s++ {
+			k := make([]int, 0, n)
+			dropped := 0
+			for i := 0; i < n; i++ {
+				if deadOf(s, i) && (drop < 0 || dropped < drop) {
+					dropped++
+					continue
+				}
+				k = append(k, i)
+			}
+			keep[s] = k
+		}
+	default:
+		panic(fmt.Sprintf("expirespan: unknown rule %d", rule))
+	}
+	// Streams must keep equally many keys (PerKey with several streams is only rectangular
+	// when they happen to agree): pad shorter rows by keeping their newest dropped keys.
+	longest := 0
+	for _, k := range keep {
+		longest = max(longest, len(k))
+	}
+	for s, k := range keep {
+		if len(k) < longest {
+			keep[s] = padKeep(k, n, longest)
+		}
+	}
+	return keep
+}
+
+// padKeep adds back the newest dropped indices of k (sorted, in [0, n)) until it has want.
+func padKeep(k []int, n, want int) []int {
+	in := make([]bool, n)
+	for _, i := range k {
+		in[i] = true
+	}
+	for i := n - 1; i >= 0 && len(k) < want; i-- {
+		if !in[i] {
+			in[i] = true
+			k = append(k, i)
+		}
+	}
+	out := k[:0:0]
+	for i := 0; i < n; i++ {
+		if in[i] {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// onDevice moves a tensor made on the CPU to dev (and frees the CPU copy).
+func onDevice(t *ts.Tensor, dev gotch.Device) *ts.Tensor {
+	if dev == gotch.CPU {
+		return t
+	}
+	return t.MustTo(dev, true)
+}
+
+func seq(from, to int) []int {
+	s := make([]int, 0, to-from)
+	for i := from; i < to; i++ {
+		s = append(s, i)
+	}
+	return s
+}
+
+// Update replaces the memory after a block of t tokens: x holds the keys [memory; block]
+// (B×n×d, the layer's input), ages their ages for this block, spans their spans. It keeps
+// the keys that rule keeps, detached from the graph, and ages them by t.
+func (m *Memory) Update(x *ts.Tensor, ages []float32, spans []float32, t int, rule Rule, ramp float64, block, maxLen int) {
+	b := m.B
+	n := m.Len + t
+	keep := keepIndices(rule, b, n, m.Len, t, ages, spans, ramp, block, maxLen)
+	newLen := len(keep[0])
+	all := newLen == n
+	var h *ts.Tensor
+	if all {
+		h = x.MustDetach(false)
+	} else {
+		idx := make([]int64, 0, b*newLen)
+		for s, k := range keep {
+			for _, i := range k {
+				idx = append(idx, int64(s*n+i))
+			}
+		}
+		it := onDevice(ts.MustOfSlice(idx), x.MustDevice())
+		d := x.MustSize()[2]
+		flat := x.MustDetach(false).MustView([]int64{int64(b * n), d}, true)
+		h = flat.MustIndexSelect(0, it, true).MustView([]int64{int64(b), int64(newLen), d}, true)
+		it.MustDrop()
+	}
+	newAges := make([]int64, 0, b*newLen)
+	for s, k := range keep {
+		for _, i := range k {
+			newAges = append(newAges, int64(ages[s*n+i])+int64(t))
+		}
+	}
+	m.Dropped += int64(b*n - b*newLen)
+	if m.H != nil {
+		m.H.MustDrop()
+	}
+	m.H, m.Ages, m.Len = h, newAges, newLen
+}
+
+// Tensor2D makes a B×N float tensor of vals on dev.
+func Tensor2D(vals []float32, b, n int, dev gotch.Device) *ts.Tensor {
+	return onDevice(ts.MustOfSlice(vals).MustView([]int64{int64(b), int64(n)}, true), dev)
+}
+
+// MeanAge is for statistics: the mean age of the memory's keys.
+func (m *Memory) MeanAge() float64 {
+	if len(m.Ages) == 0 {
+		return 0
+	}
+	var s int64
+	for _, a := range m.Ages {
+		s += a
+	}
+	return float64(s) / float64(len(m.Ages))
+}
+
+// Float32s copies a float tensor's values to Go (from any device).
+func Float32s(t *ts.Tensor) []float32 {
+	c := t
+	if t.MustDevice() != gotch.CPU {
+		c = t.MustTo(gotch.CPU, false)
+	}
+	c2 := c.MustContiguous(false)
+	n := uint(1)
+	for _, s := range c2.MustSize() {
+		n *= uint(s)
+	}
+	out := make([]float32, n)
+	if n > 0 {
+		c2.MustCopyData(out, n)
+	}
+	c2.MustDrop()
+	if c != t {
+		c.MustDrop()
+	}
+	return out
+}

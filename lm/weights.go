@@ -1,0 +1,105 @@
+package lm
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/sugarme/gotch/ts"
+)
+
+// NamedParameters returns the trainable tensors with their names, sorted by name.
+func (m *Model) NamedParameters() []ts.NamedTensor {
+	var out []ts.NamedTensor
+	add := func(name string, t *ts.Tensor) {
+		if t != nil {
+			out = append(out, ts.NamedTensor{Name: name, Tensor: t})
+		}
+	}
+	add("emb", m.emb)
+	add("pos", m.pos)
+	for i, l := range m.layers {
+		p := fmt.Sprintf("layer%d.", i)
+		add(p+"attn.wq", l.attn.Wq)
+		add(p+"attn.wk", l.attn.Wk)
+		add(p+"attn.wv", l.attn.Wv)
+		add(p+"attn.wo", l.attn.Wo)
+		add(p+"attn.span_w", l.attn.SpanW)
+		add(p+"attn.span_b", l.attn.SpanB)
+		add(p+"norm1.weight", l.norm1.w)
+		add(p+"norm1.bias", l.norm1.b)
+		add(p+"norm2.weight", l.norm2.w)
+		add(p+"norm2.bias", l.norm2.b)
+		add(p+"ffn_w1", l.w1)
+		add(p+"ffn_b1", l.b1)
+		add(p+"ffn_w2", l.w2)
+		add(p+"ffn_b2", l.b2)
+	}
+	if m.normF != nil {
+		add("norm_final.weight", m.normF.w)
+		add("norm_final.bias", m.normF.b)
+	}
+	add("out_w", m.wOut)
+	add("out_b", m.bOut)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// SaveWeights writes the model's weights to path (gotch's named-tensor format).
+func (m *Model) SaveWeights(path string) error {
+	if err := ts.SaveMultiNew(m.NamedParameters(), path); err != nil {
+		return fmt.Errorf("saving weights to %s: %v", path, err)
+	}
+	return nil
+}
+
+// LoadWeights reads weights written by SaveWeights into the model. Every tensor must be
+// there with the model's shape, and the file must hold no other: a mismatch is an error
+// that names the tensors and shapes involved, and leaves the model unchanged.
+func (m *Model) LoadWeights(path string) error {
+	loaded, err := ts.LoadMultiWithDevice(path, m.dev)
+	if err != nil {
+		return fmt.Errorf("loading weights from %s: %v", path, err)
+	}
+	defer func() {
+		for _, t := range loaded {
+			t.Tensor.MustDrop()
+		}
+	}()
+	byName := map[string]*ts.Tensor{}
+	for _, t := range loaded {
+		byName[t.Name] = t.Tensor
+	}
+	params := m.NamedParameters()
+	var problems []string
+	want := map[string]bool{}
+	for _, p := range params {
+		want[p.Name] = true
+		src, ok := byName[p.Name]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("tensor %s is missing", p.Name))
+			continue
+		}
+		if a, b := src.MustSize(), p.Tensor.MustSize(); fmt.Sprint(a) != fmt.Sprint(b) {
+			problems = append(problems, fmt.Sprintf("tensor %s has shape %v, the config wants %v", p.Name, a, b))
+		}
+	}
+	for _, t := range loaded {
+		if !want[t.Name] {
+			problems = append(problems, fmt.Sprintf("tensor %s is not part of this model", t.Name))
+		}
+	}
+	if len(problems) > 0 {
+		sort.Strings(problems)
+		if len(problems) > 4 {
+			problems = append(problems[:4], fmt.Sprintf("and %d more", len(problems)-4))
+		}
+		return fmt.Errorf("weights in %s do not match the config: %s", path, strings.Join(problems, "; "))
+	}
+	ts.NoGrad(func() {
+		for _, p := range params {
+			p.Tensor.Copy_(byName[p.Name])
+		}
+	})
+	return nil
+}
