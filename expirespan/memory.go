@@ -45,12 +45,11 @@ func NewMemory(b, n, dim int, dev gotch.Device) *Memory {
 
 // Drop frees the memory's tensors.
 func (m *Memory) Drop() {
-	for _, t := range []*ts.Tensor{m.H, m.K, m.V} {
-		if t != nil {
-			t.MustDrop()
-		}
+	if m.H != nil {
+		m.H.MustDrop()
 	}
-	m.H, m.K, m.V = nil, nil, nil
+	m.H = nil
+	m.dropKV()
 }
 
 // KeyAges returns the ages of the keys of a block of t tokens attending over this memory:
@@ -228,6 +227,7 @@ func (m *Memory) Update(x *ts.Tensor, ages []float32, spans []float32, t int, ru
 		}
 	}
 	m.Dropped += int64(b*n - b*newLen)
+	m.dropKV()
 	if m.H != nil {
 		m.H.MustDrop()
 	}
@@ -271,4 +271,71 @@ func Float32s(t *ts.Tensor) []float32 {
 		c.MustDrop()
 	}
 	return out
+}
+
+// HasKV tells whether the decoding cache (keys, values, spans) is filled.
+func (m *Memory) HasKV() bool { return m.kv }
+
+// SetKV fills the decoding cache from keys, values and spans computed for the memory's
+// hidden states (batch 1).
+func (m *Memory) SetKV(k, v *ts.Tensor, spans []float32) {
+	m.dropKV()
+	m.K, m.V, m.Spans, m.kv = k, v, spans, true
+}
+
+func (m *Memory) dropKV() {
+	if m.K != nil {
+		m.K.MustDrop()
+	}
+	if m.V != nil {
+		m.V.MustDrop()
+	}
+	m.K, m.V, m.Spans, m.kv = nil, nil, nil, false
+}
+
+// AppendStep adds one token to a batch-1 memory with a filled decoding cache: its hidden
+// state h (1×1×d), key and value (1×K×1×d_h) and span, at age 0; then every age grows by
+// one and the keys that rule drops go. The token's own key is always kept.
+func (m *Memory) AppendStep(h, k, v *ts.Tensor, span float32, rule Rule, ramp float64, block, maxLen int) {
+	cat := func(old, x *ts.Tensor, dim int64) *ts.Tensor {
+		if old == nil {
+			return x.MustShallowClone()
+		}
+		out := ts.MustCat([]*ts.Tensor{old, x}, dim)
+		old.MustDrop()
+		return out
+	}
+	m.H = cat(m.H, h, 1)
+	m.K = cat(m.K, k, 2)
+	m.V = cat(m.V, v, 2)
+	m.Spans = append(m.Spans, span)
+	m.Ages = append(m.Ages, 0)
+	n := m.Len + 1
+	ages := make([]float32, n)
+	for i, a := range m.Ages {
+		ages[i] = float32(a)
+	}
+	keep := keepIndices(rule, 1, n, n-1, 1, ages, m.Spans, ramp, block, maxLen)[0]
+	for i := range m.Ages {
+		m.Ages[i]++
+	}
+	m.Len = n
+	if len(keep) == n {
+		return
+	}
+	idx := make([]int64, len(keep))
+	spans := make([]float32, len(keep))
+	newAges := make([]int64, len(keep))
+	for j, i := range keep {
+		idx[j] = int64(i)
+		spans[j] = m.Spans[i]
+		newAges[j] = m.Ages[i]
+	}
+	it := onDevice(ts.MustOfSlice(idx), m.H.MustDevice())
+	m.H = m.H.MustIndexSelect(1, it, true)
+	m.K = m.K.MustIndexSelect(2, it, true)
+	m.V = m.V.MustIndexSelect(2, it, true)
+	it.MustDrop()
+	m.Dropped += int64(n - len(keep))
+	m.Spans, m.Ages, m.Len = spans, newAges, len(keep)
 }

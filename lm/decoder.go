@@ -1,0 +1,190 @@
+package lm
+
+import (
+	"fmt"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"xspan/expirespan"
+)
+
+// Decoder generates from one stream: a prompt is fed in blocks, then tokens one at a time
+// against per-layer cached keys and values, computed once per memory, when it is created.
+// Every memory is dropped at the exact step it expires (unless pruning is off).
+type Decoder struct {
+	m      *Model
+	mem    *Memory
+	tokens int64
+}
+
+// NewDecoder starts a stream with the model's initial memory.
+func (m *Model) NewDecoder() *Decoder {
+	return &Decoder{m: m, mem: m.NewMemory(1)}
+}
+
+// SetPruning turns memory pruning on (the default) or off (every key kept, for
+// comparison). The baseline always keeps its last MaxSpan keys.
+func (d *Decoder) SetPruning(on bool) {
+	switch {
+	case !d.m.Cfg.Expire:
+		d.mem.Rule = expirespan.LastL
+	case on:
+		d.mem.Rule = expirespan.PerKey
+	default:
+		d.mem.Rule = expirespan.KeepAll
+	}
+}
+
+// Live returns the number of memories each layer holds.
+func (d *Decoder) Live() []int {
+	out := make([]int, len(d.mem.Layers))
+	for i, l := range d.mem.Layers {
+		out[i] = l.Len
+	}
+	return out
+}
+
+// Dropped returns how many memories have been dropped so far, over all layers.
+func (d *Decoder) Dropped() int64 { return d.mem.Dropped() }
+
+// Tokens returns how many tokens have been fed.
+func (d *Decoder) Tokens() int64 { return d.tokens }
+
+// Close frees the decoder's memory.
+func (d *Decoder) Close() { d.mem.Drop() }
+
+// Feed feeds tokens and returns the log-probabilities of the token that follows them.
+// Several tokens go through the block path (in blocks of the model's block length), one
+// token through the cached keys and values.
+func (d *Decoder) Feed(tokens []int64) ([]float32, error) {
+	if len(tokens) == 0 {
+		return nil, fmt.Errorf("lm: Feed needs at least one token")
+	}
+	for _, t := range tokens {
+		if t < 0 || t >= int64(d.m.Cfg.Vocab) {
+			return nil, fmt.Errorf("lm: token id %d outside the vocabulary of %d", t, d.m.Cfg.Vocab)
+		}
+	}
+	var out []float32
+	ts.NoGrad(func() {
+		if len(tokens) == 1 {
+			out = d.step(tokens[0])
+			return
+		}
+		for start := 0; start < len(tokens); start += d.m.Cfg.Block {
+			end := min(start+d.m.Cfg.Block, len(tokens))
+			out = d.block(tokens[start:end])
+		}
+	})
+	d.tokens += int64(len(tokens))
+	return out, nil
+}
+
+// block runs tokens through the block path and returns the last position's log-probs.
+func (d *Decoder) block(tokens []int64) []float32 {
+	in := ts.MustOfSlice(tokens).MustView([]int64{1, int64(len(tokens))}, true)
+	if d.m.dev != gotch.CPU {
+		in = in.MustTo(d.m.dev, true)
+	}
+	logp, _, err := d.m.Forward(d.mem, in, false, nil)
+	in.MustDrop()
+	if err != nil {
+		panic(err)
+	}
+	last := logp.MustSelect(1, int64(len(tokens)-1), true)
+	vals := expirespan.Float32s(last)
+	last.MustDrop()
+	return vals
+}
+
+// step runs one token through every layer against the cached keys and values.
+func (d *Decoder) step(token int64) []float32 {
+	m := d.m
+	in := ts.MustOfSlice([]int64{token}).MustView([]int64{1, 1}, true)
+	if m.dev != gotch.CPU {
+		in = in.MustTo(m.dev, true)
+	}
+	h := ts.MustEmbedding(m.emb, in, -1, false, false)
+	in.MustDrop()
+	for i, l := range m.layers {
+		mem := d.mem.Layers[i]
+		if !mem.HasKV() && mem.Len > 0 {
+			xn := mem.H
+			if m.Cfg.PreNorm {
+				xn = l.norm1.forward(mem.H)
+			}
+			k, v := l.attn.KeysValues(xn)
+			var spans []float32
+			if m.Cfg.Expire {
+				e := l.attn.Spans(xn)
+				spans = expirespan.Float32s(e)
+				e.MustDrop()
+			} else {
+				spans = make([]float32, mem.Len)
+			}
+			if xn != mem.H {
+				xn.MustDrop()
+			}
+			mem.SetKV(k, v, spans)
+		}
+		hn := h
+		if m.Cfg.PreNorm {
+			hn = l.norm1.forward(h)
+		}
+		var a *ts.Tensor
+		if mem.Len == 0 {
+			a = ts.MustZeros(h.MustSize(), gotch.Float, m.dev)
+		} else {
+			ages := mem.KeyAges(0)
+			c := expirespan.Tensor2D(ages, 1, mem.Len, m.dev)
+			var e *ts.Tensor
+			if m.Cfg.Expire {
+				e = expirespan.Tensor2D(mem.Spans, 1, mem.Len, m.dev)
+			}
+			mk := l.attn.BuildMasks(e, c, 1, 0)
+			a = l.attn.Attend(hn, mem.K, mem.V, m.pos, mk, false)
+			mk.Drop()
+			c.MustDrop()
+			if e != nil {
+				e.MustDrop()
+			}
+		}
+		kNew, vNew := l.attn.KeysValues(hn)
+		var span float32
+		if m.Cfg.Expire {
+			e := l.attn.Spans(hn)
+			span = expirespan.Float32s(e)[0]
+			e.MustDrop()
+		}
+		var out *ts.Tensor
+		if m.Cfg.PreNorm {
+			h2 := h.MustAdd(a, false)
+			f := l.ffn(l.norm2.forward(h2), false)
+			out = h2.MustAdd(f, true)
+			f.MustDrop()
+			hn.MustDrop()
+		} else {
+			h2 := l.norm1.forward(h.MustAdd(a, false))
+			f := l.ffn(h2, false)
+			out = l.norm2.forward(h2.MustAdd(f, false))
+			h2.MustDrop()
+			f.MustDrop()
+		}
+		a.MustDrop()
+		mem.AppendStep(h, kNew, vNew, span, d.mem.Rule, float64(m.Cfg.Ramp), m.Cfg.Block, m.Cfg.MaxSpan)
+		kNew.MustDrop()
+		vNew.MustDrop()
+		h.MustDrop()
+		h = out
+	}
+	if m.normF != nil {
+		hn := m.normF.forward(h)
+		h.MustDrop()
+		h = hn
+	}
+	logp := h.MustMatmul(m.wOut, true).MustAdd(m.bOut, true).MustLogSoftmax(-1, gotch.Float, true)
+	vals := expirespan.Float32s(logp)
+	logp.MustDrop()
+	return vals
+}

@@ -1,0 +1,332 @@
+package lm
+
+import (
+	"math"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"xspan/expirespan"
+	"xspan/internal/torchrt"
+)
+
+// testConfig is a model small enough for exact comparisons in milliseconds, with spans
+// short enough that memories expire within a few blocks.
+func testConfig() Config {
+	c, _ := Preset("tiny")
+	c.Vocab, c.Layers, c.Dim, c.Heads, c.FFN = 13, 2, 16, 2, 32
+	c.Block, c.MaxSpan, c.Ramp, c.InitFrac = 8, 24, 4, 0.3
+	c.Batch = 3
+	return c
+}
+
+func tokens(n, vocab int, seed uint64) []int64 {
+	ids := make([]int64, n)
+	x := seed*2654435761 + 1
+	for i := range ids {
+		x = x*6364136223846793005 + 1442695040888963407
+		ids[i] = int64((x >> 33) % uint64(vocab))
+	}
+	return ids
+}
+
+func tensor2(ids []int64, b, t int) *ts.Tensor {
+	return ts.MustOfSlice(ids).MustView([]int64{int64(b), int64(t)}, true)
+}
+
+// newModel builds a model and gives its span predictors random weights, so that spans
+// differ from key to key and many memories expire.
+func newModel(t *testing.T, cfg Config, seed int64) *Model {
+	t.Helper()
+	torchrt.Seed(seed)
+	m, err := New(cfg, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Expire {
+		for _, l := range m.layers {
+			r := ts.MustRandn(l.attn.SpanW.MustSize(), gotch.Float, gotch.CPU).MustMulScalar(ts.FloatScalar(1.5), true)
+			ts.NoGrad(func() { l.attn.SpanW.Copy_(r) })
+		}
+	}
+	return m
+}
+
+// logProbs runs ids (B×n) through the model in blocks of the given lengths, memory
+// carried, and returns all log-probabilities, B×n×V flattened.
+func logProbs(t *testing.T, m *Model, mem *Memory, ids []int64, b, n int, blocks []int) []float32 {
+	t.Helper()
+	all := ts.MustOfSlice(ids).MustView([]int64{int64(b), int64(n)}, true)
+	var out []*ts.Tensor
+	start := 0
+	for _, l := range blocks {
+		in := all.MustNarrow(1, int64(start), int64(l), false)
+		lp, _, err := m.Forward(mem, in, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, lp)
+		start += l
+	}
+	if start != n {
+		t.Fatalf("blocks cover %d of %d tokens", start, n)
+	}
+	return expirespan.Float32s(ts.MustCat(out, 1))
+}
+
+func maxDiff(a, b []float32) float64 {
+	if len(a) != len(b) {
+		return math.Inf(1)
+	}
+	d := 0.0
+	for i := range a {
+		d = math.Max(d, math.Abs(float64(a[i]-b[i])))
+	}
+	return d
+}
+
+func repeat(l, k int) []int {
+	s := make([]int, k)
+	for i := range s {
+		s[i] = l
+	}
+	return s
+}
+
+func TestCausality(t *testing.T) {
+	defer torchrt.Lock()()
+	cfg := testConfig()
+	m := newModel(t, cfg, 1)
+	ids := tokens(16, cfg.Vocab, 1)
+	a := logProbs(t, m, m.NewMemory(1), ids, 1, 16, []int{16})
+	ids[9] = (ids[9] + 1) % int64(cfg.Vocab)
+	b := logProbs(t, m, m.NewMemory(1), ids, 1, 16, []int{16})
+	v := cfg.Vocab
+	if d := maxDiff(a[:9*v], b[:9*v]); d != 0 {
+		t.Fatalf("changing token 9 changed positions before it by %g", d)
+	}
+	if d := maxDiff(a[9*v:], b[9*v:]); d == 0 {
+		t.Fatal("changing token 9 changed nothing from position 9 on: the test sees nothing")
+	}
+}
+
+// One block of 40 tokens, and blocks of 8, 8, 8, 16 with the memory carried (and pruned
+// exactly): the same log-probabilities.
+func TestMemoryCarry(t *testing.T) {
+	defer torchrt.Lock()()
+	for _, expire := range []bool{true, false} {
+		cfg := testConfig()
+		cfg.Expire = expire
+		cfg.MaxSpan = 64 // the baseline's memory covers the whole sequence
+		m := newModel(t, cfg, 2)
+		ids := tokens(40, cfg.Vocab, 2)
+		long := logProbs(t, m, m.NewMemory(1), ids, 1, 40, []int{40})
+		mem := m.NewMemory(1)
+		carried := logProbs(t, m, mem, ids, 1, 40, []int{8, 8, 8, 16})
+		if d := maxDiff(long, carried); d > 1e-4 {
+			t.Fatalf("expire=%v: one block and carried blocks differ by %g", expire, d)
+		}
+		if expire && mem.Dropped() == 0 {
+			t.Fatal("no memory was dropped: spans are too long for this test to mean anything")
+		}
+	}
+}
+
+// In eval mode pruning is exact: with every key kept the outputs are the same.
+func TestPruningIsExact(t *testing.T) {
+	defer torchrt.Lock()()
+	cfg := testConfig()
+	m := newModel(t, cfg, 3)
+	for _, b := range []int{1, 3} {
+		const n = 96
+		ids := tokens(b*n, cfg.Vocab, uint64(b))
+		pruned := m.NewMemory(b)
+		want := expirespan.PerKey
+		if b > 1 {
+			want = expirespan.Rectangular
+		}
+		if pruned.Rule != want {
+			t.Fatalf("batch %d prunes with rule %d, want %d", b, pruned.Rule, want)
+		}
+		got := logProbs(t, m, pruned, ids, b, n, repeat(8, n/8))
+		kept := m.NewMemory(b)
+		kept.Rule = expirespan.KeepAll
+		ref := logProbs(t, m, kept, ids, b, n, repeat(8, n/8))
+		if d := maxDiff(got, ref); d > 1e-4 {
+			t.Fatalf("batch %d: pruned and unpruned outputs differ by %g", b, d)
+		}
+		if pruned.Dropped() == 0 {
+			t.Fatalf("batch %d: nothing was pruned", b)
+		}
+		if pruned.Live()[0] >= kept.Live()[0] {
+			t.Fatalf("batch %d: pruned memory holds %v keys, unpruned %v", b, pruned.Live(), kept.Live())
+		}
+	}
+}
+
+// Incremental decoding gives the block forward pass's log-probabilities.
+func TestDecoderMatchesBlockForward(t *testing.T) {
+	defer torchrt.Lock()()
+	for _, preNorm := range []bool{false, true} {
+		cfg := testConfig()
+		cfg.PreNorm = preNorm
+		m := newModel(t, cfg, 4)
+		const n = 60
+		ids := tokens(n, cfg.Vocab, 4)
+		ref := logProbs(t, m, m.NewMemory(1), ids, 1, n, repeat(12, n/12))
+		d := m.NewDecoder()
+		v := cfg.Vocab
+		got, err := d.Feed(ids[:11])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 11; ; i++ {
+			if diff := maxDiff(got, ref[(i-1)*v:i*v]); diff > 1e-4 {
+				t.Fatalf("pre_norm=%v: position %d differs by %g", preNorm, i-1, diff)
+			}
+			if i == n {
+				break
+			}
+			if got, err = d.Feed(ids[i : i+1]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if d.Dropped() == 0 {
+			t.Fatalf("pre_norm=%v: the decoder dropped nothing", preNorm)
+		}
+		if _, err := d.Feed([]int64{int64(cfg.Vocab)}); err == nil {
+			t.Fatal("no error for a token outside the vocabulary")
+		}
+	}
+}
+
+// The span loss pushes spans down: with a large α, mean spans fall over training steps,
+// and the span predictor gets a gradient.
+func TestSpansShrinkWithLargeAlpha(t *testing.T) {
+	defer torchrt.Lock()()
+	cfg := testConfig()
+	cfg.Alpha = 5
+	cfg.MaxSpan = 64
+	cfg.InitFrac = 0.5
+	m := newModel(t, cfg, 5)
+	rng := torchrt.Seed(5)
+	mem := m.NewMemory(cfg.Batch)
+	var first, last float64
+	for step := 0; step < 30; step++ {
+		blk := tensor2(tokens(cfg.Batch*(cfg.Block+1), cfg.Vocab, uint64(step)), cfg.Batch, cfg.Block+1)
+		res, err := m.Step(mem, blk, true, rng)
+		if err != nil {
+			t.Fatal(err)
+		}
+		loss := res.TaskLoss.MustAdd(res.SpanLoss, false)
+		for _, p := range m.Parameters() {
+			p.ZeroGrad()
+		}
+		loss.MustBackward()
+		g := m.layers[0].attn.SpanB.MustGrad(false).Float64Values()[0]
+		if step == 0 && g == 0 {
+			t.Fatal("no gradient reaches the span predictor")
+		}
+		ts.NoGrad(func() {
+			for _, p := range m.Parameters() {
+				gr := p.MustGrad(false)
+				p.MustSub_(gr.MustMulScalar(ts.FloatScalar(0.05), true))
+			}
+		})
+		mean := (res.Stats.MeanSpan[0] + res.Stats.MeanSpan[1]) / 2
+		if step == 0 {
+			first = mean
+		}
+		last = mean
+	}
+	if last > first*0.5 {
+		t.Fatalf("mean span went from %.2f to %.2f; want it at least halved", first, last)
+	}
+}
+
+func TestWeightsRoundTripAndMismatch(t *testing.T) {
+	defer torchrt.Lock()()
+	cfg := testConfig()
+	m := newModel(t, cfg, 6)
+	path := filepath.Join(t.TempDir(), "w.gt")
+	if err := m.SaveWeights(path); err != nil {
+		t.Fatal(err)
+	}
+	m2 := newModel(t, cfg, 7)
+	if err := m2.LoadWeights(path); err != nil {
+		t.Fatal(err)
+	}
+	ids := tokens(24, cfg.Vocab, 6)
+	a := logProbs(t, m, m.NewMemory(1), ids, 1, 24, []int{8, 8, 8})
+	b := logProbs(t, m2, m2.NewMemory(1), ids, 1, 24, []int{8, 8, 8})
+	if d := maxDiff(a, b); d != 0 {
+		t.Fatalf("outputs differ by %g after save and load", d)
+	}
+
+	wider := cfg
+	wider.Dim = 32
+	mw := newModel(t, wider, 8)
+	err := mw.LoadWeights(path)
+	if err == nil || !strings.Contains(err.Error(), "has shape") || !strings.Contains(err.Error(), path) {
+		t.Fatalf("loading into a wider model: err = %v", err)
+	}
+	deeper := cfg
+	deeper.Layers = 3
+	md := newModel(t, deeper, 9)
+	err = md.LoadWeights(path)
+	if err == nil || !strings.Contains(err.Error(), "layer2.") || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("loading into a deeper model: err = %v", err)
+	}
+}
+
+func TestMemorySaveLoad(t *testing.T) {
+	defer torchrt.Lock()()
+	cfg := testConfig()
+	m := newModel(t, cfg, 10)
+	ids := tokens(3*32, cfg.Vocab, 10)
+	mem := m.NewMemory(3)
+	_ = logProbs(t, m, mem, ids, 3, 32, []int{8, 8, 8, 8})
+	path := filepath.Join(t.TempDir(), "mem.gt")
+	if err := mem.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	back, err := m.LoadMemory(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := tokens(3*8, cfg.Vocab, 11)
+	a := logProbs(t, m, mem, next, 3, 8, []int{8})
+	b := logProbs(t, m, back, next, 3, 8, []int{8})
+	if d := maxDiff(a, b); d != 0 {
+		t.Fatalf("outputs after a saved and loaded memory differ by %g", d)
+	}
+}
+
+func TestConfigSetAndValidate(t *testing.T) {
+	c, err := Preset("tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set("lr", "0.001"); err != nil || c.LR != 0.001 {
+		t.Fatalf("Set lr: %v %v", err, c.LR)
+	}
+	if err := c.Set("noisy", "false"); err != nil || c.Noisy {
+		t.Fatalf("Set noisy: %v", err)
+	}
+	if err := c.Set("nope", "1"); err == nil {
+		t.Fatal("unknown key accepted")
+	}
+	if err := c.Set("layers", "x"); err == nil {
+		t.Fatal("bad integer accepted")
+	}
+	c.Vocab = 0
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "vocab") {
+		t.Fatalf("Validate with vocab 0: %v", err)
+	}
+	if _, err := Preset("huge"); err == nil {
+		t.Fatal("unknown preset accepted")
+	}
+}
