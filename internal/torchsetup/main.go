@@ -67,6 +67,9 @@ func run(root string, force bool) error {
 	if err != nil {
 		return err
 	}
+	if err := ensureFastBLAS(lt); err != nil {
+		return err
+	}
 	dest := filepath.Join(root, ".build", "gotch")
 	// Two set-ups at once (two make targets, two shells) would rename over each other.
 	unlock, err := lockFile(filepath.Join(root, ".build", "setup.lock"))

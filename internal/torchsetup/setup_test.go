@@ -275,3 +275,29 @@ func TestPatchInPlaceHandles(t *testing.T) {
 		t.Fatalf("n=%d\n%s", n, out)
 	}
 }
+
+func TestReferenceBLASDetection(t *testing.T) {
+	dir := t.TempDir()
+	for _, sub := range []string{"blas", "openblas-openmp"} {
+		if err := os.MkdirAll(filepath.Join(dir, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, sub, "libblas.so.3"), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lib := filepath.Join(dir, "lib")
+	os.MkdirAll(lib, 0o755)
+	link := filepath.Join(lib, "libblas.so.3")
+	if err := os.Symlink(filepath.Join(dir, "blas", "libblas.so.3"), link); err != nil {
+		t.Fatal(err)
+	}
+	if slow, _ := referenceBLAS(lib); !slow {
+		t.Fatal("netlib reference BLAS not detected")
+	}
+	os.Remove(link)
+	os.Symlink(filepath.Join(dir, "openblas-openmp", "libblas.so.3"), link)
+	if slow, p := referenceBLAS(lib); slow {
+		t.Fatalf("OpenBLAS taken for the reference BLAS: %s", p)
+	}
+}

@@ -1,0 +1,59 @@
+package lm
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/sugarme/gotch"
+
+	"xspan/internal/torchrt"
+)
+
+// benchmarkStep times forward + backward of one training block of a preset (batch 16, as
+// in shared/reference-cpu.md) after a few warm-up blocks have filled the memory, and
+// reports tokens/s and the live memory per layer.
+func benchmarkStep(b *testing.B, preset string) {
+	defer torchrt.Lock()()
+	torchrt.SetThreads(0)
+	rng := torchrt.Seed(1)
+	cfg, _ := Preset(preset)
+	cfg.Vocab = 73
+	m, err := New(cfg, gotch.CPU)
+	if err != nil {
+		b.Fatal(err)
+	}
+	mem := m.NewMemory(cfg.Batch)
+	step := func(i int) *StepResult {
+		blk := tensor2(tokens(cfg.Batch*(cfg.Block+1), cfg.Vocab, uint64(i)), cfg.Batch, cfg.Block+1)
+		res, err := m.Step(mem, blk, true, rng)
+		if err != nil {
+			b.Fatal(err)
+		}
+		loss := res.TaskLoss.MustAdd(res.SpanLoss, false)
+		loss.MustBackward()
+		loss.MustDrop()
+		for _, p := range m.Parameters() {
+			p.ZeroGrad()
+		}
+		blk.MustDrop()
+		return res
+	}
+	for i := 0; i < 6; i++ {
+		step(i).Drop()
+	}
+	b.ResetTimer()
+	var res *StepResult
+	for i := 0; i < b.N; i++ {
+		if res != nil {
+			res.Drop()
+		}
+		res = step(100 + i)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(cfg.Batch*cfg.Block)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+	b.ReportMetric(res.Stats.Live[0], "live-keys-layer0")
+	b.Logf("%s: live memory per layer %v, mean span %v", preset, res.Stats.Live, fmt.Sprintf("%.1f", res.Stats.MeanSpan))
+}
+
+func BenchmarkStepTiny(b *testing.B)  { benchmarkStep(b, "tiny") }
+func BenchmarkStepSmall(b *testing.B) { benchmarkStep(b, "small") }
