@@ -1,0 +1,315 @@
+package train
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"time"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"xspan/dataset"
+	"xspan/internal/torchrt"
+	"xspan/lm"
+	"xspan/tokenize"
+)
+
+// Unit says what a bpc figure counts bits per.
+type Unit struct {
+	// Name is "bits per byte" (byte vocabularies), "bits per character" (char
+	// vocabularies) or "bits per original character" (tokenizer.json vocabularies).
+	Name string `json:"name"`
+	// Abbrev is "bpb" or "bpc".
+	Abbrev string `json:"abbrev"`
+	// PerToken is how many of those units one token stands for on average in the split
+	// (1 for byte and char vocabularies).
+	PerToken float64 `json:"per_token"`
+}
+
+// UnitOf returns the unit of a split of a dataset.
+func UnitOf(man *dataset.Manifest, split string) (Unit, error) {
+	s, err := man.Split(split)
+	if err != nil {
+		return Unit{}, err
+	}
+	switch man.Vocab.Kind {
+	case tokenize.KindByte:
+		return Unit{Name: "bits per byte", Abbrev: "bpb", PerToken: 1}, nil
+	case tokenize.KindChar:
+		return Unit{Name: "bits per character", Abbrev: "bpc", PerToken: 1}, nil
+	default:
+		per := 1.0
+		if s.Tokens > 0 && s.Chars > 0 {
+			per = float64(s.Chars) / float64(s.Tokens)
+		}
+		return Unit{Name: "bits per original character", Abbrev: "bpc", PerToken: per}, nil
+	}
+}
+
+// EvalResult is the outcome of Evaluate.
+type EvalResult struct {
+	Split  string `json:"split"`
+	Batch  int    `json:"batch"`
+	Tokens int64  `json:"tokens"` // targets scored
+	// Skipped is the number of the split's tokens never scored: the first (never a
+	// target), and with batch B > 1 the split's remainder and each stream's tail.
+	Skipped      int64   `json:"skipped"`
+	Loss         float64 `json:"loss"` // mean NLL, nats per token
+	BitsPerToken float64 `json:"bits_per_token"`
+	BPC          float64 `json:"bpc"` // in Unit
+	Unit         Unit    `json:"unit"`
+	// MeanLive is, per layer, the mean number of keys in memory per stream over the
+	// blocks; MeanSpan the mean predicted span of the keys attended over.
+	MeanLive []float64 `json:"mean_live"`
+	MeanSpan []float64 `json:"mean_span"`
+	Dropped  int64     `json:"dropped"` // keys dropped by pruning, all layers and streams
+	Seconds  float64   `json:"seconds"`
+}
+
+// Summary returns the part of r that checkpoints and metrics keep.
+func (r *EvalResult) Summary() *EvalSummary {
+	return &EvalSummary{Split: r.Split, Loss: r.Loss, BitsPerToken: r.BitsPerToken, BPC: r.BPC, Unit: r.Unit.Name, Tokens: r.Tokens}
+}
+
+type evalConfig struct {
+	batch     int
+	maxBlocks int64
+	dump      io.Writer
+	vocab     tokenize.Vocab
+	progress  func(done, total int64)
+}
+
+// EvalOption configures Evaluate.
+type EvalOption func(*evalConfig) error
+
+// WithEvalBatch sets the number of parallel streams (default 1: the whole split as one
+// stream, scored to its last token, with exact per-key pruning).
+func WithEvalBatch(b int) EvalOption {
+	return func(c *evalConfig) error {
+		if b < 1 {
+			return fmt.Errorf("eval batch %d: want ≥ 1", b)
+		}
+		c.batch = b
+		return nil
+	}
+}
+
+// WithMaxBlocks stops after n blocks per stream (n ≤ 0: the whole split).
+func WithMaxBlocks(n int64) EvalOption {
+	return func(c *evalConfig) error { c.maxBlocks = n; return nil }
+}
+
+// WithDump writes one JSON object per token of the split to w: its position, id and text,
+// "bits" for predicting it, and "span", per layer, the span the model gave it as a memory.
+// It needs batch 1; vocab decodes the text (nil: no text).
+func WithDump(w io.Writer, vocab tokenize.Vocab) EvalOption {
+	return func(c *evalConfig) error { c.dump, c.vocab = w, vocab; return nil }
+}
+
+// WithEvalProgress sets a function called after each block with blocks done and total.
+func WithEvalProgress(fn func(done, total int64)) EvalOption {
+	return func(c *evalConfig) error { c.progress = fn; return nil }
+}
+
+// dumpLine is one line of an evaluation dump.
+type dumpLine struct {
+	Pos  int64     `json:"pos"`
+	ID   uint32    `json:"id"`
+	Text string    `json:"text,omitempty"`
+	Bits *float64  `json:"bits,omitempty"`
+	Span []float32 `json:"span,omitempty"`
+}
+
+// Evaluate reads a split of r in order with the memory carried from block to block and
+// returns the model's loss on it. The model's weights are not changed, and no gradient is
+// kept.
+func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string, opts ...EvalOption) (*EvalResult, error) {
+	defer torchrt.Lock()()
+	c := evalConfig{batch: 1}
+	for _, o := range opts {
+		if err := o(&c); err != nil {
+			return nil, err
+		}
+	}
+	if c.dump != nil && c.batch != 1 {
+		return nil, errors.New("a per-token dump needs batch 1")
+	}
+	unit, err := UnitOf(r.Manifest(), split)
+	if err != nil {
+		return nil, err
+	}
+	splitLen, err := r.SplitLen(split)
+	if err != nil {
+		return nil, err
+	}
+	block := m.Cfg.Block
+	bt, err := dataset.NewBatcher(r, split, c.batch, block)
+	if err != nil {
+		return nil, err
+	}
+	defer noGrad()()
+
+	start := time.Now()
+	mem := m.NewMemory(c.batch)
+	defer mem.Drop()
+	layers := m.Cfg.Layers
+	res := &EvalResult{Split: split, Batch: c.batch, Unit: unit, MeanLive: make([]float64, layers), MeanSpan: make([]float64, layers)}
+	total := bt.Blocks()
+	if c.maxBlocks > 0 && c.maxBlocks < total {
+		total = c.maxBlocks
+	}
+	var dw *bufio.Writer
+	var pending *dumpLine // the last token of the previous block, waiting for its span
+	if c.dump != nil {
+		dw = bufio.NewWriter(c.dump)
+	}
+	var nats float64
+	var blocks int64
+	runBlock := func(ids []int64, b, t int, pos int64) error {
+		x, err := ts.OfSlice(ids)
+		if err != nil {
+			return err
+		}
+		x2 := x.MustView([]int64{int64(b), int64(t + 1)}, true)
+		if m.Device() != gotch.CPU {
+			x2 = x2.MustTo(m.Device(), true)
+		}
+		sr, err := m.Step(mem, x2, false, nil)
+		x2.MustDrop()
+		if err != nil {
+			return err
+		}
+		defer sr.Drop()
+		sum := sr.TokenNLL.MustSum(gotch.Double, false)
+		s := sum.Float64Values(true)[0]
+		if math.IsNaN(s) || math.IsInf(s, 0) {
+			return fmt.Errorf("%s block %d: loss is %v", split, blocks, s)
+		}
+		nats += s
+		res.Tokens += int64(b * t)
+		for l := 0; l < layers && l < len(sr.Stats.MeanSpan); l++ {
+			res.MeanSpan[l] += sr.Stats.MeanSpan[l]
+		}
+		for l, v := range mem.Live() {
+			if l < layers {
+				res.MeanLive[l] += v
+			}
+		}
+		blocks++
+		if dw != nil {
+			if err := dumpBlock(dw, &pending, sr, ids, t, pos, c.vocab); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for blocks < total {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		pos := bt.Position() * int64(block)
+		ids, err := bt.Next()
+		if err != nil {
+			return nil, err
+		}
+		if err := runBlock(ids, c.batch, block, pos); err != nil {
+			return nil, err
+		}
+		if c.progress != nil {
+			c.progress(blocks, total)
+		}
+	}
+	// With one stream, score the split's tail that a whole block does not cover.
+	if c.batch == 1 && c.maxBlocks <= 0 {
+		pos := blocks * int64(block)
+		if rest := splitLen - 1 - pos; rest > 0 {
+			buf := make([]uint32, rest+1)
+			if _, err := r.ReadAt(split, pos, buf); err != nil && !errors.Is(err, io.EOF) {
+				return nil, err
+			}
+			ids := make([]int64, len(buf))
+			for i, v := range buf {
+				ids[i] = int64(v)
+			}
+			if err := runBlock(ids, 1, int(rest), pos); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if dw != nil {
+		if pending != nil {
+			if err := writeDumpLine(dw, pending); err != nil {
+				return nil, err
+			}
+		}
+		if err := dw.Flush(); err != nil {
+			return nil, err
+		}
+	}
+	if res.Tokens == 0 {
+		return nil, fmt.Errorf("split %q: too short for one block of %d tokens with batch %d", split, block, c.batch)
+	}
+	for l := range res.MeanLive {
+		res.MeanLive[l] /= float64(blocks)
+		res.MeanSpan[l] /= float64(blocks)
+	}
+	res.Skipped = splitLen - res.Tokens
+	res.Loss = nats / float64(res.Tokens)
+	res.BitsPerToken = res.Loss / math.Ln2
+	res.BPC = res.BitsPerToken / unit.PerToken
+	res.Dropped = mem.Dropped()
+	res.Seconds = time.Since(start).Seconds()
+	return res, nil
+}
+
+// dumpBlock writes the dump lines of one block of batch 1: ids holds T+1 tokens from
+// split position pos. Token pos+j (j < T) is an input whose span the block gives; token
+// pos+j+1 is a target whose bits it gives. The block's last target waits in pending for
+// its span from the next block.
+func dumpBlock(w *bufio.Writer, pending **dumpLine, sr *lm.StepResult, ids []int64, t int, pos int64, vocab tokenize.Vocab) error {
+	nll := sr.TokenNLL.Float64Values()
+	for j := 0; j <= t; j++ {
+		var line *dumpLine
+		if j == 0 && *pending != nil && (*pending).Pos == pos {
+			line = *pending
+		} else {
+			line = &dumpLine{Pos: pos + int64(j), ID: uint32(ids[j])}
+			if vocab != nil {
+				line.Text = string(vocab.Decode([]uint32{line.ID}))
+			}
+		}
+		if j > 0 {
+			b := nll[j-1] / math.Ln2
+			line.Bits = &b
+		}
+		if j == t {
+			*pending = line
+			break
+		}
+		for _, sp := range sr.Spans {
+			if len(sp) == 0 {
+				continue
+			}
+			n := len(sp) // batch 1: N keys, the block's own last
+			line.Span = append(line.Span, sp[n-t+j])
+		}
+		if err := writeDumpLine(w, line); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeDumpLine(w *bufio.Writer, l *dumpLine) error {
+	js, err := json.Marshal(l)
+	if err != nil {
+		return err
+	}
+	w.Write(js)
+	return w.WriteByte('\n')
+}

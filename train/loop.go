@@ -1,0 +1,173 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"xspan/internal/torchrt"
+)
+
+// interval accumulates the figures of the steps since the last logged row.
+type interval struct {
+	n                      int
+	loss, span, norm, secs float64
+	tokens                 int64
+}
+
+func (t *trainer) loop(ctx context.Context) error {
+	total := int64(t.cfg.Steps)
+	t.prog = newProgress(t.o.out, t.step, total, t.o.bar)
+	defer t.prog.finish()
+	_, hasValid := t.splitLen("valid")
+	if t.step > 0 {
+		t.prog.logf("resumed %s at step %d (%d tokens seen)", t.run, t.step, t.tokens)
+	}
+	t.prog.logf("model: %d parameters, %d layers, dim %d; %s, %d intra-op threads; %d steps of %d×%d tokens",
+		t.res.NumParams, t.cfg.Layers, t.cfg.Dim, t.o.dev, torchrt.Threads(), total, t.cfg.Batch, t.cfg.Block)
+	if !hasValid {
+		t.prog.logf("dataset has no valid split: no validation, no best checkpoint")
+	}
+	var iv interval
+	var valid *EvalResult
+	first := t.step
+	wall := time.Now()
+	for t.step < total {
+		if ctx.Err() != nil {
+			return t.interrupted()
+		}
+		t0 := time.Now()
+		out, err := t.trainStep()
+		if err != nil {
+			if errors.Is(err, ErrNonFinite) {
+				last, _ := Latest(t.run)
+				if last == "" {
+					last = "none written yet"
+				}
+				return fmt.Errorf("%w; the run stopped before the update; last good checkpoint: %s", err, last)
+			}
+			return err
+		}
+		dt := time.Since(t0).Seconds()
+		t.step++
+		stepTokens := int64(t.cfg.Batch * t.cfg.Block)
+		t.tokens += stepTokens
+		t.res.Seconds += dt
+		t.res.Steps = t.step - first
+		t.res.Step, t.res.Tokens = t.step, t.tokens
+		iv.n++
+		iv.loss += out.loss
+		iv.span += out.span
+		iv.norm += out.norm
+		iv.secs += dt
+		iv.tokens += stepTokens
+		lr := t.sched.LR(t.step - 1)
+		if t.o.onStep != nil {
+			t.o.onStep(t.step, &Row{Kind: RowTrain, Step: t.step, Tokens: t.tokens, Loss: out.loss,
+				BPC: out.loss / math.Ln2 / t.unit.PerToken, SpanLoss: out.span, LR: lr, GradNorm: out.norm,
+				MeanSpan: out.stats.MeanSpan, MaxSpan: out.stats.MaxSpan, Live: out.stats.Live})
+		}
+		if t.step%int64(t.o.logEvery) == 0 || t.step == total {
+			n := float64(iv.n)
+			row := &Row{Kind: RowTrain, Step: t.step, Tokens: t.tokens, Time: time.Since(wall).Seconds(),
+				Loss: iv.loss / n, BPC: iv.loss / n / math.Ln2 / t.unit.PerToken, SpanLoss: iv.span / n, LR: lr,
+				GradNorm: iv.norm / n, TokPerSec: float64(iv.tokens) / iv.secs,
+				MeanSpan: out.stats.MeanSpan, MaxSpan: out.stats.MaxSpan, Live: out.stats.Live}
+			if err := t.metrics.Write(row); err != nil {
+				return err
+			}
+			t.prog.step(t.step, row, true)
+			iv = interval{}
+		} else {
+			t.prog.step(t.step, &Row{Loss: out.loss, BPC: out.loss / math.Ln2 / t.unit.PerToken, TokPerSec: float64(stepTokens) / dt}, false)
+		}
+		last := t.step == total
+		ckptNow := (t.cfg.CkptEvery > 0 && t.step%int64(t.cfg.CkptEvery) == 0) || last
+		evalNow := hasValid && ((t.cfg.EvalEvery > 0 && t.step%int64(t.cfg.EvalEvery) == 0) || (last && !t.o.noFinal))
+		improved := false
+		valid = nil
+		if evalNow {
+			v, err := t.validate(ctx, wall)
+			if errors.Is(err, context.Canceled) {
+				return t.interrupted()
+			}
+			if err != nil {
+				return err
+			}
+			valid = v
+			t.res.Valid = v
+			if t.best == 0 || v.BPC < t.best {
+				t.best, t.bestStep, improved = v.BPC, t.step, true
+				ckptNow = true
+			}
+		}
+		if ckptNow {
+			dir, err := t.checkpoint(valid)
+			if err != nil {
+				return err
+			}
+			if improved {
+				if err := setBest(t.run, t.step); err != nil {
+					return err
+				}
+				t.res.Best = dir
+			}
+		}
+	}
+	if t.res.Seconds > 0 {
+		t.res.TokPerSec = float64(t.res.Steps*int64(t.cfg.Batch*t.cfg.Block)) / t.res.Seconds
+	}
+	if t.res.Checkpoint == "" {
+		// Nothing to do (steps already reached): the latest checkpoint stands.
+		if t.step == 0 {
+			if _, err := t.checkpoint(nil); err != nil {
+				return err
+			}
+		} else {
+			t.res.Checkpoint, _ = Latest(t.run)
+		}
+	}
+	if t.res.Best == "" {
+		t.res.Best, _ = Best(t.run)
+	}
+	return nil
+}
+
+// interrupted writes a checkpoint of the last complete step and returns the error that
+// says so.
+func (t *trainer) interrupted() error {
+	t.prog.logf("interrupted: writing a checkpoint of step %d", t.step)
+	dir, err := t.checkpoint(nil)
+	if err != nil {
+		return fmt.Errorf("%w at step %d, and the checkpoint failed: %v", ErrInterrupted, t.step, err)
+	}
+	return fmt.Errorf("%w at step %d: checkpoint %s written; continue with --resume", ErrInterrupted, t.step, dir)
+}
+
+// validate measures the model on the valid split and logs it.
+func (t *trainer) validate(ctx context.Context, wall time.Time) (*EvalResult, error) {
+	b := t.o.evalBatch
+	if b == 0 {
+		b = t.cfg.Batch
+	}
+	v, err := Evaluate(ctx, t.model, t.reader, "valid", WithEvalBatch(b), WithMaxBlocks(t.o.evalBlocks))
+	if err != nil {
+		return nil, fmt.Errorf("validation at step %d: %w", t.step, err)
+	}
+	row := &Row{Kind: RowEval, Step: t.step, Tokens: t.tokens, Time: time.Since(wall).Seconds(), Split: "valid",
+		Loss: v.Loss, BPC: v.BPC, BitsPerToken: v.BitsPerToken, Unit: v.Unit.Name, EvalTokens: v.Tokens,
+		MeanSpan: v.MeanSpan, Live: v.MeanLive}
+	if err := t.metrics.Write(row); err != nil {
+		return nil, err
+	}
+	t.prog.logf("step %d: valid %s %.4f (%s; %d tokens, batch %d, %.1fs)", t.step, v.Unit.Abbrev, v.BPC, v.Unit.Name, v.Tokens, v.Batch, v.Seconds)
+	return v, nil
+}
+
+// splitLen returns a split's length and whether the dataset has it.
+func (t *trainer) splitLen(split string) (int64, bool) {
+	n, err := t.reader.SplitLen(split)
+	return n, err == nil && n > 1
+}

@@ -1,0 +1,96 @@
+package train
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/term"
+)
+
+// progress shows how training goes: a progress bar on a terminal, plain lines otherwise.
+type progress struct {
+	w     io.Writer
+	bar   *progressbar.ProgressBar
+	total int64
+	start time.Time
+	first int64 // step at start (a resumed run starts past 0)
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+func newProgress(w io.Writer, first, total int64, bar bool) *progress {
+	p := &progress{w: w, total: total, start: time.Now(), first: first}
+	if w == nil {
+		p.w = io.Discard
+		return p
+	}
+	if bar && isTerminal(w) {
+		p.bar = progressbar.NewOptions64(total,
+			progressbar.OptionSetWriter(w),
+			progressbar.OptionSetWidth(24),
+			progressbar.OptionShowCount(),
+			progressbar.OptionSetPredictTime(true),
+			progressbar.OptionSetElapsedTime(true),
+			progressbar.OptionThrottle(200*time.Millisecond),
+			progressbar.OptionSetRenderBlankState(true),
+			progressbar.OptionOnCompletion(func() { fmt.Fprintln(w) }),
+		)
+		p.bar.Set64(first)
+	}
+	return p
+}
+
+// step reports step (updates done) with the latest figures; a plain line is printed only
+// when logLine is set.
+func (p *progress) step(step int64, r *Row, logLine bool) {
+	if p.bar != nil {
+		p.bar.Describe(fmt.Sprintf("loss %.3f %s %.3f %s tok/s", r.Loss, "bpc", r.BPC, siCount(r.TokPerSec)))
+		p.bar.Set64(step)
+		return
+	}
+	if !logLine {
+		return
+	}
+	eta := "?"
+	if done := step - p.first; done > 0 {
+		left := time.Duration(float64(time.Since(p.start)) / float64(done) * float64(p.total-step))
+		eta = left.Round(time.Second).String()
+	}
+	fmt.Fprintf(p.w, "step %d/%d  loss %.4f  bpc %.4f  span-loss %.3g  lr %.3g  |g| %.3g  %s tok/s  eta %s\n",
+		step, p.total, r.Loss, r.BPC, r.SpanLoss, r.LR, r.GradNorm, siCount(r.TokPerSec), eta)
+}
+
+// logf prints a line of its own (clearing the bar first).
+func (p *progress) logf(format string, a ...any) {
+	if p.bar != nil {
+		p.bar.Clear()
+	}
+	fmt.Fprintf(p.w, format+"\n", a...)
+}
+
+// finish ends the bar.
+func (p *progress) finish() {
+	if p.bar != nil {
+		p.bar.Exit()
+		fmt.Fprintln(p.w)
+	}
+}
+
+// siCount writes a rate with a k or M suffix.
+func siCount(x float64) string {
+	switch {
+	case x >= 1e6:
+		return fmt.Sprintf("%.2fM", x/1e6)
+	case x >= 1e4:
+		return fmt.Sprintf("%.1fk", x/1e3)
+	default:
+		return fmt.Sprintf("%.0f", x)
+	}
+}

@@ -1,0 +1,443 @@
+package train
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
+
+	"xspan/dataset"
+	"xspan/internal/torchrt"
+	"xspan/lm"
+	"xspan/tokenize"
+)
+
+// ErrInterrupted is wrapped by the error Run returns when its context is cancelled (as
+// Ctrl-C does): the run then stops after the step under way and writes a checkpoint.
+var ErrInterrupted = errors.New("interrupted")
+
+// ErrNonFinite is wrapped by the error Run returns when a loss or gradient norm is NaN
+// or infinite; the run stops before the update, and its checkpoints stay as they were.
+var ErrNonFinite = errors.New("non-finite loss")
+
+// Result is what a run did.
+type Result struct {
+	Run       string
+	Step      int64 // updates done in all
+	Steps     int64 // updates done by this call
+	Tokens    int64 // training tokens seen in all
+	NumParams int64
+	// Seconds and TokPerSec time the training steps of this call only (no validation or
+	// checkpoint writing).
+	Seconds   float64
+	TokPerSec float64
+	Valid     *EvalResult // the last validation, if any
+	Unit      Unit
+	// Checkpoint is the last checkpoint written and Best the best one ("" if none).
+	Checkpoint string
+	Best       string
+}
+
+// trainer holds a run's state between steps.
+type trainer struct {
+	o        options
+	cfg      lm.Config
+	run      string
+	reader   *dataset.Reader
+	vocab    tokenize.Vocab
+	unit     Unit
+	model    *lm.Model
+	opt      *Adam
+	sched    Schedule
+	batcher  *dataset.Batcher
+	mems     []*lm.Memory
+	groups   int // micro-batches per step
+	step     int64
+	tokens   int64
+	epoch    int64
+	best     float64
+	bestStep int64
+	metrics  *MetricsWriter
+	prog     *progress
+	res      Result
+}
+
+// Run trains a model of cfg on the dataset in dataDir, writing the run to the folder run:
+// config.json, metrics.jsonl, checkpoints/ and best. With WithResume it continues the
+// run's latest checkpoint exactly (cfg may then change training settings such as steps,
+// not the model's shape). It must be called from a goroutine that holds its OS thread.
+func Run(ctx context.Context, cfg lm.Config, dataDir, run string, opts ...Option) (*Result, error) {
+	t := &trainer{o: defaultOptions(), run: run}
+	for _, o := range opts {
+		if err := o(&t.o); err != nil {
+			return nil, err
+		}
+	}
+	if err := t.setup(cfg, dataDir); err != nil {
+		t.close()
+		return nil, err
+	}
+	defer t.close()
+	err := t.loop(ctx)
+	res := t.res
+	return &res, err
+}
+
+func (t *trainer) close() {
+	for _, m := range t.mems {
+		m.Drop()
+	}
+	t.mems = nil
+	if t.opt != nil {
+		t.opt.Drop()
+	}
+	if t.metrics != nil {
+		t.metrics.Close()
+	}
+}
+
+// vocabRef names a vocabulary by kind and a hash of its spec.
+func vocabRef(v tokenize.Vocab) string {
+	js, _ := json.Marshal(v.Spec())
+	if hf, ok := v.(*tokenize.HF); ok {
+		js = append(js, hf.SHA256()...)
+	}
+	sum := sha256.Sum256(js)
+	return v.Kind() + ":" + hex.EncodeToString(sum[:8])
+}
+
+// LoadRunConfig reads the config a run folder was started with (RUN/config.json).
+func LoadRunConfig(run string) (lm.Config, error) {
+	path := filepath.Join(run, ConfigName)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return lm.Config{}, err
+	}
+	c, err := lm.ParseConfig(data)
+	if err != nil {
+		return lm.Config{}, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+func (t *trainer) setup(cfg lm.Config, dataDir string) error {
+	o := &t.o
+	var resumeDir string
+	var hdr *Header
+	if o.resume {
+		dir, err := Latest(t.run)
+		if err != nil {
+			return err
+		}
+		if dir == "" {
+			return fmt.Errorf("--resume: %s holds no checkpoint to resume", t.run)
+		}
+		if hdr, err = ReadHeader(dir); err != nil {
+			return err
+		}
+		if !hdr.HasOptim || hdr.Memories == 0 {
+			return fmt.Errorf("%s: a weights-only checkpoint cannot be resumed exactly", dir)
+		}
+		resumeDir = dir
+		if dataDir == "" {
+			dataDir = hdr.Data.Dir
+		}
+	} else if steps, err := listSteps(t.run); err != nil {
+		return err
+	} else if len(steps) > 0 {
+		return fmt.Errorf("%s already holds a run (checkpoints up to step %d): continue it with --resume, or choose another --out", t.run, steps[len(steps)-1])
+	}
+	if dataDir == "" {
+		return errors.New("no dataset folder given")
+	}
+	r, err := dataset.Open(dataDir)
+	if err != nil {
+		return err
+	}
+	t.reader = r
+	if t.vocab, err = r.Vocab(); err != nil {
+		return err
+	}
+	if cfg.Vocab != 0 && cfg.Vocab != t.vocab.Size() {
+		return fmt.Errorf("config vocab = %d, but dataset %s has a %s vocabulary of %d ids", cfg.Vocab, dataDir, t.vocab.Kind(), t.vocab.Size())
+	}
+	cfg.Vocab = t.vocab.Size()
+	cfg.Tokenizer = vocabRef(t.vocab)
+	if cfg.Accumulate < 1 {
+		cfg.Accumulate = 1
+	}
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if cfg.Batch%cfg.Accumulate != 0 {
+		return fmt.Errorf("config: batch %d is not a multiple of accumulate %d", cfg.Batch, cfg.Accumulate)
+	}
+	t.groups = cfg.Accumulate
+	t.sched = Schedule{Kind: cfg.Schedule, Peak: cfg.LR, Warmup: int64(cfg.Warmup), Steps: int64(cfg.Steps), DecayAt: int64(cfg.DecayAt), Final: cfg.DecayLR}
+	if err := t.sched.Validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if t.unit, err = UnitOf(r.Manifest(), "train"); err != nil {
+		return err
+	}
+	if t.batcher, err = dataset.NewBatcher(r, "train", cfg.Batch, cfg.Block); err != nil {
+		return err
+	}
+	if t.batcher.Blocks() < 1 {
+		return fmt.Errorf("dataset %s: the train split is too short for %d streams of %d-token blocks", dataDir, cfg.Batch, cfg.Block)
+	}
+	if hdr != nil {
+		old, err := lm.ParseConfig(hdr.Config)
+		if err != nil {
+			return fmt.Errorf("%s: %w", resumeDir, err)
+		}
+		if err := sameShape(old, cfg); err != nil {
+			return fmt.Errorf("--resume: %w", err)
+		}
+		if hdr.Data.Streams != cfg.Batch || hdr.Data.Block != cfg.Block || hdr.Memories != cfg.Accumulate {
+			return fmt.Errorf("--resume: the checkpoint has batch %d, block %d, accumulate %d; this run asks for %d, %d, %d: exact resume needs the same", hdr.Data.Streams, hdr.Data.Block, hdr.Memories, cfg.Batch, cfg.Block, cfg.Accumulate)
+		}
+		if old.Tokenizer != cfg.Tokenizer {
+			return fmt.Errorf("--resume: dataset %s has another vocabulary (%s) than the checkpoint (%s)", dataDir, cfg.Tokenizer, old.Tokenizer)
+		}
+	}
+	t.cfg = cfg
+	if err := os.MkdirAll(t.run, 0o755); err != nil {
+		return err
+	}
+	js, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := writeFileAtomic(filepath.Join(t.run, ConfigName), append(js, '\n')); err != nil {
+		return err
+	}
+	torchrt.Seed(cfg.Seed) // the initial weights
+	if t.model, err = lm.New(cfg, o.dev); err != nil {
+		return err
+	}
+	if o.initFrom != "" && hdr == nil {
+		ck, err := OpenCheckpoint(o.initFrom)
+		if err != nil {
+			return fmt.Errorf("--init-from: %w", err)
+		}
+		if err := sameShape(ck.Config, cfg); err != nil {
+			return fmt.Errorf("--init-from %s: %w", ck.Path, err)
+		}
+		if vocabRef(ck.Vocab) != cfg.Tokenizer {
+			return fmt.Errorf("--init-from %s: its vocabulary differs from dataset %s's", ck.Path, dataDir)
+		}
+		if err := t.model.LoadWeights(filepath.Join(ck.Path, WeightsName)); err != nil {
+			return fmt.Errorf("--init-from: %w", err)
+		}
+	}
+	if t.opt, err = NewAdam(t.model.Parameters(), WithWeightDecay(cfg.WeightDecay)); err != nil {
+		return err
+	}
+	keepUpTo := int64(-1)
+	if hdr != nil {
+		if err := t.restore(resumeDir, hdr); err != nil {
+			return err
+		}
+		keepUpTo = t.step
+	} else {
+		for i := 0; i < t.groups; i++ {
+			t.mems = append(t.mems, t.model.NewMemory(cfg.Batch/t.groups))
+		}
+	}
+	mpath := filepath.Join(t.run, MetricsName)
+	if hdr == nil {
+		// A fresh run: a metrics file left by an attempt without checkpoints goes.
+		if err := os.Remove(mpath); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	if t.metrics, err = OpenMetrics(mpath, keepUpTo); err != nil {
+		return err
+	}
+	t.res = Result{Run: t.run, NumParams: t.model.NumParams(), Unit: t.unit, Step: t.step, Tokens: t.tokens}
+	return nil
+}
+
+// sameShape reports whether a checkpoint's config old can give its weights to cfg.
+func sameShape(old, cfg lm.Config) error {
+	if old.Hash() == cfg.Hash() {
+		return nil
+	}
+	a, _ := json.Marshal(old)
+	b, _ := json.Marshal(cfg)
+	var ma, mb map[string]any
+	json.Unmarshal(a, &ma)
+	json.Unmarshal(b, &mb)
+	diff := ""
+	for _, k := range []string{"vocab", "layers", "dim", "heads", "ffn", "pre_norm", "pos_window", "block", "expire"} {
+		if fmt.Sprint(ma[k]) != fmt.Sprint(mb[k]) {
+			diff += fmt.Sprintf(" %s %v vs %v;", k, ma[k], mb[k])
+		}
+	}
+	return fmt.Errorf("the checkpoint's model config (hash %s) differs from this run's (hash %s):%s", old.Hash(), cfg.Hash(), diff)
+}
+
+// restore loads a checkpoint's full state for an exact resume.
+func (t *trainer) restore(dir string, h *Header) error {
+	if err := t.model.LoadWeights(filepath.Join(dir, WeightsName)); err != nil {
+		return fmt.Errorf("%s: %w", dir, err)
+	}
+	if err := t.opt.Load(filepath.Join(dir, OptimName)); err != nil {
+		return err
+	}
+	for i := 0; i < h.Memories; i++ {
+		mem, err := t.model.LoadMemory(filepath.Join(dir, MemoryName(i)))
+		if err != nil {
+			return err
+		}
+		if mem.Batch() != t.cfg.Batch/t.groups {
+			mem.Drop()
+			return fmt.Errorf("%s: memory %d holds %d streams, want %d", dir, i, mem.Batch(), t.cfg.Batch/t.groups)
+		}
+		t.mems = append(t.mems, mem)
+	}
+	if err := t.batcher.Seek(h.Data.Position); err != nil {
+		return fmt.Errorf("%s: data position: %w", dir, err)
+	}
+	t.step, t.tokens, t.epoch = h.Step, h.Tokens, h.Data.Epoch
+	t.best, t.bestStep = h.BestValid, h.BestStep
+	return nil
+}
+
+// stepSeed is the seed of both generators at a step.
+func stepSeed(seed, step int64) int64 { return seed*1000003 + step }
+
+// stepOut is what one training step measured.
+type stepOut struct {
+	loss, span, norm float64
+	stats            lm.Stats
+}
+
+// trainStep takes one optimiser step over the next block of every stream.
+func (t *trainer) trainStep() (*stepOut, error) {
+	ids, err := t.batcher.Next()
+	if errors.Is(err, io.EOF) {
+		// A new epoch: the streams start over, and so do their memories.
+		t.epoch++
+		if err := t.batcher.Seek(0); err != nil {
+			return nil, err
+		}
+		for i, m := range t.mems {
+			m.Drop()
+			t.mems[i] = t.model.NewMemory(m.Batch())
+		}
+		ids, err = t.batcher.Next()
+	}
+	if err != nil {
+		return nil, err
+	}
+	rng := torchrt.Seed(stepSeed(t.cfg.Seed, t.step))
+	t.opt.ZeroGrad()
+	out := &stepOut{}
+	rows := int64(t.cfg.Batch / t.groups)
+	width := int64(t.cfg.Block + 1)
+	for g := 0; g < t.groups; g++ {
+		if err := t.microStep(ids[int64(g)*rows*width:int64(g+1)*rows*width], rows, width, g, rng, out); err != nil {
+			return nil, err
+		}
+	}
+	out.loss /= float64(t.groups)
+	out.span /= float64(t.groups)
+	if out.norm = ClipGradNorm(t.model.Parameters(), t.cfg.Clip); math.IsNaN(out.norm) || math.IsInf(out.norm, 0) {
+		return nil, fmt.Errorf("step %d: gradient norm is %v: %w", t.step+1, out.norm, ErrNonFinite)
+	}
+	if err := t.opt.Step(t.sched.LR(t.step)); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (t *trainer) microStep(ids []int64, rows, width int64, g int, rng *rand.Rand, out *stepOut) error {
+	x, err := ts.OfSlice(ids)
+	if err != nil {
+		return err
+	}
+	x = x.MustView([]int64{rows, width}, true)
+	if t.o.dev != gotch.CPU {
+		x = x.MustTo(t.o.dev, true)
+	}
+	sr, err := t.model.Step(t.mems[g], x, true, rng)
+	x.MustDrop()
+	if err != nil {
+		return err
+	}
+	defer sr.Drop()
+	loss := value(sr.TaskLoss)
+	span := 0.0
+	total := sr.TaskLoss
+	if sr.SpanLoss != nil {
+		span = value(sr.SpanLoss)
+		total = sr.TaskLoss.MustAdd(sr.SpanLoss, false)
+		defer total.MustDrop()
+	}
+	if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(span) || math.IsInf(span, 0) {
+		return fmt.Errorf("step %d: loss is %v (span loss %v): %w", t.step+1, loss, span, ErrNonFinite)
+	}
+	if t.groups > 1 {
+		s := ts.FloatScalar(1 / float64(t.groups))
+		scaled := total.MustMulScalar(s, false)
+		s.MustDrop()
+		defer scaled.MustDrop()
+		total = scaled
+	}
+	if err := total.Backward(); err != nil {
+		return err
+	}
+	out.loss += loss
+	out.span += span
+	if g == 0 {
+		out.stats = sr.Stats
+	} else {
+		for l := range out.stats.MeanSpan {
+			out.stats.MeanSpan[l] = (out.stats.MeanSpan[l]*float64(g) + sr.Stats.MeanSpan[l]) / float64(g+1)
+			out.stats.MaxSpan[l] = max(out.stats.MaxSpan[l], sr.Stats.MaxSpan[l])
+			out.stats.Live[l] = (out.stats.Live[l]*float64(g) + sr.Stats.Live[l]) / float64(g+1)
+		}
+	}
+	return nil
+}
+
+// checkpoint writes the current state as a checkpoint and prunes old ones.
+func (t *trainer) checkpoint(valid *EvalResult) (string, error) {
+	h := Header{
+		Step: t.step, Tokens: t.tokens,
+		Data: DataState{Dir: t.reader.Dir(), Split: "train", Streams: t.cfg.Batch, Block: t.cfg.Block,
+			Position: t.batcher.Position(), StreamLen: t.batcher.StreamLen(), Epoch: t.epoch},
+		RNG:       RNGState{Seed: t.cfg.Seed, Scheme: "per-step: libtorch and Go generators seeded with seed*1000003+step"},
+		Vocab:     VocabRef{Kind: t.vocab.Kind(), Size: t.vocab.Size(), Dataset: t.reader.Dir()},
+		BestValid: t.best, BestStep: t.bestStep,
+		Threads:   torchrt.Threads(),
+		Device:    fmt.Sprint(t.o.dev),
+		Time:      time.Now().UTC().Format(time.RFC3339),
+	}
+	if hf, ok := t.vocab.(*tokenize.HF); ok {
+		h.Vocab.SHA256 = hf.SHA256()
+	}
+	if valid != nil {
+		h.Valid = valid.Summary()
+	}
+	dir, err := writeCheckpoint(t.run, &checkpointState{header: h, model: t.model, opt: t.opt, memories: t.mems, vocab: t.vocab})
+	if err != nil {
+		return "", err
+	}
+	t.res.Checkpoint = dir
+	if err := prune(t.run, t.o.keep); err != nil {
+		return dir, err
+	}
+	return dir, nil
+}

@@ -1,0 +1,284 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sugarme/gotch"
+
+	"xspan/internal/torchrt"
+)
+
+func quiet() Option { return WithOutput(nil) }
+
+// TestResumeBitIdentical trains 2n steps in one go, and n steps interrupted (the Ctrl-C
+// path: the context is cancelled) then resumed for n more, and wants bit-identical
+// weights, optimiser state and per-step losses. Dropout and random span shortening are
+// on, and the batch is split in two accumulated micro-batches.
+func TestResumeBitIdentical(t *testing.T) {
+	defer torchrt.Lock()()
+	torchrt.SetThreads(1)
+	data := testData(t)
+	const n = 6
+	cfg := tinyConfig(2 * n)
+	cfg.Accumulate = 2
+	cfg.CkptEvery = 4 // a checkpoint between, to exercise pruning
+
+	losses := map[string][]float64{}
+	record := func(key string) Option {
+		return WithOnStep(func(step int64, r *Row) { losses[key] = append(losses[key], r.Loss, r.SpanLoss, r.GradNorm) })
+	}
+	runA := filepath.Join(t.TempDir(), "a")
+	resA, err := Run(context.Background(), cfg, data, runA, quiet(), record("a"), WithoutFinalEval())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resA.Step != 2*n || resA.Tokens != int64(2*n*cfg.Batch*cfg.Block) {
+		t.Fatalf("run a: step %d, tokens %d", resA.Step, resA.Tokens)
+	}
+
+	runB := filepath.Join(t.TempDir(), "b")
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := WithOnStep(func(step int64, r *Row) {
+		losses["b"] = append(losses["b"], r.Loss, r.SpanLoss, r.GradNorm)
+		if step == n {
+			cancel()
+		}
+	})
+	_, err = Run(ctx, cfg, data, runB, quiet(), stop, WithoutFinalEval())
+	if !errors.Is(err, ErrInterrupted) {
+		t.Fatalf("interrupted run: err = %v, want ErrInterrupted", err)
+	}
+	last, err := Latest(runB)
+	if err != nil || filepath.Base(last) != StepDirName(n) {
+		t.Fatalf("latest checkpoint after interrupt: %q, %v", last, err)
+	}
+	// Starting over in the same folder without --resume is refused.
+	if _, err := Run(context.Background(), cfg, data, runB, quiet()); err == nil || !strings.Contains(err.Error(), "--resume") {
+		t.Fatalf("restart without resume: err = %v", err)
+	}
+	resB, err := Run(context.Background(), cfg, "", runB, quiet(), WithResume(true), record("b"), WithoutFinalEval())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resB.Step != 2*n || resB.Steps != n {
+		t.Fatalf("resumed run: step %d, steps this call %d", resB.Step, resB.Steps)
+	}
+
+	ma, ca, err := LoadCheckpoint(runA, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, cb, err := LoadCheckpoint(runB, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ca.Step != 2*n || cb.Step != 2*n {
+		t.Fatalf("checkpoint steps %d and %d", ca.Step, cb.Step)
+	}
+	if err := sameTensors(paramValues(ma), paramValues(mb)); err != nil {
+		t.Fatalf("weights after 2n steps vs n + resumed n: %v", err)
+	}
+	if len(losses["a"]) != len(losses["b"]) {
+		t.Fatalf("%d vs %d step records", len(losses["a"]), len(losses["b"]))
+	}
+	for i := range losses["a"] {
+		if losses["a"][i] != losses["b"][i] {
+			t.Fatalf("step figure %d: %v vs %v", i, losses["a"][i], losses["b"][i])
+		}
+	}
+	// Optimiser states agree too.
+	for _, f := range []string{OptimName, MemoryName(0), MemoryName(1)} {
+		a, _ := os.ReadFile(filepath.Join(ca.Path, f))
+		b, _ := os.ReadFile(filepath.Join(cb.Path, f))
+		if len(a) == 0 || string(a) != string(b) {
+			t.Errorf("%s differs between the runs (%d vs %d bytes)", f, len(a), len(b))
+		}
+	}
+	// Metrics: the resumed run's log has each step once.
+	rows, err := ReadMetrics(filepath.Join(runB, MetricsName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int64]int{}
+	for _, r := range rows {
+		if r.Kind == RowTrain {
+			seen[r.Step]++
+		}
+	}
+	for s, c := range seen {
+		if c != 1 {
+			t.Errorf("metrics: step %d logged %d times", s, c)
+		}
+	}
+	if seen[2*n] != 1 {
+		t.Errorf("metrics: last step not logged: %v", seen)
+	}
+}
+
+func TestTrainCheckpointsAndBest(t *testing.T) {
+	defer torchrt.Lock()()
+	data := testData(t)
+	cfg := tinyConfig(12)
+	cfg.EvalEvery, cfg.CkptEvery = 3, 3
+	cfg.Dropout = 0
+	run := filepath.Join(t.TempDir(), "run")
+	res, err := Run(context.Background(), cfg, data, run, quiet(), WithKeep(2), WithLogEvery(5), WithValidBatch(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Valid == nil || !(res.Valid.BPC > 0) || res.Valid.Unit.Abbrev != "bpc" {
+		t.Fatalf("final validation: %+v", res.Valid)
+	}
+	// Learning happened: the validation at the end beats a uniform guess over the vocabulary.
+	ck, err := OpenCheckpoint(run)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uniform := math.Log2(float64(ck.Config.Vocab)); res.Valid.BPC >= uniform {
+		t.Errorf("valid bpc %.3f after 12 steps, uniform %.3f", res.Valid.BPC, uniform)
+	}
+	steps, _ := listSteps(run)
+	best, err := Best(run)
+	if err != nil || best == "" {
+		t.Fatalf("best: %q, %v", best, err)
+	}
+	bh, err := ReadHeader(best)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two latest checkpoints, plus the best if it is older.
+	want := 2
+	if bh.Step < steps[len(steps)-2] {
+		want = 3
+	}
+	if len(steps) != want || steps[len(steps)-1] != 12 {
+		t.Fatalf("checkpoints kept: %v (best at %d)", steps, bh.Step)
+	}
+	if bh.Valid == nil || bh.Valid.BPC != bh.BestValid {
+		t.Errorf("best header: valid %+v, best_valid %v", bh.Valid, bh.BestValid)
+	}
+	// Every way of naming a checkpoint resolves.
+	for name, p := range map[string]string{"run": run, "best": filepath.Join(run, BestName), "dir": best} {
+		_, c, err := LoadCheckpoint(p, gotch.CPU)
+		if err != nil {
+			t.Fatalf("LoadCheckpoint(%s): %v", name, err)
+		}
+		if c.Vocab.Size() != cfg.Vocab && c.Vocab.Size() != c.Config.Vocab {
+			t.Errorf("%s: vocab size %d", name, c.Vocab.Size())
+		}
+	}
+	// The metrics log has train rows every 5 steps (and the last) and eval rows every 3.
+	rows, err := ReadMetrics(filepath.Join(run, MetricsName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var train, eval []int64
+	for _, r := range rows {
+		switch r.Kind {
+		case RowTrain:
+			train = append(train, r.Step)
+			if len(r.MeanSpan) != cfg.Layers || len(r.Live) != cfg.Layers || r.TokPerSec <= 0 || r.LR <= 0 {
+				t.Errorf("train row incomplete: %+v", r)
+			}
+		case RowEval:
+			eval = append(eval, r.Step)
+		}
+	}
+	if len(train) != 3 || train[2] != 12 || len(eval) != 4 {
+		t.Errorf("metrics: train rows at %v, eval rows at %v", train, eval)
+	}
+	// A config of another shape is refused on resume, naming the field.
+	other := cfg
+	other.Dim = 48
+	other.Steps = 20
+	if _, err := Run(context.Background(), other, data, run, quiet(), WithResume(true)); err == nil || !strings.Contains(err.Error(), "dim") {
+		t.Errorf("resume with another dim: err = %v", err)
+	}
+	// Fine-tuning from this run's weights in a new folder starts at step 0.
+	ft := filepath.Join(t.TempDir(), "ft")
+	cfg2 := cfg
+	cfg2.Steps, cfg2.EvalEvery, cfg2.CkptEvery = 2, 0, 0
+	r2, err := Run(context.Background(), cfg2, data, ft, quiet(), WithInitFrom(filepath.Join(run, BestName)), WithoutFinalEval())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r2.Step != 2 {
+		t.Errorf("fine-tune: step %d", r2.Step)
+	}
+	if _, err := Run(context.Background(), other, data, filepath.Join(t.TempDir(), "ft2"), quiet(), WithInitFrom(run)); err == nil || !strings.Contains(err.Error(), "dim") {
+		t.Errorf("init-from another shape: err = %v", err)
+	}
+}
+
+func TestCheckpointErrors(t *testing.T) {
+	defer torchrt.Lock()()
+	data := testData(t)
+	cfg := tinyConfig(1)
+	run := filepath.Join(t.TempDir(), "run")
+	if _, err := Run(context.Background(), cfg, data, run, quiet(), WithoutFinalEval()); err != nil {
+		t.Fatal(err)
+	}
+	dir, _ := Latest(run)
+	hdrPath := filepath.Join(dir, HeaderName)
+	orig, _ := os.ReadFile(hdrPath)
+
+	check := func(what, content, want string) {
+		t.Helper()
+		os.WriteFile(hdrPath, []byte(content), 0o644)
+		_, _, err := LoadCheckpoint(dir, gotch.CPU)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want it to mention %q", what, err, want)
+		}
+	}
+	check("another format version", strings.Replace(string(orig), Magic+" 1", Magic+" 2", 1), "format version 2")
+	check("no magic", "{}\n", "not an xspan checkpoint")
+	check("edited config", strings.Replace(string(orig), `"dim": 32`, `"dim": 48`, 1), "config hash")
+	os.WriteFile(hdrPath, orig, 0o644)
+	if _, _, err := LoadCheckpoint(dir, gotch.CPU); err != nil {
+		t.Fatalf("restored header: %v", err)
+	}
+	// Weights that do not fit the config.
+	os.WriteFile(filepath.Join(dir, WeightsName), []byte("junk"), 0o644)
+	if _, _, err := LoadCheckpoint(dir, gotch.CPU); err == nil {
+		t.Error("junk weights: no error")
+	}
+	for _, p := range []string{filepath.Join(run, "nope"), t.TempDir()} {
+		if _, err := ResolveCheckpoint(p); err == nil {
+			t.Errorf("ResolveCheckpoint(%s): no error", p)
+		}
+	}
+	if _, err := Run(context.Background(), cfg, data, filepath.Join(t.TempDir(), "x"), quiet(), WithResume(true)); err == nil || !strings.Contains(err.Error(), "no checkpoint") {
+		t.Errorf("resume of an empty folder: err = %v", err)
+	}
+}
+
+func TestNonFiniteLossStops(t *testing.T) {
+	defer torchrt.Lock()()
+	data := testData(t)
+	cfg := tinyConfig(30)
+	cfg.LR, cfg.Warmup, cfg.Clip = 1e30, 0, 0
+	cfg.CkptEvery = 1
+	run := filepath.Join(t.TempDir(), "run")
+	res, err := Run(context.Background(), cfg, data, run, quiet(), WithoutFinalEval())
+	if !errors.Is(err, ErrNonFinite) {
+		t.Fatalf("lr 1e30: err = %v, want ErrNonFinite", err)
+	}
+	if !strings.Contains(err.Error(), "last good checkpoint") {
+		t.Errorf("message lacks the last good checkpoint: %v", err)
+	}
+	// Every checkpoint written is whole and loads.
+	if last, _ := Latest(run); last != "" {
+		if _, _, err := LoadCheckpoint(last, gotch.CPU); err != nil {
+			t.Errorf("last good checkpoint: %v", err)
+		}
+		if h, _ := ReadHeader(last); h.Step != res.Step {
+			t.Errorf("last checkpoint at step %d, run stopped after %d", h.Step, res.Step)
+		}
+	}
+}
