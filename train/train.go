@@ -421,9 +421,9 @@ func (t *trainer) checkpoint(valid *EvalResult) (string, error) {
 		RNG:       RNGState{Seed: t.cfg.Seed, Scheme: "per-step: libtorch and Go generators seeded with seed*1000003+step"},
 		Vocab:     VocabRef{Kind: t.vocab.Kind(), Size: t.vocab.Size(), Dataset: t.reader.Dir()},
 		BestValid: t.best, BestStep: t.bestStep,
-		Threads:   torchrt.Threads(),
-		Device:    fmt.Sprint(t.o.dev),
-		Time:      time.Now().UTC().Format(time.RFC3339),
+		Threads: torchrt.Threads(),
+		Device:  fmt.Sprint(t.o.dev),
+		Time:    time.Now().UTC().Format(time.RFC3339),
 	}
 	if hf, ok := t.vocab.(*tokenize.HF); ok {
 		h.Vocab.SHA256 = hf.SHA256()
