@@ -12,14 +12,20 @@ import (
 
 // FormatName and Version identify a dataset folder's manifest.json. A reader accepts
 // only its own Version. Within a version, fields a reader does not know are ignored, so
-// optional information may be added (say, a per-split "scored" mask of positions for a
-// copy task); information that a reader must not ignore is named in the manifest's
-// Requires list, and a reader refuses a manifest that requires what it does not know.
+// optional information may be added (say, a split's example length); information that a
+// reader must not ignore (say, the scored-positions masks of a copy task) is named in
+// the manifest's Requires list, and a reader refuses a manifest that requires what it
+// does not know.
 const (
 	FormatName   = "xspan-dataset"
 	Version      = 1
 	ManifestName = "manifest.json"
 )
+
+// FeatureScoredMask is the one feature version 1 may require: every shard has a
+// scored-positions mask file ([Shard].Mask), and only the scored tokens count in the
+// loss. A reader that ignored it would train and evaluate on unscored tokens.
+const FeatureScoredMask = "scored-mask"
 
 // Newline policies.
 const (
@@ -32,9 +38,9 @@ type Manifest struct {
 	Format  string `json:"format"`
 	Version int    `json:"version"`
 	// Requires lists features a reader must understand to read this dataset; version 1
-	// defines none.
+	// defines one, [FeatureScoredMask].
 	Requires []string `json:"requires,omitempty"`
-	// Input is "enwik8" or "text".
+	// Input is "enwik8", "text" or "synthetic" (generated; Task says how).
 	Input string        `json:"input"`
 	Vocab tokenize.Spec `json:"vocab"`
 	// Newlines is "keep" or "drop": whether '\n' bytes were removed before tokenizing.
@@ -43,6 +49,8 @@ type Manifest struct {
 	TokenWidth  int         `json:"token_width"`
 	Compression Compression `json:"compression"`
 	Splits      []Split     `json:"splits"`
+	// Task describes how a synthetic dataset was generated; nil for a corpus.
+	Task *Task `json:"task,omitempty"`
 }
 
 // Compression records how the shards were compressed.
@@ -67,6 +75,12 @@ type Split struct {
 	Unk    int64   `json:"unk"`
 	Source Source  `json:"source"`
 	Shards []Shard `json:"shards"`
+	// ExampleLen, when not 0, says the split is a sequence of examples of ExampleLen
+	// tokens each (Tokens is a multiple of it): example k is tokens k*ExampleLen up to
+	// (k+1)*ExampleLen. A Batcher then starts its streams at example boundaries.
+	ExampleLen int64 `json:"example_len,omitempty"`
+	// Scored is the number of tokens whose scored mask is 1 (with FeatureScoredMask).
+	Scored int64 `json:"scored,omitempty"`
 }
 
 // Source is the input text a split was made from, before the newline policy.
@@ -89,6 +103,19 @@ type Shard struct {
 	Tokens int64  `json:"tokens"`
 	Bytes  int64  `json:"bytes"` // size of the file
 	// Checksum is "xxh64:<16 hex digits>" of the decompressed packed token ids.
+	Checksum string `json:"checksum"`
+	// Mask is the shard's scored-positions mask; present exactly when the manifest
+	// requires FeatureScoredMask.
+	Mask *MaskFile `json:"mask,omitempty"`
+}
+
+// MaskFile is the scored-positions mask of one shard. Its file has the shard format
+// (header and one zstd frame) with 1-byte values, one per token of the shard: 1 if the
+// token is scored (counts in the loss when it is a target), 0 if not.
+type MaskFile struct {
+	File  string `json:"file"`
+	Bytes int64  `json:"bytes"` // size of the file
+	// Checksum is "xxh64:<16 hex digits>" of the decompressed mask bytes.
 	Checksum string `json:"checksum"`
 }
 
@@ -134,10 +161,20 @@ func (m *Manifest) check() error {
 	if m.Version != Version {
 		return fmt.Errorf("manifest version %d is not supported (this xspan reads version %d)", m.Version, Version)
 	}
+	hasMask := false
+	var unknown []string
+	for _, f := range m.Requires {
+		if f == FeatureScoredMask {
+			hasMask = true
+		} else {
+			unknown = append(unknown, f)
+		}
+	}
+	if len(unknown) > 0 {
+		return fmt.Errorf("manifest requires features this xspan does not know: %s", strings.Join(unknown, ", "))
+	}
 	if len(m.Requires) == 0 {
 		m.Requires = nil // "requires": [] means none
-	} else {
-		return fmt.Errorf("manifest requires features this xspan does not know: %s", strings.Join(m.Requires, ", "))
 	}
 	switch m.Vocab.Kind {
 	case tokenize.KindByte, tokenize.KindChar, tokenize.KindHF:
@@ -174,8 +211,17 @@ func (m *Manifest) check() error {
 			return fmt.Errorf("manifest: empty or repeated split name %q", s.Name)
 		}
 		seen[s.Name] = true
-		if s.Tokens < 0 || s.Bytes < 0 || s.Chars < 0 || s.Unk < 0 || s.DroppedNewlines < 0 {
+		if s.Tokens < 0 || s.Bytes < 0 || s.Chars < 0 || s.Unk < 0 || s.DroppedNewlines < 0 || s.ExampleLen < 0 || s.Scored < 0 {
 			return fmt.Errorf("manifest: split %s: negative count", s.Name)
+		}
+		if s.ExampleLen > 0 && s.Tokens%s.ExampleLen != 0 {
+			return fmt.Errorf("manifest: split %s: %d tokens are not a whole number of examples of %d", s.Name, s.Tokens, s.ExampleLen)
+		}
+		if s.Scored > s.Tokens {
+			return fmt.Errorf("manifest: split %s: %d scored tokens of %d", s.Name, s.Scored, s.Tokens)
+		}
+		if s.Scored != 0 && !hasMask {
+			return fmt.Errorf("manifest: split %s: %d scored tokens, but the manifest does not require %s", s.Name, s.Scored, FeatureScoredMask)
 		}
 		var sum int64
 		for _, sh := range s.Shards {
@@ -189,11 +235,39 @@ func (m *Manifest) check() error {
 			if _, err := parseChecksum(sh.Checksum); err != nil {
 				return fmt.Errorf("manifest: split %s: shard %s: %v", s.Name, sh.File, err)
 			}
+			if err := checkMaskFile(sh, hasMask, files); err != nil {
+				return fmt.Errorf("manifest: split %s: shard %s: %v", s.Name, sh.File, err)
+			}
 			sum += sh.Tokens
 		}
 		if sum != s.Tokens {
 			return fmt.Errorf("manifest: split %s: %d tokens, but its shards hold %d", s.Name, s.Tokens, sum)
 		}
+	}
+	return nil
+}
+
+// checkMaskFile checks a shard's mask entry against the manifest's Requires and adds
+// its file name to files.
+func checkMaskFile(sh Shard, required bool, files map[string]bool) error {
+	switch {
+	case sh.Mask == nil && required:
+		return fmt.Errorf("no mask file, but the manifest requires %s", FeatureScoredMask)
+	case sh.Mask == nil:
+		return nil
+	case !required:
+		return fmt.Errorf("mask file %s, but the manifest does not require %s", sh.Mask.File, FeatureScoredMask)
+	}
+	mk := sh.Mask
+	if !validFileName(mk.File) || files[mk.File] {
+		return fmt.Errorf("bad or repeated mask file name %q", mk.File)
+	}
+	files[mk.File] = true
+	if mk.Bytes < shardHeaderSize {
+		return fmt.Errorf("mask %s: bad size", mk.File)
+	}
+	if _, err := parseChecksum(mk.Checksum); err != nil {
+		return fmt.Errorf("mask %s: %v", mk.File, err)
 	}
 	return nil
 }

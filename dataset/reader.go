@@ -22,6 +22,7 @@ type Reader struct {
 	mu     sync.Mutex
 	vocab  tokenize.Vocab
 	splits map[string][]uint32 // whole splits loaded by Tokens
+	masks  map[string][]bool   // whole split masks loaded by Scored
 	last   struct {            // the last shard ReadAt decoded
 		split string
 		idx   int

@@ -36,7 +36,14 @@ token shards. Gzip and zstd inputs are decompressed by magic number. The folder 
 only when complete; an existing one needs --force.
 
 --vocab is byte (256 ids), char (the train split's characters plus <unk>) or the path
-of a HuggingFace tokenizer.json; the default is byte for enwik8, char for text.`
+of a HuggingFace tokenizer.json; the default is byte for enwik8, char for text.
+
+--synthetic copy generates the copy task instead of reading a corpus: each example is a
+random string of --seq-len symbols over --alphabet symbols (a-z, A-Z, 0-9), '<', --gap
+'.' fillers, '>', then the string again, as in "cabd<......>cabd". Only the copied
+string is scored: the dataset records a scored mask and its example length, so
+training starts streams at example boundaries and counts only the copied tokens.
+Train has --examples examples; valid and test --eval-examples each.`
 
 func runPrep(args []string) error {
 	fs := newFlagSet("prep", "--input PATH... --out DIR [flags]", prepDescription)
@@ -53,6 +60,14 @@ func runPrep(args []string) error {
 	level := fs.String("level", "default", "zstd level: fastest, default, better, best or 1-22")
 	shardTokens := fs.Int("shard-tokens", dataset.DefaultShardTokens, "tokens per shard")
 	force := fs.Bool("force", false, "replace an existing dataset folder")
+	synthetic := fs.String("synthetic", "", "generate a synthetic task instead of reading input: copy")
+	def := dataset.DefaultCopyTask()
+	seqLen := fs.Int("seq-len", def.SeqLen, "copy task: length of the string to copy")
+	gap := fs.Int("gap", def.Gap, "copy task: filler tokens between the string and the go marker")
+	alphabet := fs.Int("alphabet", def.Alphabet, fmt.Sprintf("copy task: symbols the string is drawn from (2 to %d)", dataset.MaxCopyAlphabet))
+	examples := fs.Int("examples", def.Examples, "copy task: examples in the train split")
+	evalExamples := fs.Int("eval-examples", 0, "copy task: examples in valid and in test (0: a tenth of --examples, at least 1)")
+	seed := fs.Uint64("seed", def.Seed, "copy task: random seed (the same seed gives the same dataset)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
@@ -68,6 +83,27 @@ func runPrep(args []string) error {
 	lvl, err := parseLevel(*level)
 	if err != nil {
 		return usageErrorf("--level: %v", err)
+	}
+	if *synthetic != "" || set["synthetic"] {
+		if *synthetic != dataset.TaskCopy {
+			return usageErrorf("--synthetic %q: want copy", *synthetic)
+		}
+		for _, name := range []string{"input", "format", "vocab", "split", "train", "valid", "test", "newlines"} {
+			if set[name] {
+				return usageErrorf("--%s does not apply to --synthetic copy", name)
+			}
+		}
+		if len(inputs) > 0 {
+			return usageErrorf("--synthetic copy takes no input, got %q", inputs[0])
+		}
+		task := dataset.CopyTask{SeqLen: *seqLen, Gap: *gap, Alphabet: *alphabet, Examples: *examples,
+			EvalExamples: *evalExamples, Seed: *seed}
+		return prepCopy(*out, task, lvl, *shardTokens, *force)
+	}
+	for _, name := range []string{"seq-len", "gap", "alphabet", "examples", "eval-examples", "seed"} {
+		if set[name] {
+			return usageErrorf("--%s needs --synthetic copy", name)
+		}
 	}
 	opts := []dataset.Option{
 		dataset.WithFormat(*format), dataset.WithVocab(*vocab), dataset.WithNewlines(*newlines),
@@ -113,6 +149,36 @@ func runPrep(args []string) error {
 		*out, secs, float64(in)/1e6/secs, m.Vocab.Kind, m.Vocab.Size, m.Newlines)
 	for _, s := range m.Splits {
 		fmt.Printf("  %-6s %12d tokens  %3d shards  ratio %.2f\n", s.Name, s.Tokens, len(s.Shards), ratio(m, &s))
+	}
+	return nil
+}
+
+// prepCopy writes a copy-task dataset.
+func prepCopy(out string, task dataset.CopyTask, level, shardTokens int, force bool) error {
+	if err := task.Check(); err != nil {
+		return usageErrorf("%v", err)
+	}
+	opts := []dataset.Option{
+		dataset.WithLevel(level), dataset.WithShardTokens(shardTokens), dataset.WithForce(force),
+		dataset.WithLogf(func(f string, a ...any) { fmt.Fprintf(os.Stderr, "prep: "+f+"\n", a...) }),
+		dataset.WithProgress(newProgress("prep")),
+	}
+	if err := dataset.CheckOptions(opts...); err != nil {
+		return usageErrorf("%v", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	start := time.Now()
+	m, err := dataset.PrepCopy(ctx, out, task, opts...)
+	if err != nil {
+		return err
+	}
+	t := m.Task
+	fmt.Printf("wrote %s in %.1fs: copy task, strings of %d over %d symbols, gap %d, examples of %d tokens (copy at offset %d), seed %d\n",
+		out, time.Since(start).Seconds(), t.SeqLen, t.Alphabet, t.Gap, t.ExampleLen, t.CopyOffset, t.Seed)
+	for _, s := range m.Splits {
+		fmt.Printf("  %-6s %12d tokens  %8d examples  %10d scored  %3d shards  ratio %.2f\n",
+			s.Name, s.Tokens, s.Tokens/s.ExampleLen, s.Scored, len(s.Shards), ratio(m, &s))
 	}
 	return nil
 }
