@@ -1,0 +1,326 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"golang.org/x/term"
+
+	"xspan/generate"
+	"xspan/internal/torchrt"
+	"xspan/lm"
+	"xspan/tokenize"
+	"xspan/train"
+)
+
+func init() {
+	register(command{name: "generate", summary: "sample text from a checkpoint with pruned memory (or benchmark it)", run: runGenerate})
+}
+
+const generateDescription = `
+Feeds the prompt (--prompt, --prompt-file, or standard input) to the model in blocks, then
+samples tokens one at a time and streams the text to stdout as it comes. Every memory is
+dropped at the exact step it expires. The same --seed, checkpoint and prompt give the same
+text; --temperature 0 is greedy. --seed -1 (the default) picks a seed and prints it.
+
+The model is a checkpoint (--ckpt: a run folder for its latest checkpoint, RUN/best, or
+one checkpoint folder), or a randomly initialised preset (--preset tiny --random, byte
+vocabulary) for trying the pipeline without training.
+
+Prompt characters outside a char vocabulary are an error naming them; --unk replace maps
+them to <unk> with a warning instead.
+
+--bench N generates N tokens twice, with pruning and with pruning off, and prints
+per-token time and live memory at --bench-marks (the flatness benchmark).`
+
+// modelFlags choose the model that generate and serve load.
+type modelFlags struct {
+	ckpt    string
+	preset  string
+	random  bool
+	device  string
+	threads int
+}
+
+func (f *modelFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.ckpt, "ckpt", "", "checkpoint: a run folder (latest), RUN/best, or a checkpoint folder")
+	fs.StringVar(&f.preset, "preset", "", "with --random: the preset whose shape to initialise ("+strings.Join(lm.PresetNames(), ", ")+")")
+	fs.BoolVar(&f.random, "random", false, "use a randomly initialised --preset model with a byte vocabulary instead of a checkpoint")
+	fs.StringVar(&f.device, "device", "auto", "auto, cpu, cuda or cuda:N")
+	fs.IntVar(&f.threads, "threads", 0, "libtorch intra-op threads (0: one per core)")
+}
+
+func (f *modelFlags) check() error {
+	switch {
+	case f.ckpt != "" && (f.random || f.preset != ""):
+		return usageErrorf("--ckpt and --preset/--random exclude each other")
+	case f.ckpt == "" && !f.random:
+		return usageErrorf("give --ckpt PATH_OR_RUN, or --preset NAME --random for an untrained model")
+	case f.random && f.preset == "":
+		return usageErrorf("--random needs --preset (%s)", strings.Join(lm.PresetNames(), ", "))
+	case f.threads < 0:
+		return usageErrorf("--threads %d: must not be negative", f.threads)
+	}
+	return nil
+}
+
+// load loads the model; the caller holds its OS thread.
+func (f *modelFlags) load(logf func(string, ...any)) (*lmModel, error) {
+	dev, note, err := torchrt.ParseDevice(f.device)
+	if err != nil {
+		return nil, err
+	}
+	torchrt.SetThreads(f.threads)
+	logf("%s; intra-op threads: %d", note, torchrt.Threads())
+	if f.random {
+		cfg, err := lm.Preset(f.preset)
+		if err != nil {
+			return nil, usageErrorf("--preset: %v", err)
+		}
+		cfg.Vocab = 256
+		torchrt.Seed(cfg.Seed) // the same random model every time
+		m, err := lm.New(cfg, dev)
+		if err != nil {
+			return nil, err
+		}
+		logf("model: preset %s, random weights (seed %d), %d parameters, byte vocabulary", f.preset, cfg.Seed, m.NumParams())
+		return &lmModel{m: m, vocab: tokenize.Byte{}, pruning: true,
+			info: map[string]any{"preset": f.preset, "random_init": true, "config": cfg, "params": m.NumParams(), "device": strings.TrimPrefix(note, "device: ")}}, nil
+	}
+	m, ck, err := train.LoadCheckpoint(f.ckpt, dev)
+	if err != nil {
+		return nil, err
+	}
+	logf("model: %s, step %d, %d parameters, %s vocabulary of %d", ck.Path, ck.Step, m.NumParams(), ck.Vocab.Kind(), ck.Vocab.Size())
+	return &lmModel{m: m, vocab: ck.Vocab, pruning: true,
+		info: map[string]any{"checkpoint": ck.Path, "step": ck.Step, "tokens": ck.Tokens, "config": ck.Config, "params": m.NumParams(), "device": strings.TrimPrefix(note, "device: ")}}, nil
+}
+
+// lmModel serves an lm.Model as a generate.Model.
+type lmModel struct {
+	m       *lm.Model
+	vocab   tokenize.Vocab
+	info    map[string]any
+	pruning bool
+}
+
+func (l *lmModel) NewStepper() (generate.Stepper, error) { return l.stepper(l.pruning), nil }
+func (l *lmModel) Vocab() tokenize.Vocab                 { return l.vocab }
+func (l *lmModel) Info() any                             { return l.info }
+
+func (l *lmModel) stepper(pruning bool) *lmStepper {
+	d := l.m.NewDecoder()
+	d.SetPruning(pruning)
+	return &lmStepper{Decoder: d}
+}
+
+// bytesPerMemory estimates one memory's size in one layer: its hidden state, key and
+// value, each dim float32s.
+func (l *lmModel) bytesPerMemory() int64 { return 3 * 4 * int64(l.m.Cfg.Dim) }
+
+// lmStepper turns the decoder's panics (libtorch errors) into errors.
+type lmStepper struct{ *lm.Decoder }
+
+func (s *lmStepper) Feed(tokens []int64) (logp []float32, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("model: %v", r)
+		}
+	}()
+	return s.Decoder.Feed(tokens)
+}
+
+// readPrompt returns the prompt from --prompt, --prompt-file or standard input.
+func readPrompt(prompt, file string, set map[string]bool, stdin io.Reader) ([]byte, error) {
+	switch {
+	case set["prompt"] && file != "":
+		return nil, usageErrorf("--prompt and --prompt-file exclude each other")
+	case set["prompt"]:
+		return []byte(prompt), nil
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("--prompt-file: %w", err)
+		}
+		return b, nil
+	}
+	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		return nil, usageErrorf("give --prompt TEXT, --prompt-file F, or the prompt on standard input")
+	}
+	b, err := io.ReadAll(stdin)
+	if err != nil {
+		return nil, fmt.Errorf("reading the prompt from standard input: %w", err)
+	}
+	return b, nil
+}
+
+// parseMarks parses "1000,5000,10000,20000".
+func parseMarks(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q: want positive token counts separated by commas", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func runGenerate(args []string) error {
+	fs := newFlagSet("generate", "(--ckpt PATH_OR_RUN | --preset NAME --random) [--prompt TEXT | --prompt-file F | < F] [flags]", generateDescription)
+	var mf modelFlags
+	mf.register(fs)
+	prompt := fs.String("prompt", "", "the prompt text")
+	promptFile := fs.String("prompt-file", "", "read the prompt from this file")
+	maxNew := fs.Int("max-new-tokens", 500, "tokens to generate per sample")
+	temp := fs.Float64("temperature", 1, "sampling temperature (0: greedy)")
+	topK := fs.Int("top-k", 0, "keep the K most likely tokens (0: all)")
+	topP := fs.Float64("top-p", 1, "keep the most likely tokens up to this total probability (1: all)")
+	seed := fs.Int64("seed", -1, "sampling seed (-1: pick one and print it)")
+	samples := fs.Int("num-samples", 1, "samples to draw, each from a fresh memory, with seeds seed, seed+1, …")
+	echo := fs.Bool("echo", false, "print the prompt before the generated text")
+	unk := fs.String("unk", "error", "prompt characters outside a char vocabulary: error or replace (with <unk>)")
+	stats := fs.Bool("stats", false, "print tokens/s, live memories per layer, memories dropped and process RSS to stderr")
+	statsEvery := fs.Int("stats-every", 1000, "with --stats: print every N tokens too")
+	noPrune := fs.Bool("no-prune", false, "keep every memory (for comparison; the text does not change)")
+	bench := fs.Int("bench", 0, "run the flatness benchmark over N tokens instead of printing text")
+	benchMarks := fs.String("bench-marks", "1000,5000,10000,20000", "with --bench: where to measure")
+	benchWindow := fs.Int("bench-window", 500, "with --bench: tokens before each mark whose step times are measured")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("unexpected arguments %q (the prompt goes in --prompt)", fs.Args())
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := mf.check(); err != nil {
+		return err
+	}
+	policy, err := generate.ParseUnkPolicy(*unk)
+	if err != nil {
+		return usageErrorf("--unk: %v", err)
+	}
+	scfg := generate.SamplerConfig{Temperature: *temp, TopK: *topK, TopP: *topP, Seed: max(*seed, 0)}
+	if err := scfg.Validate(); err != nil {
+		return usageErrorf("%v", err)
+	}
+	switch {
+	case *seed < -1:
+		return usageErrorf("--seed %d: want -1 (random) or a seed ≥ 0", *seed)
+	case *maxNew < 1:
+		return usageErrorf("--max-new-tokens %d: need at least 1", *maxNew)
+	case *samples < 1:
+		return usageErrorf("--num-samples %d: need at least 1", *samples)
+	case *statsEvery < 0:
+		return usageErrorf("--stats-every %d: must not be negative", *statsEvery)
+	case *bench < 0:
+		return usageErrorf("--bench %d: must not be negative", *bench)
+	}
+	marks, err := parseMarks(*benchMarks)
+	if err != nil {
+		return usageErrorf("--bench-marks: %v", err)
+	}
+	var text []byte
+	if *bench == 0 || set["prompt"] || *promptFile != "" {
+		if text, err = readPrompt(*prompt, *promptFile, set, os.Stdin); err != nil {
+			return err
+		}
+	} else {
+		text = []byte("The ")
+	}
+
+	defer torchrt.Lock()()
+	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
+	model, err := mf.load(logf)
+	if err != nil {
+		return err
+	}
+	ids, warning, err := generate.EncodePrompt(model.vocab, text, policy)
+	if err != nil {
+		return err
+	}
+	if warning != "" {
+		logf("%s", warning)
+	}
+	if *seed == -1 {
+		scfg.Seed = rand.Int64N(1 << 53)
+		logf("seed: %d", scfg.Seed)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	if *bench > 0 {
+		return runFlatness(ctx, model, ids, generate.FlatnessConfig{
+			Tokens: *bench, Marks: marks, Window: *benchWindow, Sampler: scfg,
+			PromptBlock: model.m.Cfg.Block, BytesPerMemory: model.bytesPerMemory(),
+		}, logf)
+	}
+	model.pruning = !*noPrune
+	for k := 0; k < *samples; k++ {
+		opts := generate.Options{MaxNewTokens: *maxNew, Sampler: scfg, PromptBlock: model.m.Cfg.Block}
+		opts.Sampler.Seed = scfg.Seed + int64(k)
+		if *stats {
+			opts.OnStats, opts.StatsEvery = generate.StatsPrinter(os.Stderr), *statsEvery
+		}
+		if *samples > 1 {
+			if k > 0 {
+				fmt.Println()
+			}
+			fmt.Printf("--- sample %d of %d (seed %d) ---\n", k+1, *samples, opts.Sampler.Seed)
+		}
+		if *echo {
+			os.Stdout.Write(text)
+		}
+		st, _ := model.NewStepper()
+		_, err := generate.Generate(ctx, st, model.vocab, ids, opts, func(t generate.Token) error {
+			if t.Text == "" {
+				return nil
+			}
+			_, err := io.WriteString(os.Stdout, t.Text)
+			return err
+		})
+		st.(*lmStepper).Close()
+		if err != nil {
+			if errors.Is(err, context.Canceled) {
+				fmt.Println()
+				return errors.New("interrupted")
+			}
+			return err
+		}
+	}
+	fmt.Println()
+	return nil
+}
+
+func runFlatness(ctx context.Context, model *lmModel, prompt []int64, cfg generate.FlatnessConfig, logf func(string, ...any)) error {
+	cfg.Progress = func(pruning bool, n int) {
+		if n%5000 == 0 {
+			logf("bench: pruning %v: %d tokens", pruning, n)
+		}
+	}
+	logf("bench: %d tokens with pruning, then %d without; prompt %d tokens", cfg.Tokens, cfg.Tokens, len(prompt))
+	runs, err := generate.Flatness(ctx, func(pruning bool) (generate.Stepper, error) {
+		return model.stepper(pruning), nil
+	}, prompt, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("flatness benchmark: %d tokens, model %v, live memory ≈ %d bytes per memory per layer (hidden state, key, value)\n",
+		cfg.Tokens, model.info["checkpoint"], cfg.BytesPerMemory)
+	if model.info["checkpoint"] == nil {
+		fmt.Printf("  (random weights: preset %v)\n", model.info["preset"])
+	}
+	generate.WriteFlatness(os.Stdout, runs, cfg)
+	return nil
+}

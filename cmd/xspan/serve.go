@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"xspan/generate"
+	"xspan/internal/torchrt"
+)
+
+func init() {
+	register(command{name: "serve", summary: "serve a checkpoint over HTTP: JSON or streamed (SSE) generation, and a page at /", run: runServe})
+}
+
+const serveDescription = `
+Serves the model over HTTP (standard library):
+
+  POST /v1/generate  {"prompt", "max_new_tokens", "temperature", "top_k", "top_p", "seed",
+                      "stream"}: a JSON answer, or Server-Sent Events ("token" events, then
+                      "done" or "error") when stream is true
+  GET  /healthz      status and request counters
+  GET  /v1/model     config, vocabulary, checkpoint step and the server's limits
+  GET  /             a page to type a prompt and watch the tokens stream
+
+Each request has its own memory. Up to --max-concurrent requests generate at once, up to
+--max-queue more wait, and the rest get 429. A client that disconnects stops its
+generation. Bad JSON or values get 400 with a message; bodies over --max-body get 413.
+SIGINT or SIGTERM shuts down: no new connections, running requests get --grace to finish,
+then they are cancelled.`
+
+func runServe(args []string) error {
+	fs := newFlagSet("serve", "(--ckpt PATH_OR_RUN | --preset NAME --random) [--addr HOST:PORT] [flags]", serveDescription)
+	var mf modelFlags
+	mf.register(fs)
+	def := generate.DefaultServerConfig()
+	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on")
+	maxConc := fs.Int("max-concurrent", def.MaxConcurrent, "generations running at once")
+	maxQueue := fs.Int("max-queue", def.MaxQueue, "requests waiting for a slot; beyond them: 429")
+	maxBody := fs.Int64("max-body", def.MaxBodyBytes, "request body limit in bytes")
+	maxNew := fs.Int("max-new-tokens", def.MaxNewTokens, "the most tokens a request may ask for")
+	defNew := fs.Int("default-new-tokens", 0, fmt.Sprintf("tokens generated when a request does not say (0: %d or --max-new-tokens if smaller)", def.DefaultNewTokens))
+	unk := fs.String("unk", "error", "prompt characters outside a char vocabulary: error (400) or replace (with <unk>)")
+	grace := fs.Duration("grace", 10*time.Second, "on shutdown, how long running requests may finish")
+	quiet := fs.Bool("quiet", false, "do not log each request")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("unexpected arguments %q", fs.Args())
+	}
+	if err := mf.check(); err != nil {
+		return err
+	}
+	policy, err := generate.ParseUnkPolicy(*unk)
+	if err != nil {
+		return usageErrorf("--unk: %v", err)
+	}
+	if *defNew == 0 {
+		*defNew = min(def.DefaultNewTokens, *maxNew)
+	}
+	switch {
+	case *maxConc < 1:
+		return usageErrorf("--max-concurrent %d: need at least 1", *maxConc)
+	case *maxQueue < 0:
+		return usageErrorf("--max-queue %d: must not be negative", *maxQueue)
+	case *maxBody < 64:
+		return usageErrorf("--max-body %d: need at least 64 bytes", *maxBody)
+	case *maxNew < 1:
+		return usageErrorf("--max-new-tokens %d: need at least 1", *maxNew)
+	case *defNew < 1 || *defNew > *maxNew:
+		return usageErrorf("--default-new-tokens %d: must lie in [1, --max-new-tokens %d]", *defNew, *maxNew)
+	case *grace < 0:
+		return usageErrorf("--grace %v: must not be negative", *grace)
+	}
+
+	logger := log.New(os.Stderr, "serve: ", log.LstdFlags)
+	model, err := func() (*lmModel, error) {
+		defer torchrt.Lock()()
+		return mf.load(func(f string, a ...any) { logger.Printf(f, a...) })
+	}()
+	if err != nil {
+		return err
+	}
+	cfg := generate.ServerConfig{
+		MaxConcurrent: *maxConc, MaxQueue: *maxQueue, MaxBodyBytes: *maxBody,
+		MaxNewTokens: *maxNew, DefaultNewTokens: *defNew, PromptBlock: model.m.Cfg.Block, Unk: policy,
+	}
+	if !*quiet {
+		cfg.Logf = logger.Printf
+	}
+	srv := generate.NewServer(model, cfg)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err = generate.ListenAndServe(ctx, *addr, srv, *grace, func(a string) {
+		logger.Printf("listening on http://%s (up to %d generations at once, %d queued)", a, *maxConc, *maxQueue)
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", *addr, err)
+	}
+	c := srv.Counters()
+	logger.Printf("shut down: %d completed, %d cancelled, %d refused (429), %d failed", c.Completed, c.Cancelled, c.Rejected, c.Failed)
+	return nil
+}
