@@ -2,6 +2,11 @@
 # set-up first (libtorch, the patched gotch in .build/, go.work); it is quick when done.
 GO ?= go
 export GOFLAGS := -buildvcs=false
+# OpenBLAS falls back to its slowest kernels on CPUs that report a generic model name;
+# name the core type from the CPU's flags unless the machine already sets one (the xspan
+# binary does the same by itself; this covers the test binaries).
+OPENBLAS_CORETYPE ?= $(shell grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | grep -qw avx512bw && grep -m1 '^flags' /proc/cpuinfo | grep -qw avx512vl && echo SkylakeX || (grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | grep -qw avx2 && echo Haswell))
+export OPENBLAS_CORETYPE
 
 .PHONY: setup build test demo demo-clean bench vet
 

@@ -2,6 +2,9 @@ package lm
 
 import (
 	"fmt"
+	"os"
+	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/sugarme/gotch"
@@ -14,7 +17,11 @@ import (
 // reports tokens/s and the live memory per layer.
 func benchmarkStep(b *testing.B, preset string) {
 	defer torchrt.Lock()()
-	torchrt.SetThreads(0)
+	threads := 0
+	if v, err := strconv.Atoi(os.Getenv("XSPAN_BENCH_THREADS")); err == nil {
+		threads = v
+	}
+	torchrt.SetThreads(threads)
 	rng := torchrt.Seed(1)
 	cfg, _ := Preset(preset)
 	cfg.Vocab = 73
@@ -41,6 +48,7 @@ func benchmarkStep(b *testing.B, preset string) {
 	for i := 0; i < 6; i++ {
 		step(i).Drop()
 	}
+	cpu0 := cpuSeconds()
 	b.ResetTimer()
 	var res *StepResult
 	for i := 0; i < b.N; i++ {
@@ -50,9 +58,17 @@ func benchmarkStep(b *testing.B, preset string) {
 		res = step(100 + i)
 	}
 	b.StopTimer()
+	// CPU seconds per step: on a busy shared machine a steadier figure than wall time.
+	b.ReportMetric((cpuSeconds()-cpu0)/float64(b.N), "cpu-s/step")
 	b.ReportMetric(float64(cfg.Batch*cfg.Block)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
 	b.ReportMetric(res.Stats.Live[0], "live-keys-layer0")
 	b.Logf("%s: live memory per layer %v, mean span %v", preset, res.Stats.Live, fmt.Sprintf("%.1f", res.Stats.MeanSpan))
+}
+
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
 }
 
 func BenchmarkStepTiny(b *testing.B)  { benchmarkStep(b, "tiny") }

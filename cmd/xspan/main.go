@@ -13,6 +13,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"xspan/internal/torchrt"
 )
 
 // command is one subcommand: its name, a one-line summary, and the function that parses
@@ -78,6 +80,7 @@ func printHelp(w io.Writer) {
 }
 
 func main() {
+	torchrt.TuneBLASAndReexec()
 	os.Exit(runMain(os.Args[1:]))
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"runtime/debug"
 
 	"xspan/internal/torchrt"
@@ -38,10 +39,14 @@ func runVersion(args []string) error {
 	defer torchrt.Lock()()
 	fmt.Printf("xspan %s\n", moduleVersion())
 	fmt.Printf("%s\n", torchrt.LibtorchVersion())
+	torchrt.SetThreads(0)
 	_, note, err := torchrt.ParseDevice("auto")
 	if err != nil {
 		return err
 	}
 	fmt.Printf("%s; intra-op threads: %d\n", note, torchrt.Threads())
+	if core := os.Getenv("OPENBLAS_CORETYPE"); core != "" {
+		fmt.Printf("OpenBLAS core type: %s\n", core)
+	}
 	return nil
 }

@@ -28,3 +28,31 @@ func BenchmarkSmallOpNoDrop(b *testing.B) {
 		_ = x.MustAdd(x, false)
 	}
 }
+
+// BenchmarkMatmul measures libtorch's float32 matrix product (2048×2048) through gotch, in
+// GFLOP/s: the ceiling that model benchmarks are read against.
+func BenchmarkMatmul(b *testing.B) {
+	defer Lock()()
+	SetThreads(0)
+	const n = 2048
+	x := ts.MustRandn([]int64{n, n}, gotch.Float, gotch.CPU)
+	y := ts.MustRandn([]int64{n, n}, gotch.Float, gotch.CPU)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		x.MustMatmul(y, false).MustDrop()
+	}
+	b.ReportMetric(2*n*n*n*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}
+
+// BenchmarkMatmulLayerShape is a projection of a tiny-preset block: (16×128×128)·(128×512).
+func BenchmarkMatmulLayerShape(b *testing.B) {
+	defer Lock()()
+	SetThreads(0)
+	x := ts.MustRandn([]int64{16, 128, 128}, gotch.Float, gotch.CPU)
+	y := ts.MustRandn([]int64{128, 512}, gotch.Float, gotch.CPU)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		x.MustMatmul(y, false).MustDrop()
+	}
+	b.ReportMetric(2*16*128*128*512*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}

@@ -221,3 +221,18 @@ func TestSetThreads(t *testing.T) {
 		t.Fatalf("SetThreads(0) = %d", got)
 	}
 }
+
+func TestBLASCoreType(t *testing.T) {
+	for _, c := range []struct {
+		flags []string
+		want  string
+	}{
+		{[]string{"fpu", "avx2", "fma", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}, "SkylakeX"},
+		{[]string{"avx2", "fma", "avx512f"}, "Haswell"}, // AVX-512 without BW/DQ/VL: not SkylakeX
+		{[]string{"sse4_2", "avx"}, ""},
+	} {
+		if got := BLASCoreType(c.flags); got != c.want {
+			t.Errorf("BLASCoreType(%v) = %q, want %q", c.flags, got, c.want)
+		}
+	}
+}
