@@ -9,6 +9,7 @@ import (
 
 	"github.com/sugarme/gotch"
 
+	"xspan/dataset"
 	"xspan/lm"
 	"xspan/tokenize"
 )
@@ -147,4 +148,18 @@ func writeCheckpoint(run string, st *checkpointState) (string, error) {
 		return fail(err)
 	}
 	return final, nil
+}
+
+// CheckVocab reports whether a dataset's vocabulary is the one the checkpoint was
+// trained with.
+func (ck *Checkpoint) CheckVocab(r *dataset.Reader) error {
+	v, err := r.Vocab()
+	if err != nil {
+		return err
+	}
+	if vocabRef(v) != vocabRef(ck.Vocab) {
+		return fmt.Errorf("dataset %s has a %s vocabulary of %d ids, not the %s vocabulary of %d ids that checkpoint %s was trained with",
+			r.Dir(), v.Kind(), v.Size(), ck.Vocab.Kind(), ck.Vocab.Size(), ck.Path)
+	}
+	return nil
 }

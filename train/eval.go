@@ -82,6 +82,7 @@ type evalConfig struct {
 	dump      io.Writer
 	vocab     tokenize.Vocab
 	progress  func(done, total int64)
+	spans     func(layer int, spans []float32)
 }
 
 // EvalOption configures Evaluate.
@@ -105,7 +106,8 @@ func WithMaxBlocks(n int64) EvalOption {
 }
 
 // WithDump writes one JSON object per token of the split to w: its position, id and text,
-// "bits" for predicting it, and "span", per layer, the span the model gave it as a memory.
+// "bits" for predicting it, "span", per layer, the span the model gave it as a memory,
+// and "unscored" for a token a scored mask leaves out of the loss.
 // It needs batch 1; vocab decodes the text (nil: no text).
 func WithDump(w io.Writer, vocab tokenize.Vocab) EvalOption {
 	return func(c *evalConfig) error { c.dump, c.vocab = w, vocab; return nil }
@@ -116,6 +118,12 @@ func WithEvalProgress(fn func(done, total int64)) EvalOption {
 	return func(c *evalConfig) error { c.progress = fn; return nil }
 }
 
+// withSpans sets a function called after each block of batch 1 with, per layer, the
+// spans of the block's input tokens.
+func withSpans(fn func(layer int, spans []float32)) EvalOption {
+	return func(c *evalConfig) error { c.spans = fn; return nil }
+}
+
 // dumpLine is one line of an evaluation dump.
 type dumpLine struct {
 	Pos  int64     `json:"pos"`
@@ -123,6 +131,15 @@ type dumpLine struct {
 	Text string    `json:"text,omitempty"`
 	Bits *float64  `json:"bits,omitempty"`
 	Span []float32 `json:"span,omitempty"`
+	// Unscored marks a token that a scored mask leaves out of the loss.
+	Unscored bool `json:"unscored,omitempty"`
+}
+
+func b2f(b bool) float32 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // Evaluate reads a split of r in order with the memory carried from block to block and
@@ -170,7 +187,7 @@ func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string,
 	}
 	var nats float64
 	var blocks int64
-	runBlock := func(ids []int64, b, t int, pos int64) error {
+	runBlock := func(ids []int64, mask []float32, b, t int, pos int64) error {
 		x, err := ts.OfSlice(ids)
 		if err != nil {
 			return err
@@ -185,13 +202,24 @@ func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string,
 			return err
 		}
 		defer sr.Drop()
-		sum := sr.TokenNLL.MustSum(gotch.Double, false)
-		s := sum.Float64Values(true)[0]
+		var s float64
+		if mask == nil {
+			sum := sr.TokenNLL.MustSum(gotch.Double, false)
+			s = value(sum)
+			sum.MustDrop()
+			res.Tokens += int64(b * t)
+		} else {
+			for i, v := range values(sr.TokenNLL) {
+				if mask[i] != 0 {
+					s += v
+					res.Tokens++
+				}
+			}
+		}
 		if math.IsNaN(s) || math.IsInf(s, 0) {
 			return fmt.Errorf("%s block %d: loss is %v", split, blocks, s)
 		}
 		nats += s
-		res.Tokens += int64(b * t)
 		for l := 0; l < layers && l < len(sr.Stats.MeanSpan); l++ {
 			res.MeanSpan[l] += sr.Stats.MeanSpan[l]
 		}
@@ -201,8 +229,15 @@ func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string,
 			}
 		}
 		blocks++
+		if c.spans != nil && b == 1 {
+			for l, sp := range sr.Spans {
+				if len(sp) >= t {
+					c.spans(l, sp[len(sp)-t:])
+				}
+			}
+		}
 		if dw != nil {
-			if err := dumpBlock(dw, &pending, sr, ids, t, pos, c.vocab); err != nil {
+			if err := dumpBlock(dw, &pending, sr, ids, mask, t, pos, c.vocab); err != nil {
 				return err
 			}
 		}
@@ -213,11 +248,17 @@ func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string,
 			return nil, err
 		}
 		pos := bt.Position() * int64(block)
-		ids, err := bt.Next()
+		var ids []int64
+		var mask []float32
+		if bt.HasMask() {
+			ids, mask, err = bt.NextWithMask()
+		} else {
+			ids, err = bt.Next()
+		}
 		if err != nil {
 			return nil, err
 		}
-		if err := runBlock(ids, c.batch, block, pos); err != nil {
+		if err := runBlock(ids, mask, c.batch, block, pos); err != nil {
 			return nil, err
 		}
 		if c.progress != nil {
@@ -236,7 +277,17 @@ func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string,
 			for i, v := range buf {
 				ids[i] = int64(v)
 			}
-			if err := runBlock(ids, 1, int(rest), pos); err != nil {
+			var mask []float32
+			if bt.HasMask() {
+				scored, err := r.Scored(split)
+				if err != nil {
+					return nil, err
+				}
+				for _, ok := range scored[pos+1 : pos+1+rest] {
+					mask = append(mask, b2f(ok))
+				}
+			}
+			if err := runBlock(ids, mask, 1, int(rest), pos); err != nil {
 				return nil, err
 			}
 		}
@@ -252,6 +303,9 @@ func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string,
 		}
 	}
 	if res.Tokens == 0 {
+		if bt.HasMask() {
+			return nil, fmt.Errorf("split %q: no scored token in the blocks evaluated", split)
+		}
 		return nil, fmt.Errorf("split %q: too short for one block of %d tokens with batch %d", split, block, c.batch)
 	}
 	for l := range res.MeanLive {
@@ -271,8 +325,8 @@ func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string,
 // split position pos. Token pos+j (j < T) is an input whose span the block gives; token
 // pos+j+1 is a target whose bits it gives. The block's last target waits in pending for
 // its span from the next block.
-func dumpBlock(w *bufio.Writer, pending **dumpLine, sr *lm.StepResult, ids []int64, t int, pos int64, vocab tokenize.Vocab) error {
-	nll := sr.TokenNLL.Float64Values()
+func dumpBlock(w *bufio.Writer, pending **dumpLine, sr *lm.StepResult, ids []int64, mask []float32, t int, pos int64, vocab tokenize.Vocab) error {
+	nll := values(sr.TokenNLL)
 	for j := 0; j <= t; j++ {
 		var line *dumpLine
 		if j == 0 && *pending != nil && (*pending).Pos == pos {
@@ -286,6 +340,7 @@ func dumpBlock(w *bufio.Writer, pending **dumpLine, sr *lm.StepResult, ids []int
 		if j > 0 {
 			b := nll[j-1] / math.Ln2
 			line.Bits = &b
+			line.Unscored = mask != nil && mask[j-1] == 0
 		}
 		if j == t {
 			*pending = line

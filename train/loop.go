@@ -26,7 +26,7 @@ func (t *trainer) loop(ctx context.Context) error {
 		t.prog.logf("resumed %s at step %d (%d tokens seen)", t.run, t.step, t.tokens)
 	}
 	t.prog.logf("model: %d parameters, %d layers, dim %d; %s, %d intra-op threads; %d steps of %d×%d tokens",
-		t.res.NumParams, t.cfg.Layers, t.cfg.Dim, t.o.dev, torchrt.Threads(), total, t.cfg.Batch, t.cfg.Block)
+		t.res.NumParams, t.cfg.Layers, t.cfg.Dim, deviceName(t.o.dev), torchrt.Threads(), total, t.cfg.Batch, t.cfg.Block)
 	if !hasValid {
 		t.prog.logf("dataset has no valid split: no validation, no best checkpoint")
 	}

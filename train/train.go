@@ -195,6 +195,9 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 	if t.batcher, err = dataset.NewBatcher(r, "train", cfg.Batch, cfg.Block); err != nil {
 		return err
 	}
+	if _, ok := any(t.model).(maskedStepper); t.batcher.HasMask() && !ok {
+		return fmt.Errorf("dataset %s scores only some tokens (scored mask), and this build's model cannot train on a mask yet (lm.Model lacks StepMasked)", dataDir)
+	}
 	if t.batcher.Blocks() < 1 {
 		return fmt.Errorf("dataset %s: the train split is too short for %d streams of %d-token blocks", dataDir, cfg.Batch, cfg.Block)
 	}
@@ -325,7 +328,7 @@ type stepOut struct {
 
 // trainStep takes one optimiser step over the next block of every stream.
 func (t *trainer) trainStep() (*stepOut, error) {
-	ids, err := t.batcher.Next()
+	ids, mask, err := t.next()
 	if errors.Is(err, io.EOF) {
 		// A new epoch: the streams start over, and so do their memories.
 		t.epoch++
@@ -336,7 +339,7 @@ func (t *trainer) trainStep() (*stepOut, error) {
 			m.Drop()
 			t.mems[i] = t.model.NewMemory(m.Batch())
 		}
-		ids, err = t.batcher.Next()
+		ids, mask, err = t.next()
 	}
 	if err != nil {
 		return nil, err
@@ -347,7 +350,11 @@ func (t *trainer) trainStep() (*stepOut, error) {
 	rows := int64(t.cfg.Batch / t.groups)
 	width := int64(t.cfg.Block + 1)
 	for g := 0; g < t.groups; g++ {
-		if err := t.microStep(ids[int64(g)*rows*width:int64(g+1)*rows*width], rows, width, g, rng, out); err != nil {
+		var m []float32
+		if mask != nil {
+			m = mask[int64(g)*rows*(width-1) : int64(g+1)*rows*(width-1)]
+		}
+		if err := t.microStep(ids[int64(g)*rows*width:int64(g+1)*rows*width], m, rows, width, g, rng, out); err != nil {
 			return nil, err
 		}
 	}
@@ -362,7 +369,25 @@ func (t *trainer) trainStep() (*stepOut, error) {
 	return out, nil
 }
 
-func (t *trainer) microStep(ids []int64, rows, width int64, g int, rng *rand.Rand, out *stepOut) error {
+// next returns the next block's ids, and its scored mask when the dataset has one.
+func (t *trainer) next() ([]int64, []float32, error) {
+	if t.batcher.HasMask() {
+		return t.batcher.NextWithMask()
+	}
+	ids, err := t.batcher.Next()
+	return ids, nil, err
+}
+
+// maskedStepper is what training on a dataset with a scored mask (the copy task) needs
+// from the model: Step with a B×T float mask of the targets that count, whose TaskLoss is
+// sum(nll·mask)/sum(mask) with its graph (0 when nothing in the block is scored).
+//
+// TODO(lm): lm.Model has no such method yet; until it does, such datasets are refused.
+type maskedStepper interface {
+	StepMasked(mem *lm.Memory, block, mask *ts.Tensor, train bool, rng *rand.Rand) (*lm.StepResult, error)
+}
+
+func (t *trainer) microStep(ids []int64, mask []float32, rows, width int64, g int, rng *rand.Rand, out *stepOut) error {
 	x, err := ts.OfSlice(ids)
 	if err != nil {
 		return err
@@ -371,7 +396,17 @@ func (t *trainer) microStep(ids []int64, rows, width int64, g int, rng *rand.Ran
 	if t.o.dev != gotch.CPU {
 		x = x.MustTo(t.o.dev, true)
 	}
-	sr, err := t.model.Step(t.mems[g], x, true, rng)
+	var sr *lm.StepResult
+	if mask != nil {
+		mk := ts.MustOfSlice(mask).MustView([]int64{rows, width - 1}, true)
+		if t.o.dev != gotch.CPU {
+			mk = mk.MustTo(t.o.dev, true)
+		}
+		sr, err = any(t.model).(maskedStepper).StepMasked(t.mems[g], x, mk, true, rng)
+		mk.MustDrop()
+	} else {
+		sr, err = t.model.Step(t.mems[g], x, true, rng)
+	}
 	x.MustDrop()
 	if err != nil {
 		return err
@@ -395,8 +430,10 @@ func (t *trainer) microStep(ids []int64, rows, width int64, g int, rng *rand.Ran
 		defer scaled.MustDrop()
 		total = scaled
 	}
-	if err := total.Backward(); err != nil {
-		return err
+	if total.MustRequiresGrad() { // a block with nothing scored and no span loss has no graph
+		if err := total.Backward(); err != nil {
+			return err
+		}
 	}
 	out.loss += loss
 	out.span += span
@@ -422,7 +459,7 @@ func (t *trainer) checkpoint(valid *EvalResult) (string, error) {
 		Vocab:     VocabRef{Kind: t.vocab.Kind(), Size: t.vocab.Size(), Dataset: t.reader.Dir()},
 		BestValid: t.best, BestStep: t.bestStep,
 		Threads: torchrt.Threads(),
-		Device:  fmt.Sprint(t.o.dev),
+		Device:  deviceName(t.o.dev),
 		Time:    time.Now().UTC().Format(time.RFC3339),
 	}
 	if hf, ok := t.vocab.(*tokenize.HF); ok {

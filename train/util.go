@@ -1,6 +1,8 @@
 package train
 
 import (
+	"fmt"
+
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 )
@@ -31,4 +33,12 @@ func value(t *ts.Tensor) float64 { return values(t)[0] }
 func noGrad() (restore func()) {
 	ts.MustGradSetEnabled(false)
 	return func() { ts.MustGradSetEnabled(true) }
+}
+
+// deviceName writes a device as --device takes it: cpu or cuda:N.
+func deviceName(d gotch.Device) string {
+	if d.Value < 0 {
+		return "cpu"
+	}
+	return fmt.Sprintf("cuda:%d", d.Value)
 }

@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+
+	"xspan/dataset"
+	"xspan/internal/torchrt"
+	"xspan/train"
+)
+
+func init() {
+	register(command{name: "eval", summary: "measure a checkpoint's loss and bits per character on a split", run: runEval})
+}
+
+const evalDescription = `
+Reads a whole split in order with the memory carried from block to block, and prints
+the loss (nats per token), bits per token, and bpc in the dataset's unit: bits per byte
+for byte vocabularies (what the enwik8 literature reports), bits per character for char
+vocabularies, bits per original character for tokenizer.json vocabularies. Also the
+tokens scored and the mean live memory per layer.
+
+--ckpt is a run folder (its latest checkpoint), RUN/best, or a checkpoint folder.
+With batch 1 (the default) the split is one stream, every token after the first is
+scored, and memories are dropped at the exact step they expire. Batch B cuts it into B
+streams, each starting with an empty memory, and leaves each stream's tail unscored.
+
+--dump FILE writes one JSON object per token: its position, id and text, the bits to
+predict it, and per layer the span the model gave it as a memory.`
+
+func runEval(args []string) error {
+	fs := newFlagSet("eval", "--ckpt PATH_OR_RUN [--data DIR] [--split test] [flags]", evalDescription)
+	ckpt := fs.String("ckpt", "", "checkpoint: run folder, RUN/best or checkpoint folder (required)")
+	data := fs.String("data", "", "dataset folder (default: the one the checkpoint was trained on)")
+	split := fs.String("split", "test", "split to evaluate: train, valid or test")
+	batch := fs.Int("batch", 1, "parallel streams")
+	maxBlocks := fs.Int64("max-blocks", 0, "evaluate only the first N blocks of each stream (0: all)")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	dump := fs.String("dump", "", "write per-token bits and spans as JSONL to this file (batch 1)")
+	device := fs.String("device", "auto", "auto, cpu, cuda or cuda:N")
+	threads := fs.Int("threads", 0, "CPU threads for libtorch (0: one per core)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageErrorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *ckpt == "" {
+		return usageErrorf("--ckpt is required")
+	}
+	if *batch < 1 {
+		return usageErrorf("--batch %d: want ≥ 1", *batch)
+	}
+	if *dump != "" && *batch != 1 {
+		return usageErrorf("--dump needs --batch 1")
+	}
+	defer torchrt.Lock()()
+	torchrt.SetThreads(*threads)
+	dev, note, err := torchrt.ParseDevice(*device)
+	if err != nil {
+		return usageErrorf("--device: %v", err)
+	}
+	m, ck, err := train.LoadCheckpoint(*ckpt, dev)
+	if err != nil {
+		return err
+	}
+	dir := *data
+	if dir == "" {
+		dir = ck.Header.Data.Dir
+	}
+	r, err := dataset.Open(dir)
+	if err != nil {
+		return err
+	}
+	if err := ck.CheckVocab(r); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	opts := []train.EvalOption{train.WithEvalBatch(*batch), train.WithMaxBlocks(*maxBlocks)}
+	var tmp *os.File
+	if *dump != "" {
+		tmp, err = os.CreateTemp(filepath.Dir(*dump), "."+filepath.Base(*dump)+".tmp*")
+		if err != nil {
+			return err
+		}
+		defer os.Remove(tmp.Name())
+		defer tmp.Close()
+		opts = append(opts, train.WithDump(tmp, ck.Vocab))
+	}
+	res, err := train.Evaluate(ctx, m, r, *split, opts...)
+	if err != nil {
+		return err
+	}
+	if tmp != nil {
+		if err := tmp.Close(); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp.Name(), *dump); err != nil {
+			return err
+		}
+	}
+	if *asJSON {
+		out := struct {
+			Checkpoint string `json:"checkpoint"`
+			Step       int64  `json:"step"`
+			Data       string `json:"data"`
+			*train.EvalResult
+		}{ck.Path, ck.Step, dir, res}
+		js, _ := json.MarshalIndent(out, "", "  ")
+		fmt.Println(string(js))
+		return nil
+	}
+	fmt.Fprintln(os.Stderr, note)
+	fmt.Printf("checkpoint %s (step %d), %s split of %s\n", ck.Path, ck.Step, res.Split, dir)
+	fmt.Printf("tokens      %d scored (%d not), batch %d, %.1fs\n", res.Tokens, res.Skipped, res.Batch, res.Seconds)
+	fmt.Printf("loss        %.4f nats/token\n", res.Loss)
+	fmt.Printf("bits/token  %.4f\n", res.BitsPerToken)
+	fmt.Printf("%-11s %.4f %s\n", res.Unit.Abbrev, res.BPC, res.Unit.Name)
+	fmt.Printf("live memory %s keys per layer (mean over blocks, per stream)\n", evalFloats(res.MeanLive, "%.1f"))
+	if len(res.MeanSpan) > 0 && res.MeanSpan[0] > 0 {
+		fmt.Printf("mean span   %s per layer\n", evalFloats(res.MeanSpan, "%.1f"))
+	}
+	if *dump != "" {
+		fmt.Printf("dump        %s\n", *dump)
+	}
+	return nil
+}
+
+func evalFloats(xs []float64, format string) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = fmt.Sprintf(format, x)
+	}
+	return strings.Join(s, " ")
+}

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"xspan/dataset"
+	"xspan/internal/torchrt"
+	"xspan/train"
+)
+
+func init() {
+	register(command{name: "report", summary: "plot a run's bpc and spans to a PNG", run: runReport})
+}
+
+const reportDescription = `
+Draws RUN/metrics.jsonl as a PNG (default RUN/report.png): training and validation bpc
+against tokens seen, and the mean span and live memory of each layer over training. With
+a checkpoint (default: RUN/best, else the latest) and its dataset at hand, it adds a
+histogram of the spans the model gives the tokens of the first --sample tokens of the
+valid split. --no-spans leaves that out.`
+
+func runReport(args []string) error {
+	fs := newFlagSet("report", "RUN [flags]", reportDescription)
+	out := fs.String("out", "", "PNG to write (default RUN/report.png)")
+	ckpt := fs.String("ckpt", "", "checkpoint for the span histogram (default RUN/best, else RUN's latest)")
+	data := fs.String("data", "", "dataset for the span histogram (default: the checkpoint's)")
+	split := fs.String("split", "valid", "split whose text the span histogram samples")
+	sample := fs.Int64("sample", 4096, "tokens of text for the span histogram")
+	noSpans := fs.Bool("no-spans", false, "leave out the span histogram")
+	threads := fs.Int("threads", 0, "CPU threads for libtorch (0: one per core)")
+	// The run folder may come before the flags or after them.
+	var run string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		run, args = args[0], args[1:]
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if run == "" && fs.NArg() > 0 {
+		run = fs.Arg(0)
+		if err := parseFlags(fs, fs.Args()[1:]); err != nil {
+			return err
+		}
+	}
+	if run == "" || fs.NArg() > 0 {
+		return usageErrorf("want one run folder")
+	}
+	rows, err := train.ReadMetrics(filepath.Join(run, train.MetricsName))
+	if err != nil {
+		return err
+	}
+	var spans *train.SpanSample
+	if !*noSpans {
+		spans, err = reportSpans(run, *ckpt, *data, *split, *sample, *threads)
+		if err != nil {
+			return fmt.Errorf("span histogram: %w (use --no-spans to leave it out)", err)
+		}
+	}
+	var buf bytes.Buffer
+	if err := train.ReportPNG(&buf, filepath.Base(filepath.Clean(run)), rows, spans); err != nil {
+		return fmt.Errorf("%s: %w", run, err)
+	}
+	path := *out
+	if path == "" {
+		path = filepath.Join(run, "report.png")
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, buf.Bytes(), 0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	var last *train.Row
+	for i := range rows {
+		if rows[i].Kind == train.RowEval {
+			last = &rows[i]
+		}
+	}
+	fmt.Printf("wrote %s (%d metrics rows", path, len(rows))
+	if last != nil {
+		fmt.Printf("; last validation at step %d: %.4f %s", last.Step, last.BPC, last.Unit)
+	}
+	if spans != nil {
+		fmt.Printf("; spans of step %d", spans.Step)
+	}
+	fmt.Println(")")
+	return nil
+}
+
+// reportSpans samples the spans of a run's checkpoint over the start of a split.
+func reportSpans(run, ckpt, data, split string, tokens int64, threads int) (*train.SpanSample, error) {
+	if ckpt == "" {
+		ckpt = run
+		if best, _ := train.Best(run); best != "" {
+			ckpt = filepath.Join(run, train.BestName)
+		}
+	}
+	defer torchrt.Lock()()
+	torchrt.SetThreads(threads)
+	dev, _, err := torchrt.ParseDevice("cpu")
+	if err != nil {
+		return nil, err
+	}
+	m, ck, err := train.LoadCheckpoint(ckpt, dev)
+	if err != nil {
+		return nil, err
+	}
+	if data == "" {
+		data = ck.Header.Data.Dir
+	}
+	r, err := dataset.Open(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := ck.CheckVocab(r); err != nil {
+		return nil, err
+	}
+	blocks := max(1, tokens/int64(ck.Config.Block))
+	s, err := train.SampleSpans(context.Background(), m, r, split, blocks)
+	if err != nil {
+		return nil, err
+	}
+	s.Step = ck.Step
+	return s, nil
+}

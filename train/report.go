@@ -1,0 +1,222 @@
+package train
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"image/color"
+	"io"
+	"math"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+
+	"xspan/dataset"
+	"xspan/lm"
+)
+
+// SpanSample is the spans a checkpoint gives the tokens of a stretch of text.
+type SpanSample struct {
+	Step    int64       // the checkpoint's step
+	Split   string      // where the text came from
+	MaxSpan float64     // the model's L
+	Spans   [][]float32 // per layer, one span per token
+}
+
+// SampleSpans runs the model over the first blocks of a split (one stream, memory
+// carried) and returns the span it gives each token, per layer.
+func SampleSpans(ctx context.Context, m *lm.Model, r *dataset.Reader, split string, blocks int64) (*SpanSample, error) {
+	if !m.Cfg.Expire {
+		return nil, errors.New("the model has no learned spans (expire is off)")
+	}
+	s := &SpanSample{Split: split, MaxSpan: float64(m.Cfg.MaxSpan), Spans: make([][]float32, m.Cfg.Layers)}
+	_, err := Evaluate(ctx, m, r, split, WithMaxBlocks(blocks), withSpans(func(l int, sp []float32) {
+		s.Spans[l] = append(s.Spans[l], sp...)
+	}))
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// ReportPNG draws a run's report as a PNG: training and validation bpc against tokens
+// seen, the mean span and the live memory per layer over training, and, when sample is
+// given, a histogram of its spans per layer.
+func ReportPNG(w io.Writer, title string, rows []Row, sample *SpanSample) error {
+	var trainXY, validXY plotter.XYs
+	unit := "bpc"
+	var spanXY, liveXY []plotter.XYs
+	for _, r := range rows {
+		x := float64(r.Tokens)
+		switch r.Kind {
+		case RowTrain:
+			trainXY = append(trainXY, plotter.XY{X: x, Y: r.BPC})
+			for l := range r.MeanSpan {
+				for len(spanXY) <= l {
+					spanXY = append(spanXY, nil)
+				}
+				spanXY[l] = append(spanXY[l], plotter.XY{X: x, Y: r.MeanSpan[l]})
+			}
+			for l := range r.Live {
+				for len(liveXY) <= l {
+					liveXY = append(liveXY, nil)
+				}
+				liveXY[l] = append(liveXY[l], plotter.XY{X: x, Y: r.Live[l]})
+			}
+		case RowEval:
+			validXY = append(validXY, plotter.XY{X: x, Y: r.BPC})
+			if r.Unit != "" {
+				unit = r.Unit
+			}
+		}
+	}
+	trainXY, validXY = finite(trainXY), finite(validXY)
+	if len(trainXY) == 0 {
+		return errors.New("no training rows to plot")
+	}
+
+	p1 := plot.New()
+	p1.Title.Text = title
+	p1.X.Label.Text = "tokens seen"
+	p1.Y.Label.Text = unit
+	p1.Add(plotter.NewGrid())
+	if err := addLine(p1, "train", trainXY, 0, false); err != nil {
+		return err
+	}
+	if len(validXY) > 0 {
+		if err := addLine(p1, "valid", validXY, 1, true); err != nil {
+			return err
+		}
+	}
+	p1.Legend.Top = true
+
+	p2 := plot.New()
+	p2.Title.Text = "memory over training (per layer)"
+	p2.X.Label.Text = "tokens seen"
+	p2.Y.Label.Text = "keys"
+	p2.Add(plotter.NewGrid())
+	for l, xy := range spanXY {
+		if err := addLine(p2, fmt.Sprintf("mean span L%d", l), xy, l, false); err != nil {
+			return err
+		}
+	}
+	for l, xy := range liveXY {
+		if err := addDashed(p2, fmt.Sprintf("live L%d", l), xy, l); err != nil {
+			return err
+		}
+	}
+	p2.Legend.Top = true
+
+	plots := [][]*plot.Plot{{p1}, {p2}}
+	if sample != nil {
+		p3, err := spanHistogram(sample)
+		if err != nil {
+			return err
+		}
+		plots = append(plots, []*plot.Plot{p3})
+	}
+	width, height := 8*vg.Inch, vg.Length(len(plots))*3.2*vg.Inch
+	img := vgimg.New(width, height)
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: len(plots), Cols: 1, PadX: vg.Millimeter, PadY: 4 * vg.Millimeter,
+		PadTop: 2 * vg.Millimeter, PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 4 * vg.Millimeter}
+	canvases := plot.Align(plots, tiles, dc)
+	for i := range plots {
+		plots[i][0].Draw(canvases[i][0])
+	}
+	_, err := vgimg.PngCanvas{Canvas: img}.WriteTo(w)
+	return err
+}
+
+// spanHistogram plots, per layer, how many tokens got each span (40 bins over [0, L]).
+func spanHistogram(s *SpanSample) (*plot.Plot, error) {
+	p := plot.New()
+	n := 0
+	if len(s.Spans) > 0 {
+		n = len(s.Spans[0])
+	}
+	p.Title.Text = fmt.Sprintf("learned spans at step %d, %d %s tokens", s.Step, n, s.Split)
+	p.X.Label.Text = "span (tokens)"
+	p.Y.Label.Text = "share of tokens"
+	p.Add(plotter.NewGrid())
+	const bins = 40
+	for l, sp := range s.Spans {
+		if len(sp) == 0 {
+			continue
+		}
+		counts := make([]float64, bins)
+		for _, v := range sp {
+			b := int(float64(v) / s.MaxSpan * bins)
+			counts[min(max(b, 0), bins-1)]++
+		}
+		xy := make(plotter.XYs, 0, 2*bins)
+		for b, c := range counts {
+			lo, hi := float64(b)*s.MaxSpan/bins, float64(b+1)*s.MaxSpan/bins
+			y := c / float64(len(sp))
+			xy = append(xy, plotter.XY{X: lo, Y: y}, plotter.XY{X: hi, Y: y})
+		}
+		mean := 0.0
+		for _, v := range sp {
+			mean += float64(v)
+		}
+		mean /= float64(len(sp))
+		if err := addLine(p, fmt.Sprintf("L%d (mean %.0f)", l, mean), xy, l, false); err != nil {
+			return nil, err
+		}
+	}
+	p.X.Min = 0
+	p.X.Max = s.MaxSpan
+	p.Legend.Top = true
+	return p, nil
+}
+
+func addLine(p *plot.Plot, name string, xy plotter.XYs, i int, points bool) error {
+	l, err := plotter.NewLine(xy)
+	if err != nil {
+		return err
+	}
+	l.Color = plotutil.Color(i)
+	l.Width = vg.Points(1.2)
+	p.Add(l)
+	p.Legend.Add(name, l)
+	if points {
+		s, err := plotter.NewScatter(xy)
+		if err != nil {
+			return err
+		}
+		s.Color = l.Color
+		s.Shape = draw.CircleGlyph{}
+		p.Add(s)
+	}
+	return nil
+}
+
+func addDashed(p *plot.Plot, name string, xy plotter.XYs, i int) error {
+	l, err := plotter.NewLine(xy)
+	if err != nil {
+		return err
+	}
+	c := plotutil.Color(i)
+	r, g, b, _ := c.RGBA()
+	l.Color = color.NRGBA{uint8(r >> 8), uint8(g >> 8), uint8(b >> 8), 180}
+	l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
+	l.Width = vg.Points(1)
+	p.Add(l)
+	p.Legend.Add(name, l)
+	return nil
+}
+
+// finite drops NaN and infinite points (a plot refuses them).
+func finite(xy plotter.XYs) plotter.XYs {
+	out := xy[:0:0]
+	for _, p := range xy {
+		if !math.IsNaN(p.Y) && !math.IsInf(p.Y, 0) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
