@@ -231,9 +231,24 @@ func writeFileAtomic(path string, data []byte) error {
 	return os.Rename(tmp, path)
 }
 
-// commitDir renames the finished temporary folder tmp to final, replacing a folder of
-// that name (a checkpoint of the same step written before).
+// commitDir syncs the files of the finished temporary folder tmp and renames it to
+// final, replacing a folder of that name (a checkpoint of the same step written before).
 func commitDir(tmp, final string) error {
+	ents, err := os.ReadDir(tmp)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		f, err := os.Open(filepath.Join(tmp, e.Name()))
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
 	if _, err := os.Stat(final); err == nil {
 		old := final + ".old"
 		os.RemoveAll(old)

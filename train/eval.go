@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"runtime"
 	"time"
 
 	"github.com/sugarme/gotch"
@@ -229,6 +230,7 @@ func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string,
 			}
 		}
 		blocks++
+		runtime.GC() // frees what the model left to gotch's finalizers (see trainer.loop)
 		if c.spans != nil && b == 1 {
 			for l, sp := range sr.Spans {
 				if len(sp) >= t {

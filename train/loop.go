@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"runtime"
 	"time"
 
 	"xspan/internal/torchrt"
@@ -50,6 +51,9 @@ func (t *trainer) loop(ctx context.Context) error {
 			}
 			return err
 		}
+		// Tensors that the model leaves to gotch's finalizers are freed only when Go's
+		// collector runs, which C memory does not prompt: run it once a step.
+		runtime.GC()
 		dt := time.Since(t0).Seconds()
 		t.step++
 		stepTokens := int64(t.cfg.Batch * t.cfg.Block)
@@ -74,7 +78,8 @@ func (t *trainer) loop(ctx context.Context) error {
 			row := &Row{Kind: RowTrain, Step: t.step, Tokens: t.tokens, Time: time.Since(wall).Seconds(),
 				Loss: iv.loss / n, BPC: iv.loss / n / math.Ln2 / t.unit.PerToken, SpanLoss: iv.span / n, LR: lr,
 				GradNorm: iv.norm / n, TokPerSec: float64(iv.tokens) / iv.secs,
-				MeanSpan: out.stats.MeanSpan, MaxSpan: out.stats.MaxSpan, Live: out.stats.Live}
+				MeanSpan: out.stats.MeanSpan, MaxSpan: out.stats.MaxSpan, Live: out.stats.Live,
+				RSS: float64(RSS()) / (1 << 20)}
 			if err := t.metrics.Write(row); err != nil {
 				return err
 			}

@@ -36,6 +36,8 @@ type Row struct {
 	MeanSpan []float64 `json:"mean_span,omitempty"`
 	MaxSpan  []float64 `json:"max_span,omitempty"`
 	Live     []float64 `json:"live,omitempty"`
+	// RSS is the process's resident memory in MiB when the row was written.
+	RSS float64 `json:"rss_mib,omitempty"`
 
 	// Evaluation rows.
 	Split        string  `json:"split,omitempty"`

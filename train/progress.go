@@ -63,8 +63,8 @@ func (p *progress) step(step int64, r *Row, logLine bool) {
 		left := time.Duration(float64(time.Since(p.start)) / float64(done) * float64(p.total-step))
 		eta = left.Round(time.Second).String()
 	}
-	fmt.Fprintf(p.w, "step %d/%d  loss %.4f  bpc %.4f  span-loss %.3g  lr %.3g  |g| %.3g  %s tok/s  eta %s\n",
-		step, p.total, r.Loss, r.BPC, r.SpanLoss, r.LR, r.GradNorm, siCount(r.TokPerSec), eta)
+	fmt.Fprintf(p.w, "step %d/%d  loss %.4f  bpc %.4f  span-loss %.3g  lr %.3g  |g| %.3g  %s tok/s  rss %.0f MiB  eta %s\n",
+		step, p.total, r.Loss, r.BPC, r.SpanLoss, r.LR, r.GradNorm, siCount(r.TokPerSec), r.RSS, eta)
 }
 
 // logf prints a line of its own (clearing the bar first).

@@ -112,6 +112,10 @@ func reportSpans(run, ckpt, data, split string, tokens int64, threads int) (*tra
 	if err != nil {
 		return nil, err
 	}
+	if !ck.Config.Expire {
+		fmt.Fprintf(os.Stderr, "report: %s has no learned spans (expire is off): no span histogram\n", ck.Path)
+		return nil, nil
+	}
 	if data == "" {
 		data = ck.Header.Data.Dir
 	}
