@@ -89,13 +89,13 @@ type Masks struct {
 	M      *ts.Tensor // B×1×T×N soft mask m (ramp times causal), no graph through the causal part
 	Bias   *ts.Tensor // B×1×T×N: 0 where m > 0, −1e30 where m = 0
 	R      *ts.Tensor // B×T×N remaining span r = e' − C − j (nil without expiry)
-	PosIdx *ts.Tensor // B×1×T×N int64: column of the position table for each (query, key)
-	PosOK  *ts.Tensor // B×1×T×N float: 1 where the distance lies in 1…P
+	PosIdx  *ts.Tensor // B×1×T×W int64: for the last W keys, the position-table column (P: none)
+	PosFrom int        // N − W: the first key slot with a position term
 }
 
 // Drop frees the masks.
 func (mk *Masks) Drop() {
-	for _, t := range []*ts.Tensor{mk.M, mk.Bias, mk.R, mk.PosIdx, mk.PosOK} {
+	for _, t := range []*ts.Tensor{mk.M, mk.Bias, mk.R, mk.PosIdx} {
 		if t != nil {
 			t.MustDrop()
 		}
@@ -131,14 +131,35 @@ func (a *Attention) BuildMasks(e, c *ts.Tensor, t int, shorten float64) *Masks {
 		mk.M = causal.MustUnsqueeze(1, true)
 	}
 	mk.Bias = mk.M.MustLe(ts.FloatScalar(0), false).MustTotype(gotch.Float, true).MustMulScalar(ts.FloatScalar(-1e30), true)
+	// The position term only concerns keys at distance 1…P from some query: those of age
+	// ≤ P, a suffix of every stream's keys (ages fall along the slots). Work on the last
+	// W slots only.
 	p := float64(a.cfg.PosWindow)
-	// Column P − δ holds distance δ (the reference's layout).
-	okLow := delta.MustGe(ts.FloatScalar(1), false)
-	okHigh := delta.MustLe(ts.FloatScalar(p), false)
-	mk.PosOK = okLow.MustLogicalAnd(okHigh, true).MustTotype(gotch.Float, true).MustUnsqueeze(1, true)
-	okHigh.MustDrop()
-	mk.PosIdx = delta.MustNeg(true).MustAddScalar(ts.FloatScalar(p), true).
-		MustClamp(ts.FloatScalar(0), ts.FloatScalar(p-1), true).MustTotype(gotch.Int64, true).MustUnsqueeze(1, true)
+	sz := c.MustSize()
+	b, n := int(sz[0]), int(sz[1])
+	ages := Float32s(c)
+	w := 0
+	for s := 0; s < b; s++ {
+		k := 0
+		for i := n - 1; i >= 0 && float64(ages[s*n+i]) <= p; i-- {
+			k++
+		}
+		w = max(w, k)
+	}
+	mk.PosFrom = n - w
+	if w > 0 {
+		tail := delta.MustNarrow(2, int64(n-w), int64(w), false)
+		okLow := tail.MustGe(ts.FloatScalar(1), false)
+		okHigh := tail.MustLe(ts.FloatScalar(p), false)
+		ok := okLow.MustLogicalAnd(okHigh, true).MustTotype(gotch.Float, true)
+		okHigh.MustDrop()
+		// Column P − δ holds distance δ (the reference's layout); column P, appended as
+		// zeros, serves every other distance: idx = P − ok·δ.
+		mk.PosIdx = ok.MustMul(tail, true).MustNeg(true).MustAddScalar(ts.FloatScalar(p), true).
+			MustTotype(gotch.Int64, true).MustUnsqueeze(1, true)
+		tail.MustDrop()
+	}
+	delta.MustDrop()
 	return mk
 }
 
@@ -159,17 +180,32 @@ func (a *Attention) SpanLoss(mk *Masks, t int) *ts.Tensor {
 // table. train turns dropout on.
 func (a *Attention) Attend(h, k, v, pos *ts.Tensor, mk *Masks, train bool) *ts.Tensor {
 	dh := int64(a.cfg.Dim / a.cfg.Heads)
-	q := a.splitHeads(h.MustMatmul(a.Wq, false), true) // B×K×T×d_h
-	s := q.MustMatmul(k.MustTranspose(-1, -2, false), false)
-	// Position term by each key's true distance: q_j·p_{col(δ_ji)} where 1 ≤ δ ≤ P.
-	qp := q.MustMatmul(pos, true) // B×K×T×P
-	sz := s.MustSize()
-	idx := mk.PosIdx.MustExpand(sz, false, false)
-	pe := qp.MustGather(3, idx, false, true).MustMul(mk.PosOK, true)
-	idx.MustDrop()
-	s = s.MustAdd(pe, true).MustMulScalar(ts.FloatScalar(1/math.Sqrt(float64(dh))), true)
-	pe.MustDrop()
-	s = s.MustAdd(mk.Bias, true)
+	// Scaling q by 1/√d_h scales the content and position scores alike, on a tensor T/N
+	// times smaller than the scores.
+	q := a.splitHeads(h.MustMatmul(a.Wq, false), true).MustMulScalar(ts.FloatScalar(1/math.Sqrt(float64(dh))), true) // B×K×T×d_h
+	kt := k.MustTranspose(-1, -2, false)
+	s := q.MustMatmul(kt, false) // B×K×T×N
+	kt.MustDrop()
+	if mk.PosIdx != nil {
+		// Position term by each key's true distance: q_j·p_{col(δ_ji)} for 1 ≤ δ ≤ P, on the
+		// last W key slots; column P (zeros) serves the other distances.
+		zero := ts.MustZeros([]int64{dh, 1}, gotch.Float, pos.MustDevice())
+		posExt := ts.MustCat([]*ts.Tensor{pos, zero}, 1)
+		zero.MustDrop()
+		qp := q.MustMatmul(posExt, false) // B×K×T×(P+1)
+		posExt.MustDrop()
+		isz := mk.PosIdx.MustSize()
+		isz[1] = int64(a.cfg.Heads)
+		idx := mk.PosIdx.MustExpand(isz, false, false)
+		pe := qp.MustGather(3, idx, false, true)
+		idx.MustDrop()
+		tail := s.MustNarrow(3, int64(mk.PosFrom), isz[3], false)
+		tail.MustAdd_(pe)
+		tail.MustDrop()
+		pe.MustDrop()
+	}
+	q.MustDrop()
+	s.MustAdd_(mk.Bias)
 	att := s.MustSoftmax(-1, gotch.Float, true).MustMul(mk.M, true)
 	den := att.MustSumDimIntlist([]int64{-1}, true, gotch.Float, false).MustAddScalar(ts.FloatScalar(1e-8), true)
 	att = att.MustDiv(den, true)

@@ -1,6 +1,7 @@
 package expirespan
 
 import (
+	"fmt"
 	"math"
 	"testing"
 
@@ -63,9 +64,19 @@ func TestMaskAndSpanLossByHand(t *testing.T) {
 	approx(t, "mask", Float32s(mk.M), []float64{0.5, 0, 0, 0, 1, 0})
 	approx(t, "bias", Float32s(mk.Bias), []float64{0, -1e30, -1e30, -1e30, 0, -1e30})
 	// Position window P = 2: column P − δ for 1 ≤ δ ≤ 2.
-	approx(t, "position ok", Float32s(mk.PosOK), []float64{1, 0, 0, 0, 1, 0})
-	if idx := mk.PosIdx.Int64Values(); idx[0] != 0 || idx[4] != 1 {
-		t.Fatalf("position columns for δ = 2 and 1: %d, %d, want 0, 1 (all %v)", idx[0], idx[4], idx)
+	// Position window P = 2: column P − δ for 1 ≤ δ ≤ 2, column P (zeros) otherwise.
+	if mk.PosFrom != 0 {
+		t.Fatalf("position term from slot %d, want 0 (every key has age ≤ P)", mk.PosFrom)
+	}
+	if idx := mk.PosIdx.Int64Values(); fmt.Sprint(idx) != "[0 2 2 2 1 2]" {
+		t.Fatalf("position columns %v, want [0 2 2 2 1 2]", idx)
+	}
+	// Keys older than P get no position term: with ages (9, 5, 0, −1) only the last two
+	// slots are looked at.
+	c4 := ts.MustOfSlice([]float32{9, 5, 0, -1}).MustView([]int64{1, 4}, true)
+	e4 := ts.MustOfSlice([]float32{1, 1, 1, 1}).MustView([]int64{1, 4}, true)
+	if mk4 := a.BuildMasks(e4, c4, 2, 0); mk4.PosFrom != 2 {
+		t.Fatalf("position term from slot %d, want 2", mk4.PosFrom)
 	}
 	// Only (j=0, i=0) is inside the ramp (0 < m < 1), with r = −1:
 	// α/(R·T·B) · Σ r = 1/(2·2·1) · (−1).
