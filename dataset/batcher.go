@@ -145,8 +145,8 @@ func (b *Batcher) TokenOffset(pos int64, row int) int64 {
 // Position is the number of blocks consumed so far.
 func (b *Batcher) Position() int64 { return b.pos }
 
-// Seek makes the next call of Next return block pos (0 <= pos <= Blocks).
-func (b *Batcher) Seek(pos int64) error {
+// SetPosition makes the next call of Next return block pos (0 <= pos <= Blocks).
+func (b *Batcher) SetPosition(pos int64) error {
 	if pos < 0 || pos > b.blocks {
 		return fmt.Errorf("batcher: split %s: position %d outside 0..%d", b.split, pos, b.blocks)
 	}

@@ -57,17 +57,17 @@ func TestBatcher(t *testing.T) {
 	}
 	// Resuming at a position gives the same blocks; a new Batcher is deterministic.
 	b2, _ := NewBatcher(r, "train", B, M)
-	if err := b2.Seek(7); err != nil {
+	if err := b2.SetPosition(7); err != nil {
 		t.Fatal(err)
 	}
 	x, _ := b2.Next()
 	if !slices.Equal(x, steps[7]) || b2.Position() != 8 {
-		t.Fatal("Seek(7) then Next is not block 7")
+		t.Fatal("SetPosition(7) then Next is not block 7")
 	}
-	if err := b2.Seek(b2.Blocks() + 1); err == nil {
-		t.Fatal("Seek past the end: no error")
+	if err := b2.SetPosition(b2.Blocks() + 1); err == nil {
+		t.Fatal("SetPosition past the end: no error")
 	}
-	b2.Seek(b2.Blocks())
+	b2.SetPosition(b2.Blocks())
 	if _, err := b2.Next(); !errors.Is(err, io.EOF) {
 		t.Fatalf("Next at the end: %v", err)
 	}

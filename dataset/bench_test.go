@@ -155,7 +155,7 @@ func BenchmarkRead(b *testing.B) {
 		n := 0
 		for b.Loop() {
 			if _, err := bt.Next(); err == io.EOF {
-				bt.Seek(0)
+				bt.SetPosition(0)
 			}
 			n++
 		}

@@ -200,6 +200,14 @@ func (r *StepResult) Drop() {
 // In training, rng draws the random span shortening (when the config asks for it) and
 // dropout is on.
 func (m *Model) Step(mem *Memory, block *ts.Tensor, train bool, rng *rand.Rand) (*StepResult, error) {
+	return m.StepMasked(mem, block, nil, train, rng)
+}
+
+// StepMasked is Step for datasets that score only some targets (the copy task): mask is
+// B×T, 1 where a target counts, and TaskLoss is Σ nll·mask / Σ mask (0, with a graph, when
+// the block scores nothing: the memory must still be carried through it). A nil mask
+// scores every target.
+func (m *Model) StepMasked(mem *Memory, block, mask *ts.Tensor, train bool, rng *rand.Rand) (*StepResult, error) {
 	sz := block.MustSize()
 	if len(sz) != 2 || sz[1] < 2 {
 		return nil, fmt.Errorf("lm: block of shape %v: want B×(T+1) with T ≥ 1", sz)
@@ -208,6 +216,11 @@ func (m *Model) Step(mem *Memory, block *ts.Tensor, train bool, rng *rand.Rand) 
 		return nil, fmt.Errorf("lm: block of %d streams for a memory of %d", sz[0], mem.Batch())
 	}
 	t := sz[1] - 1
+	if mask != nil {
+		if msz := mask.MustSize(); len(msz) != 2 || msz[0] != sz[0] || msz[1] != t {
+			return nil, fmt.Errorf("lm: mask of shape %v for a block of %d×%d targets", msz, sz[0], t)
+		}
+	}
 	in := block.MustNarrow(1, 0, t, false)
 	tgt := block.MustNarrow(1, 1, t, false)
 	logp, spanLoss, res, err := m.forward(mem, in, train, rng)
@@ -219,7 +232,12 @@ func (m *Model) Step(mem *Memory, block *ts.Tensor, train bool, rng *rand.Rand) 
 	tgt3 := tgt.MustUnsqueeze(2, true)
 	nll := logp.MustGather(2, tgt3, false, true).MustSqueezeDim(2, true).MustNeg(true)
 	tgt3.MustDrop()
-	res.TaskLoss = nll.MustMean(gotch.Float, false)
+	if mask == nil {
+		res.TaskLoss = nll.MustMean(gotch.Float, false)
+	} else {
+		scored := mask.MustSum(gotch.Float, false).Float64Values()[0]
+		res.TaskLoss = nll.MustMul(mask, false).MustSum(gotch.Float, true).MustMulScalar(ts.FloatScalar(1/math.Max(scored, 1)), true)
+	}
 	res.TokenNLL = nll.MustDetach(true)
 	res.SpanLoss = spanLoss
 	return res, nil

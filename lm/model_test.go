@@ -330,3 +330,39 @@ func TestConfigSetAndValidate(t *testing.T) {
 		t.Fatal("unknown preset accepted")
 	}
 }
+
+func TestStepMasked(t *testing.T) {
+	defer torchrt.Lock()()
+	cfg := testConfig()
+	m := newModel(t, cfg, 12)
+	ids := tokens(2*9, cfg.Vocab, 12)
+	run := func(mask []float32) (float64, []float64) {
+		mem := m.NewMemory(2)
+		blk := tensor2(ids, 2, 9)
+		var mk *ts.Tensor
+		if mask != nil {
+			mk = ts.MustOfSlice(mask).MustView([]int64{2, 8}, true)
+		}
+		res, err := m.StepMasked(mem, blk, mk, false, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.TaskLoss.Float64Values()[0], res.TokenNLL.Float64Values()
+	}
+	all, nll := run(nil)
+	ones := make([]float32, 16)
+	for i := range ones {
+		ones[i] = 1
+	}
+	if got, _ := run(ones); math.Abs(got-all) > 1e-6 {
+		t.Fatalf("all-ones mask: %v, unmasked %v", got, all)
+	}
+	some := make([]float32, 16)
+	some[3], some[12] = 1, 1
+	if got, _ := run(some); math.Abs(got-(nll[3]+nll[12])/2) > 1e-5 {
+		t.Fatalf("mask of two targets: %v, want %v", got, (nll[3]+nll[12])/2)
+	}
+	if got, _ := run(make([]float32, 16)); got != 0 {
+		t.Fatalf("empty mask: loss %v, want 0", got)
+	}
+}

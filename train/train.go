@@ -195,9 +195,6 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 	if t.batcher, err = dataset.NewBatcher(r, "train", cfg.Batch, cfg.Block); err != nil {
 		return err
 	}
-	if _, ok := any(t.model).(maskedStepper); t.batcher.HasMask() && !ok {
-		return fmt.Errorf("dataset %s scores only some tokens (scored mask), and this build's model cannot train on a mask yet (lm.Model lacks StepMasked)", dataDir)
-	}
 	if t.batcher.Blocks() < 1 {
 		return fmt.Errorf("dataset %s: the train split is too short for %d streams of %d-token blocks", dataDir, cfg.Batch, cfg.Block)
 	}
@@ -309,7 +306,7 @@ func (t *trainer) restore(dir string, h *Header) error {
 		}
 		t.mems = append(t.mems, mem)
 	}
-	if err := t.batcher.Seek(h.Data.Position); err != nil {
+	if err := t.batcher.SetPosition(h.Data.Position); err != nil {
 		return fmt.Errorf("%s: data position: %w", dir, err)
 	}
 	t.step, t.tokens, t.epoch = h.Step, h.Tokens, h.Data.Epoch
@@ -332,7 +329,7 @@ func (t *trainer) trainStep() (*stepOut, error) {
 	if errors.Is(err, io.EOF) {
 		// A new epoch: the streams start over, and so do their memories.
 		t.epoch++
-		if err := t.batcher.Seek(0); err != nil {
+		if err := t.batcher.SetPosition(0); err != nil {
 			return nil, err
 		}
 		for i, m := range t.mems {
@@ -378,15 +375,6 @@ func (t *trainer) next() ([]int64, []float32, error) {
 	return ids, nil, err
 }
 
-// maskedStepper is what training on a dataset with a scored mask (the copy task) needs
-// from the model: Step with a B×T float mask of the targets that count, whose TaskLoss is
-// sum(nll·mask)/sum(mask) with its graph (0 when nothing in the block is scored).
-//
-// TODO(lm): lm.Model has no such method yet; until it does, such datasets are refused.
-type maskedStepper interface {
-	StepMasked(mem *lm.Memory, block, mask *ts.Tensor, train bool, rng *rand.Rand) (*lm.StepResult, error)
-}
-
 func (t *trainer) microStep(ids []int64, mask []float32, rows, width int64, g int, rng *rand.Rand, out *stepOut) error {
 	x, err := ts.OfSlice(ids)
 	if err != nil {
@@ -402,7 +390,7 @@ func (t *trainer) microStep(ids []int64, mask []float32, rows, width int64, g in
 		if t.o.dev != gotch.CPU {
 			mk = mk.MustTo(t.o.dev, true)
 		}
-		sr, err = any(t.model).(maskedStepper).StepMasked(t.mems[g], x, mk, true, rng)
+		sr, err = t.model.StepMasked(t.mems[g], x, mk, true, rng)
 		mk.MustDrop()
 	} else {
 		sr, err = t.model.Step(t.mems[g], x, true, rng)

@@ -236,3 +236,16 @@ func TestBLASCoreType(t *testing.T) {
 		}
 	}
 }
+
+// ts.NoGrad restores the grad mode it found: gotch read it wrongly before the set-up's patch.
+func TestNoGradRestoresGradMode(t *testing.T) {
+	defer Lock()()
+	for i := 0; i < 100; i++ {
+		ts.NoGrad(func() {})
+		x := ts.MustOnes([]int64{2}, gotch.Float, gotch.CPU).MustSetRequiresGrad(true, false)
+		y := x.MustMulScalar(ts.FloatScalar(2), false)
+		if !y.MustRequiresGrad() {
+			t.Fatalf("after ts.NoGrad (round %d) grad mode is off", i)
+		}
+	}
+}

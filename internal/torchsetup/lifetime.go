@@ -64,3 +64,17 @@ func patchInPlaceHandles(src string) (string, int) {
 	n := strings.Count(src, old)
 	return strings.ReplaceAll(src, old, "\n  lib.AtFree(ts.ctensor)\n  ts.ctensor = *ptr\n"), n
 }
+
+// gotch's AtGradSetEnabled returns the previous grad mode by reading the 4-byte C int as
+// an 8-byte Go int: the upper half is stack garbage, and ts.NoGrad then "restores" a
+// wrong mode. The patched version converts the value.
+const gradSetEnabledPatched = `func AtGradSetEnabled(b int) int {
+	// Patched by xspan's set-up: convert the C int instead of reading 8 bytes of it.
+	return int(C.at_grad_set_enabled(C.int(b)))
+}
+`
+
+// patchGradSetEnabled rewrites AtGradSetEnabled in gotch's libtch/tensor.go.
+func patchGradSetEnabled(src string) (string, error) {
+	return replaceFunc(src, "func AtGradSetEnabled(", gradSetEnabledPatched)
+}

@@ -32,7 +32,7 @@ const (
 	gotchModule  = "github.com/sugarme/gotch"
 	gotchVersion = "v0.9.1"
 	// setupVersion changes whenever the patches below change, so that old copies are redone.
-	setupVersion = "7"
+	setupVersion = "8"
 )
 
 func main() {
@@ -126,6 +126,9 @@ func run(root string, force bool) error {
 		return err
 	}
 	if _, err := patchFile(filepath.Join(tmp, "ts", "tensor.go"), patchTensorLifetime); err != nil {
+		return err
+	}
+	if _, err := patchFile(filepath.Join(tmp, "libtch", "tensor.go"), patchGradSetEnabled); err != nil {
 		return err
 	}
 	fmt.Println("torch set-up: in-place wrappers free the handle they replace; tensors carry no 100 kB ballast or name registry")

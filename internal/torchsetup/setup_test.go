@@ -301,3 +301,14 @@ func TestReferenceBLASDetection(t *testing.T) {
 		t.Fatalf("OpenBLAS taken for the reference BLAS: %s", p)
 	}
 }
+
+func TestPatchGradSetEnabled(t *testing.T) {
+	src := "package libtch\n\nfunc AtGradSetEnabled(b int) int {\n\tcretVal := C.at_grad_set_enabled(cbool)\n\treturn *(*int)(unsafe.Pointer(&cretVal))\n}\n\nfunc Next() {}\n"
+	out, err := patchGradSetEnabled(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "*(*int)") || !strings.Contains(out, "return int(C.at_grad_set_enabled(C.int(b)))") || !strings.Contains(out, "func Next() {}") {
+		t.Fatalf("patched:\n%s", out)
+	}
+}
