@@ -86,9 +86,9 @@ func (a *Attention) splitHeads(x *ts.Tensor, del bool) *ts.Tensor {
 // Masks are a block's soft mask and what is derived from it, built once per layer and
 // broadcast over heads.
 type Masks struct {
-	M      *ts.Tensor // B×1×T×N soft mask m (ramp times causal), no graph through the causal part
-	Bias   *ts.Tensor // B×1×T×N: 0 where m > 0, −1e30 where m = 0
-	R      *ts.Tensor // B×T×N remaining span r = e' − C − j (nil without expiry)
+	M       *ts.Tensor // B×1×T×N soft mask m (ramp times causal), no graph through the causal part
+	Bias    *ts.Tensor // B×1×T×N: 0 where m > 0, −1e30 where m = 0
+	R       *ts.Tensor // B×T×N remaining span r = e' − C − j (nil without expiry)
 	PosIdx  *ts.Tensor // B×1×T×W int64: for the last W keys, the position-table column (P: none)
 	PosFrom int        // N − W: the first key slot with a position term
 }
