@@ -70,6 +70,91 @@ type EvalResult struct {
 	MeanSpan []float64 `json:"mean_span"`
 	Dropped  int64     `json:"dropped"` // keys dropped by pruning, all layers and streams
 	Seconds  float64   `json:"seconds"`
+	// Copy is the copy accuracy on a split with a scored mask (the copy task); nil
+	// without a mask, and with a dump (see WithDump).
+	Copy *CopyAccuracy `json:"copy,omitempty"`
+}
+
+// CopyAccuracy scores greedy predictions on the scored targets of a split: a target is
+// right when the argmax of the model's log-probabilities at its position, given the true
+// prefix (teacher forcing), is the target token.
+type CopyAccuracy struct {
+	Scored   int64   `json:"scored"`   // scored targets evaluated
+	Correct  int64   `json:"correct"`  // of those, predicted right
+	Accuracy float64 `json:"accuracy"` // Correct / Scored
+	// Examples counts the complete examples: those whose every scored target was
+	// evaluated (a stream's cut tail and unevaluated blocks leave some out). Exact of them
+	// had every scored target right. Both are 0 when the split has no example length.
+	Examples  int64   `json:"examples"`
+	Exact     int64   `json:"exact"`
+	ExactRate float64 `json:"exact_rate"` // Exact / Examples
+	// Chance is the accuracy of guessing one of the task's symbols uniformly (1/alphabet
+	// for the copy task), 0 when the manifest does not say.
+	Chance float64 `json:"chance,omitempty"`
+}
+
+// copyCounter accumulates CopyAccuracy: per example, scored targets seen and right.
+type copyCounter struct {
+	acc        CopyAccuracy
+	exampleLen int64
+	want       []int32 // scored targets per example, from the split's mask
+	seen, good []int32
+}
+
+func newCopyCounter(r *dataset.Reader, split string, exampleLen int64) (*copyCounter, error) {
+	c := &copyCounter{exampleLen: exampleLen}
+	if t := r.Manifest().Task; t != nil && t.Name == dataset.TaskCopy && t.Alphabet > 0 {
+		c.acc.Chance = 1 / float64(t.Alphabet)
+	}
+	if exampleLen <= 0 {
+		return c, nil
+	}
+	scored, err := r.Scored(split)
+	if err != nil {
+		return nil, err
+	}
+	n := (int64(len(scored)) + exampleLen - 1) / exampleLen
+	c.want, c.seen, c.good = make([]int32, n), make([]int32, n), make([]int32, n)
+	for p, ok := range scored {
+		if ok {
+			c.want[int64(p)/exampleLen]++
+		}
+	}
+	return c, nil
+}
+
+// add counts one scored target at split position pos (the target token's position).
+func (c *copyCounter) add(pos int64, right bool) {
+	c.acc.Scored++
+	if right {
+		c.acc.Correct++
+	}
+	if c.exampleLen > 0 {
+		e := pos / c.exampleLen
+		c.seen[e]++
+		if right {
+			c.good[e]++
+		}
+	}
+}
+
+func (c *copyCounter) result() *CopyAccuracy {
+	a := c.acc
+	for e, w := range c.want {
+		if w > 0 && c.seen[e] == w {
+			a.Examples++
+			if c.good[e] == w {
+				a.Exact++
+			}
+		}
+	}
+	if a.Scored > 0 {
+		a.Accuracy = float64(a.Correct) / float64(a.Scored)
+	}
+	if a.Examples > 0 {
+		a.ExactRate = float64(a.Exact) / float64(a.Examples)
+	}
+	return &a
 }
 
 // Summary returns the part of r that checkpoints and metrics keep.
@@ -109,7 +194,9 @@ func WithMaxBlocks(n int64) EvalOption {
 // WithDump writes one JSON object per token of the split to w: its position, id and text,
 // "bits" for predicting it, "span", per layer, the span the model gave it as a memory,
 // and "unscored" for a token a scored mask leaves out of the loss.
-// It needs batch 1; vocab decodes the text (nil: no text).
+// It needs batch 1; vocab decodes the text (nil: no text). A dump takes the spans from
+// lm.Model.Step, which does not return the predictions: with a dump, EvalResult.Copy is
+// nil.
 func WithDump(w io.Writer, vocab tokenize.Vocab) EvalOption {
 	return func(c *evalConfig) error { c.dump, c.vocab = w, vocab; return nil }
 }
@@ -186,9 +273,21 @@ func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string,
 	if c.dump != nil {
 		dw = bufio.NewWriter(c.dump)
 	}
+	// On a split with a scored mask, Forward gives the log-probabilities, whose argmax is
+	// the greedy prediction (copy accuracy). A dump or a span sample needs the keys'
+	// spans, which only Step returns (without predictions).
+	var counter *copyCounter
+	useForward := bt.HasMask() && c.dump == nil && c.spans == nil
+	if useForward {
+		if counter, err = newCopyCounter(r, split, bt.ExampleLen()); err != nil {
+			return nil, err
+		}
+	}
 	var nats float64
 	var blocks int64
-	runBlock := func(ids []int64, mask []float32, b, t int, pos int64) error {
+	// runBlock runs one block of b rows of t+1 tokens; pos is the split position of the
+	// block's token 0 with batch 1 (for the dump), offset(row) that of row's token 0.
+	runBlock := func(ids []int64, mask []float32, b, t int, pos int64, offset func(row int) int64) error {
 		x, err := ts.OfSlice(ids)
 		if err != nil {
 			return err
@@ -197,23 +296,46 @@ func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string,
 		if m.Device() != gotch.CPU {
 			x2 = x2.MustTo(m.Device(), true)
 		}
-		sr, err := m.Step(mem, x2, false, nil)
-		x2.MustDrop()
-		if err != nil {
-			return err
+		var (
+			sr       *lm.StepResult
+			nll      []float64 // with a mask: per target, row-major
+			pred     []int64   // with useForward: the argmax per target
+			meanSpan []float64
+			s        float64
+		)
+		if useForward {
+			nll, pred, meanSpan, err = forwardBlock(m, mem, x2, t)
+			x2.MustDrop()
+			if err != nil {
+				return err
+			}
+		} else {
+			sr, err = m.Step(mem, x2, false, nil)
+			x2.MustDrop()
+			if err != nil {
+				return err
+			}
+			defer sr.Drop()
+			meanSpan = sr.Stats.MeanSpan
+			if mask != nil {
+				nll = values(sr.TokenNLL)
+			}
 		}
-		defer sr.Drop()
-		var s float64
 		if mask == nil {
 			sum := sr.TokenNLL.MustSum(gotch.Double, false)
 			s = value(sum)
 			sum.MustDrop()
 			res.Tokens += int64(b * t)
 		} else {
-			for i, v := range values(sr.TokenNLL) {
-				if mask[i] != 0 {
-					s += v
-					res.Tokens++
+			for i, v := range nll {
+				if mask[i] == 0 {
+					continue
+				}
+				s += v
+				res.Tokens++
+				if counter != nil {
+					row, j := i/t, i%t
+					counter.add(offset(row)+1+int64(j), pred[i] == ids[row*(t+1)+j+1])
 				}
 			}
 		}
@@ -221,8 +343,8 @@ func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string,
 			return fmt.Errorf("%s block %d: loss is %v", split, blocks, s)
 		}
 		nats += s
-		for l := 0; l < layers && l < len(sr.Stats.MeanSpan); l++ {
-			res.MeanSpan[l] += sr.Stats.MeanSpan[l]
+		for l := 0; l < layers && l < len(meanSpan); l++ {
+			res.MeanSpan[l] += meanSpan[l]
 		}
 		for l, v := range mem.Live() {
 			if l < layers {
@@ -249,7 +371,8 @@ func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string,
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		pos := bt.Position() * int64(block)
+		bpos := bt.Position()
+		pos := bpos * int64(block)
 		var ids []int64
 		var mask []float32
 		if bt.HasMask() {
@@ -260,7 +383,8 @@ func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string,
 		if err != nil {
 			return nil, err
 		}
-		if err := runBlock(ids, mask, c.batch, block, pos); err != nil {
+		offset := func(row int) int64 { return bt.TokenOffset(bpos, row) }
+		if err := runBlock(ids, mask, c.batch, block, pos, offset); err != nil {
 			return nil, err
 		}
 		if c.progress != nil {
@@ -289,7 +413,7 @@ func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string,
 					mask = append(mask, b2f(ok))
 				}
 			}
-			if err := runBlock(ids, mask, 1, int(rest), pos); err != nil {
+			if err := runBlock(ids, mask, 1, int(rest), pos, func(int) int64 { return pos }); err != nil {
 				return nil, err
 			}
 		}
@@ -320,7 +444,39 @@ func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string,
 	res.BPC = res.BitsPerToken / unit.PerToken
 	res.Dropped = mem.Dropped()
 	res.Seconds = time.Since(start).Seconds()
+	if counter != nil {
+		res.Copy = counter.result()
+	}
 	return res, nil
+}
+
+// forwardBlock runs one block (B×(T+1) ids) through m.Forward with the memory carried and
+// returns, per target (row-major), its NLL in nats and the argmax of the log-probabilities,
+// and the per-layer mean span.
+func forwardBlock(m *lm.Model, mem *lm.Memory, block *ts.Tensor, t int) (nll []float64, pred []int64, meanSpan []float64, err error) {
+	in := block.MustNarrow(1, 0, int64(t), false)
+	tgt := block.MustNarrow(1, 1, int64(t), false)
+	defer tgt.MustDrop()
+	logp, st, err := m.Forward(mem, in, false, nil)
+	in.MustDrop()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer logp.MustDrop()
+	tgt3 := tgt.MustUnsqueeze(2, false)
+	g := logp.MustGather(2, tgt3, false, false)
+	tgt3.MustDrop()
+	nll = values(g)
+	g.MustDrop()
+	for i := range nll {
+		nll[i] = -nll[i]
+	}
+	am := logp.MustArgmax([]int64{-1}, false, false)
+	if am.MustDevice() != gotch.CPU {
+		am = am.MustTo(gotch.CPU, true)
+	}
+	pred = am.Int64Values(true)
+	return nll, pred, st.MeanSpan, nil
 }
 
 // dumpBlock writes the dump lines of one block of batch 1: ids holds T+1 tokens from

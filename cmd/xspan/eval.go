@@ -30,8 +30,17 @@ With batch 1 (the default) the split is one stream, every token after the first 
 scored, and memories are dropped at the exact step they expire. Batch B cuts it into B
 streams, each starting with an empty memory, and leaves each stream's tail unscored.
 
+On a dataset with a scored mask (the copy task, 'xspan prep --synthetic copy') the loss
+and bpc count the scored (copied) tokens only, and eval also reports copy accuracy: the
+fraction of scored tokens predicted correctly by greedy decoding with teacher forcing
+(the argmax of the model's distribution at that position, given the true prefix, equals
+the true token), and the exact-match rate: the fraction of examples whose every scored
+token is right, over the complete examples only (those whose scored tokens were all
+evaluated; with --batch B a stream's cut tail leaves some out). Chance is 1/alphabet.
+
 --dump FILE writes one JSON object per token: its position, id and text, the bits to
-predict it, and per layer the span the model gave it as a memory.`
+predict it, and per layer the span the model gave it as a memory. (With --dump the model
+runs a path that returns spans but not predictions: no copy accuracy then.)`
 
 func runEval(args []string) error {
 	fs := newFlagSet("eval", "--ckpt PATH_OR_RUN [--data DIR] [--split test] [flags]", evalDescription)
@@ -125,6 +134,16 @@ func runEval(args []string) error {
 	fmt.Printf("live memory %s keys per layer (mean over blocks, per stream)\n", evalFloats(res.MeanLive, "%.1f"))
 	if len(res.MeanSpan) > 0 && res.MeanSpan[0] > 0 {
 		fmt.Printf("mean span   %s per layer\n", evalFloats(res.MeanSpan, "%.1f"))
+	}
+	if a := res.Copy; a != nil {
+		fmt.Printf("copy acc    %.4f (%d of %d scored tokens right, greedy argmax given the true prefix", a.Accuracy, a.Correct, a.Scored)
+		if a.Chance > 0 {
+			fmt.Printf("; chance %.4f", a.Chance)
+		}
+		fmt.Println(")")
+		if a.Examples > 0 {
+			fmt.Printf("exact match %.4f (%d of %d complete examples all right)\n", a.ExactRate, a.Exact, a.Examples)
+		}
 	}
 	if *dump != "" {
 		fmt.Printf("dump        %s\n", *dump)
