@@ -87,7 +87,8 @@ func (a *Attention) splitHeads(x *ts.Tensor, del bool) *ts.Tensor {
 // broadcast over heads.
 type Masks struct {
 	M       *ts.Tensor // B×1×T×N soft mask m (ramp times causal), no graph through the causal part
-	Bias    *ts.Tensor // B×1×T×N: 0 where m > 0, −1e30 where m = 0
+	LogM    *ts.Tensor // B×1×T×N: log m where m > 0, −1e30 where m = 0
+	RowOK   *ts.Tensor // B×1×T×1: 1 where a query sees at least one key
 	R       *ts.Tensor // B×T×N remaining span r = e' − C − j (nil without expiry)
 	PosIdx  *ts.Tensor // B×1×T×W int64: for the last W keys, the position-table column (P: none)
 	PosFrom int        // N − W: the first key slot with a position term
@@ -95,7 +96,7 @@ type Masks struct {
 
 // Drop frees the masks.
 func (mk *Masks) Drop() {
-	for _, t := range []*ts.Tensor{mk.M, mk.Bias, mk.R, mk.PosIdx} {
+	for _, t := range []*ts.Tensor{mk.M, mk.LogM, mk.RowOK, mk.R, mk.PosIdx} {
 		if t != nil {
 			t.MustDrop()
 		}
@@ -130,7 +131,15 @@ func (a *Attention) BuildMasks(e, c *ts.Tensor, t int, shorten float64) *Masks {
 	} else {
 		mk.M = causal.MustUnsqueeze(1, true)
 	}
-	mk.Bias = mk.M.MustLe(ts.FloatScalar(0), false).MustTotype(gotch.Float, true).MustMulScalar(ts.FloatScalar(-1e30), true)
+	// log m on the keys a query may see, −1e30 elsewhere: softmax(s + log m) is
+	// a·m/Σ(a·m) with a = softmax(s masked), the reference's renormalised weights, in one
+	// pass. The clamp keeps log finite (and its gradient zero) where m = 0.
+	masked := mk.M.MustLe(ts.FloatScalar(0), false)
+	mk.LogM = mk.M.MustClampMin(ts.FloatScalar(1e-30), false).MustLog(true).
+		MustAdd(masked.MustTotype(gotch.Float, false).MustMulScalar(ts.FloatScalar(-1e30), true), true)
+	// A query that may see no key at all gets a zero output (not a uniform average).
+	mk.RowOK = mk.M.MustSumDimIntlist([]int64{-1}, true, gotch.Float, false).MustGt(ts.FloatScalar(0), true).MustTotype(gotch.Float, true)
+	masked.MustDrop()
 	// The position term only concerns keys at distance 1…P from some query: those of age
 	// ≤ P, a suffix of every stream's keys (ages fall along the slots). Work on the last
 	// W slots only.
@@ -167,7 +176,9 @@ func (a *Attention) BuildMasks(e, c *ts.Tensor, t int, shorten float64) *Masks {
 // whose gradient shortens the spans of keys inside their ramp.
 func (a *Attention) SpanLoss(mk *Masks, t int) *ts.Tensor {
 	m := mk.M.MustSqueezeDim(1, false)
-	in := m.MustGt(ts.FloatScalar(0), false).MustLogicalAnd(m.MustLt(ts.FloatScalar(1), false), true).MustTotype(gotch.Float, true)
+	lt := m.MustLt(ts.FloatScalar(1), false)
+	in := m.MustGt(ts.FloatScalar(0), false).MustLogicalAnd(lt, true).MustTotype(gotch.Float, true)
+	lt.MustDrop()
 	m.MustDrop()
 	b := mk.R.MustSize()[0]
 	s := mk.R.MustMul(in, false).MustSum(gotch.Float, true)
@@ -205,15 +216,12 @@ func (a *Attention) Attend(h, k, v, pos *ts.Tensor, mk *Masks, train bool) *ts.T
 		pe.MustDrop()
 	}
 	q.MustDrop()
-	s.MustAdd_(mk.Bias)
-	att := s.MustSoftmax(-1, gotch.Float, true).MustMul(mk.M, true)
-	den := att.MustSumDimIntlist([]int64{-1}, true, gotch.Float, false).MustAddScalar(ts.FloatScalar(1e-8), true)
-	att = att.MustDiv(den, true)
-	den.MustDrop()
+	s.MustAdd_(mk.LogM)
+	att := s.MustSoftmax(-1, gotch.Float, true)
 	if train && a.cfg.Dropout > 0 {
 		att = ts.MustDropout(att, a.cfg.Dropout, true)
 	}
-	o := att.MustMatmul(v, true) // B×K×T×d_h
+	o := att.MustMatmul(v, true).MustMul(mk.RowOK, true) // B×K×T×d_h
 	o = o.MustTranspose(1, 2, true).MustContiguous(true)
 	os := o.MustSize()
 	o = o.MustView([]int64{os[0], os[1], os[2] * os[3]}, true)

@@ -62,7 +62,7 @@ func TestMaskAndSpanLossByHand(t *testing.T) {
 	mk := a.BuildMasks(e, c, 2, 0)
 	approx(t, "r", Float32s(mk.R), []float64{-1, 1, 2, -2, 0, 1})
 	approx(t, "mask", Float32s(mk.M), []float64{0.5, 0, 0, 0, 1, 0})
-	approx(t, "bias", Float32s(mk.Bias), []float64{0, -1e30, -1e30, -1e30, 0, -1e30})
+	approx(t, "log mask", Float32s(mk.LogM), []float64{math.Log(0.5), -1e30, -1e30, -1e30, 0, -1e30})
 	// Position window P = 2: column P − δ for 1 ≤ δ ≤ 2.
 	// Position window P = 2: column P − δ for 1 ≤ δ ≤ 2, column P (zeros) otherwise.
 	if mk.PosFrom != 0 {

@@ -3,7 +3,9 @@ package lm
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -43,6 +45,9 @@ func benchmarkStep(b *testing.B, preset string) {
 			p.ZeroGrad()
 		}
 		blk.MustDrop()
+		if os.Getenv("XSPAN_BENCH_GC") == "1" {
+			runtime.GC()
+		}
 		return res
 	}
 	for i := 0; i < 6; i++ {
@@ -62,6 +67,7 @@ func benchmarkStep(b *testing.B, preset string) {
 	b.ReportMetric((cpuSeconds()-cpu0)/float64(b.N), "cpu-s/step")
 	b.ReportMetric(float64(cfg.Batch*cfg.Block)*float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
 	b.ReportMetric(res.Stats.Live[0], "live-keys-layer0")
+	b.ReportMetric(float64(peakRSSKiB())/1024, "peak-RSS-MiB")
 	b.Logf("%s: live memory per layer %v, mean span %v", preset, res.Stats.Live, fmt.Sprintf("%.1f", res.Stats.MeanSpan))
 }
 
@@ -69,6 +75,21 @@ func cpuSeconds() float64 {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
+}
+
+// peakRSSKiB reads the process's peak resident set size (VmHWM).
+func peakRSSKiB() int64 { return readStatus("VmHWM:") }
+
+// readStatus reads a kB figure of /proc/self/status.
+func readStatus(key string) int64 {
+	b, _ := os.ReadFile("/proc/self/status")
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, key); ok {
+			n, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 func BenchmarkStepTiny(b *testing.B)  { benchmarkStep(b, "tiny") }

@@ -160,16 +160,22 @@ func (d *Decoder) step(token int64) []float32 {
 		var out *ts.Tensor
 		if m.Cfg.PreNorm {
 			h2 := h.MustAdd(a, false)
-			f := l.ffn(l.norm2.forward(h2), false)
+			n2 := l.norm2.forward(h2)
+			f := l.ffn(n2, false)
+			n2.MustDrop()
 			out = h2.MustAdd(f, true)
 			f.MustDrop()
 			hn.MustDrop()
 		} else {
-			h2 := l.norm1.forward(h.MustAdd(a, false))
+			r1 := h.MustAdd(a, false)
+			h2 := l.norm1.forward(r1)
+			r1.MustDrop()
 			f := l.ffn(h2, false)
-			out = l.norm2.forward(h2.MustAdd(f, false))
+			r2 := h2.MustAdd(f, false)
 			h2.MustDrop()
 			f.MustDrop()
+			out = l.norm2.forward(r2)
+			r2.MustDrop()
 		}
 		a.MustDrop()
 		mem.AppendStep(h, kNew, vNew, span, d.mem.Rule, float64(m.Cfg.Ramp), m.Cfg.Block, m.Cfg.MaxSpan)

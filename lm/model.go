@@ -343,16 +343,22 @@ func (m *Model) layerForward(l *layer, h *ts.Tensor, mem *expirespan.Memory, t i
 		}
 		h2 := h.MustAdd(a, false)
 		a.MustDrop()
-		f := l.ffn(l.norm2.forward(h2), train)
+		n2 := l.norm2.forward(h2)
+		f := l.ffn(n2, train)
+		n2.MustDrop()
 		out = h2.MustAdd(f, true)
 		f.MustDrop()
 	} else {
-		h2 := l.norm1.forward(h.MustAdd(a, false))
+		r1 := h.MustAdd(a, false)
 		a.MustDrop()
+		h2 := l.norm1.forward(r1)
+		r1.MustDrop()
 		f := l.ffn(h2, train)
-		out = l.norm2.forward(h2.MustAdd(f, false))
+		r2 := h2.MustAdd(f, false)
 		h2.MustDrop()
 		f.MustDrop()
+		out = l.norm2.forward(r2)
+		r2.MustDrop()
 	}
 	mem.Update(x, ages, spans, t, rule, float64(m.Cfg.Ramp), m.Cfg.Block, m.Cfg.MaxSpan)
 	if x != h {

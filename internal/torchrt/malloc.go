@@ -13,9 +13,16 @@ static void keepHeap(void) {
 */
 import "C"
 
+import "os"
+
 // libtorch allocates its CPU tensors with malloc. glibc serves large blocks with fresh
 // mmaps and unmaps them on free, so every step of a training run faults in and zeroes
 // its activations again: a fifth of the CPU time of a "small" training step went to
 // page faults. Keeping freed memory in the heap removes that; the price is that the
 // resident size stays at its peak, which is the figure that matters anyway.
-func init() { C.keepHeap() }
+// XSPAN_MALLOC_KEEP=0 leaves glibc's defaults.
+func init() {
+	if os.Getenv("XSPAN_MALLOC_KEEP") != "0" {
+		C.keepHeap()
+	}
+}
