@@ -1,0 +1,110 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestCLIBenchCopy runs a two-gap grid of a few steps and checks its files and table:
+// two rows per gap, the baseline's L set to Expire-Span's mean live memory.
+func TestCLIBenchCopy(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "bc")
+	code, stdout, stderr := run(t, "bench", "copy", "--gaps", "6,10", "--seq-len", "2", "--alphabet", "3", "--max-steps", "3", "--out", out)
+	if code != 0 {
+		t.Fatalf("bench copy: exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "| model | gap | L |") || !strings.Contains(stdout, "Chance accuracy 0.333") {
+		t.Errorf("bench copy output:\n%s", stdout)
+	}
+	for _, f := range []string{"copy.md", "copy.png", "copy.json"} {
+		if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	js, _ := os.ReadFile(filepath.Join(out, "copy.json"))
+	var rows []struct {
+		Model    string    `json:"model"`
+		Gap      int       `json:"gap"`
+		MaxSpan  int       `json:"max_span"`
+		Steps    int64     `json:"steps"`
+		Accuracy float64   `json:"accuracy"`
+		MeanLive []float64 `json:"mean_live"`
+		PeakRSS  int64     `json:"peak_rss"`
+	}
+	if err := json.Unmarshal(js, &rows); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 4 {
+		t.Fatalf("%d rows, want 4: %s", len(rows), js)
+	}
+	for i, r := range rows {
+		want := []string{"expire-span", "baseline"}[i%2]
+		if r.Model != want || r.Gap != []int{6, 10}[i/2] || r.Steps != 3 || r.Accuracy < 0 || r.Accuracy > 1 || len(r.MeanLive) != 2 {
+			t.Errorf("row %d: %+v", i, r)
+		}
+		if i%2 == 1 {
+			live := (rows[i-1].MeanLive[0] + rows[i-1].MeanLive[1]) / 2
+			if float64(r.MaxSpan) < live || float64(r.MaxSpan) >= live+1 {
+				t.Errorf("baseline L %d, Expire-Span's mean live memory %v", r.MaxSpan, live)
+			}
+		}
+	}
+}
+
+func TestCLIBenchErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench", "nope"}, `unknown benchmark "nope"`},
+		{[]string{"bench", "copy", "--gaps", "1,x"}, `--gaps "1,x"`},
+		{[]string{"bench", "copy", "--gaps", "0"}, `--gaps "0"`},
+		{[]string{"bench", "copy", "--alphabet", "1"}, "--alphabet ≥ 2"},
+		{[]string{"bench", "prep", "--size", "-1"}, "--size -1"},
+	} {
+		code, _, stderr := run(t, c.args...)
+		if code != 2 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, stderr, c.want)
+		}
+	}
+}
+
+// TestCLIBenchPrep measures prep on 1 MB beside the zstd ceiling.
+func TestCLIBenchPrep(t *testing.T) {
+	code, stdout, stderr := run(t, "bench", "prep", "--size", "1")
+	if code != 0 || !strings.Contains(stdout, "prep: ") || !strings.Contains(stdout, "zstd ceiling") || !strings.Contains(stdout, "% of the ceiling") {
+		t.Errorf("bench prep: exit %d:\n%s%s", code, stdout, stderr)
+	}
+}
+
+// TestCLIBenchTrain runs bench train as bench-train (with --data), and without --data as
+// Expire-Span beside the baseline on a generated corpus.
+func TestCLIBenchTrain(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "corpus.txt")
+	os.WriteFile(in, testText(), 0o644)
+	data := filepath.Join(dir, "ds")
+	if code, _, stderr := run(t, "prep", "--input", in, "--out", data, "--vocab", "char", "--newlines", "drop"); code != 0 {
+		t.Fatalf("prep: exit %d: %s", code, stderr)
+	}
+	small := []string{"--threads", "1", "--set", "batch=4", "--set", "block=16", "--set", "layers=1", "--set", "dim=32", "--set", "heads=2", "--set", "ffn=64", "--set", "max_span=64", "--set", "ramp=8"}
+	code, stdout, stderr := run(t, append([]string{"bench", "train", "--data", data, "--steps", "2"}, small...)...)
+	if code != 0 {
+		t.Fatalf("bench train --data: exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"train: ", "tokens/s", "peak RSS", "valid: "} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("bench train --data output lacks %q:\n%s", want, stdout)
+		}
+	}
+	code, stdout, stderr = run(t, append([]string{"bench", "train", "--quick", "--steps", "2"}, small...)...)
+	if code != 0 {
+		t.Fatalf("bench train: exit %d: %s", code, stderr)
+	}
+	if strings.Count(stdout, "train: ") != 2 || !strings.Contains(stdout, "-- Expire-Span --") || !strings.Contains(stdout, "-- baseline") || strings.Contains(stdout, "valid: ") {
+		t.Errorf("bench train output:\n%s", stdout)
+	}
+}
