@@ -35,8 +35,9 @@ func CopyPNG(w io.Writer, rows []CopyRow) error {
 		p.X.Scale = plot.LogScale{}
 		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
 		p.Add(plotter.NewGrid())
-		p.Legend.Top, p.Legend.Left = true, true
+		p.Legend.Top = true
 	}
+	mem.Y.Min = 0
 	var chance plotter.XYs
 	for i, name := range models {
 		var a, m plotter.XYs
