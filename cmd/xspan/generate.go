@@ -316,11 +316,13 @@ func runFlatness(ctx context.Context, model *lmModel, prompt []int64, cfg genera
 	if err != nil {
 		return err
 	}
-	fmt.Printf("flatness benchmark: %d tokens, model %v, live memory ≈ %d bytes per memory per layer (hidden state, key, value)\n",
-		cfg.Tokens, model.info["checkpoint"], cfg.BytesPerMemory)
+	what := fmt.Sprintf("checkpoint %v (step %v)", model.info["checkpoint"], model.info["step"])
 	if model.info["checkpoint"] == nil {
-		fmt.Printf("  (random weights: preset %v)\n", model.info["preset"])
+		what = fmt.Sprintf("random weights: preset %v", model.info["preset"])
 	}
+	c := model.m.Cfg
+	fmt.Printf("flatness benchmark: %d tokens; %s; %d layers, dim %d, max span %d, ramp %d, block %d; live memory ≈ %d bytes per memory (hidden state, key, value)\n",
+		cfg.Tokens, what, c.Layers, c.Dim, c.MaxSpan, c.Ramp, c.Block, cfg.BytesPerMemory)
 	generate.WriteFlatness(os.Stdout, runs, cfg)
 	return nil
 }
