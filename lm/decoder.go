@@ -67,22 +67,26 @@ func (d *Decoder) Feed(tokens []int64) ([]float32, error) {
 		}
 	}
 	var out []float32
+	var err error
 	ts.NoGrad(func() {
 		if len(tokens) == 1 {
 			out = d.step(tokens[0])
 			return
 		}
-		for start := 0; start < len(tokens); start += d.m.Cfg.Block {
+		for start := 0; start < len(tokens) && err == nil; start += d.m.Cfg.Block {
 			end := min(start+d.m.Cfg.Block, len(tokens))
-			out = d.block(tokens[start:end])
+			out, err = d.block(tokens[start:end])
 		}
 	})
+	if err != nil {
+		return nil, err
+	}
 	d.tokens += int64(len(tokens))
 	return out, nil
 }
 
 // block runs tokens through the block path and returns the last position's log-probs.
-func (d *Decoder) block(tokens []int64) []float32 {
+func (d *Decoder) block(tokens []int64) ([]float32, error) {
 	in := ts.MustOfSlice(tokens).MustView([]int64{1, int64(len(tokens))}, true)
 	if d.m.dev != gotch.CPU {
 		in = in.MustTo(d.m.dev, true)
@@ -90,12 +94,12 @@ func (d *Decoder) block(tokens []int64) []float32 {
 	logp, _, err := d.m.Forward(d.mem, in, false, nil)
 	in.MustDrop()
 	if err != nil {
-		panic(err)
+		return nil, err
 	}
 	last := logp.MustSelect(1, int64(len(tokens)-1), true)
 	vals := expirespan.Float32s(last)
 	last.MustDrop()
-	return vals
+	return vals, nil
 }
 
 // step runs one token through every layer against the cached keys and values.
