@@ -161,25 +161,9 @@ func (d *Decoder) step(token int64) []float32 {
 			span = expirespan.Float32s(e)[0]
 			e.MustDrop()
 		}
-		var out *ts.Tensor
-		if m.Cfg.PreNorm {
-			h2 := h.MustAdd(a, false)
-			n2 := l.norm2.forward(h2)
-			f := l.ffn(n2, false)
-			n2.MustDrop()
-			out = h2.MustAdd(f, true)
-			f.MustDrop()
+		out := l.residual(h, a, m.Cfg.PreNorm, false)
+		if hn != h {
 			hn.MustDrop()
-		} else {
-			r1 := h.MustAdd(a, false)
-			h2 := l.norm1.forward(r1)
-			r1.MustDrop()
-			f := l.ffn(h2, false)
-			r2 := h2.MustAdd(f, false)
-			h2.MustDrop()
-			f.MustDrop()
-			out = l.norm2.forward(r2)
-			r2.MustDrop()
 		}
 		a.MustDrop()
 		mem.AppendStep(h, kNew, vNew, span, d.mem.Rule, float64(m.Cfg.Ramp), m.Cfg.Block, m.Cfg.MaxSpan)

@@ -335,36 +335,43 @@ func (m *Model) layerForward(l *layer, h *ts.Tensor, mem *expirespan.Memory, t i
 	if e != nil {
 		e.MustDrop()
 	}
-	var out *ts.Tensor
 	if m.Cfg.PreNorm {
 		xn.MustDrop()
 		if hn != xn {
 			hn.MustDrop()
 		}
-		h2 := h.MustAdd(a, false)
-		a.MustDrop()
-		n2 := l.norm2.forward(h2)
-		f := l.ffn(n2, train)
-		n2.MustDrop()
-		out = h2.MustAdd(f, true)
-		f.MustDrop()
-	} else {
-		r1 := h.MustAdd(a, false)
-		a.MustDrop()
-		h2 := l.norm1.forward(r1)
-		r1.MustDrop()
-		f := l.ffn(h2, train)
-		r2 := h2.MustAdd(f, false)
-		h2.MustDrop()
-		f.MustDrop()
-		out = l.norm2.forward(r2)
-		r2.MustDrop()
 	}
+	out := l.residual(h, a, m.Cfg.PreNorm, train)
+	a.MustDrop()
 	mem.Update(x, ages, spans, t, rule, float64(m.Cfg.Ramp), m.Cfg.Block, m.Cfg.MaxSpan)
 	if x != h {
 		x.MustDrop()
 	}
 	return out, sl, spans
+}
+
+// residual finishes a layer from its input h and attention output a: post-norm
+// LN2(h2 + FFN(h2)) with h2 = LN1(h + a), or pre-norm h2 + FFN(LN2(h2)) with h2 = h + a.
+func (l *layer) residual(h, a *ts.Tensor, preNorm, train bool) *ts.Tensor {
+	if preNorm {
+		h2 := h.MustAdd(a, false)
+		n2 := l.norm2.forward(h2)
+		f := l.ffn(n2, train)
+		n2.MustDrop()
+		out := h2.MustAdd(f, true)
+		f.MustDrop()
+		return out
+	}
+	r1 := h.MustAdd(a, false)
+	h2 := l.norm1.forward(r1)
+	r1.MustDrop()
+	f := l.ffn(h2, train)
+	r2 := h2.MustAdd(f, false)
+	h2.MustDrop()
+	f.MustDrop()
+	out := l.norm2.forward(r2)
+	r2.MustDrop()
+	return out
 }
 
 // ffn is W2·dropout(ReLU(W1 x + b1)) + b2.

@@ -3,32 +3,13 @@ package main
 import (
 	"fmt"
 	"os"
-	"runtime/debug"
 
 	"xspan/internal/torchrt"
+	"xspan/train"
 )
 
 func init() {
 	register(command{name: "version", summary: "print xspan's version, the libtorch it uses and the device found", run: runVersion})
-}
-
-// moduleVersion is the main module's version, with the VCS revision when the build
-// recorded one.
-func moduleVersion() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	if v == "" {
-		v = "(devel)"
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			v += " " + s.Value[:12]
-		}
-	}
-	return v
 }
 
 func runVersion(args []string) error {
@@ -37,7 +18,7 @@ func runVersion(args []string) error {
 		return err
 	}
 	defer torchrt.Lock()()
-	fmt.Printf("xspan %s\n", moduleVersion())
+	fmt.Printf("xspan %s\n", train.Version())
 	fmt.Printf("%s\n", torchrt.LibtorchVersion())
 	torchrt.SetThreads(0)
 	_, note, err := torchrt.ParseDevice("auto")
