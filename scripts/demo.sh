@@ -7,12 +7,12 @@
 #   5. xspan generate  -> a few hundred characters, with live-memory statistics
 #   6. xspan report    -> the learning curve and span statistics as a PNG
 # Finished work is reused when run again (make demo-clean starts over).
-# XSPAN_DEMO_STEPS sets the training steps (default 600).
+# XSPAN_DEMO_STEPS sets the training steps (default 1500).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 out=out/demo
-steps=${XSPAN_DEMO_STEPS:-600}
+steps=${XSPAN_DEMO_STEPS:-1500}
 mkdir -p "$out"
 say() { printf '\n== %s\n' "$*"; }
 
@@ -48,7 +48,7 @@ else
   # Validation during training looks at the first 40 blocks of each valid stream; step 4
   # evaluates the whole test split.
   ./xspan train --data "$out/data" --out "$run" --preset tiny --steps "$steps" \
-    --eval-every 200 --ckpt-every 200 --valid-blocks 40
+    --eval-every 250 --ckpt-every 250 --valid-blocks 40
 fi
 
 say "4/6 xspan eval: the test split, one stream, memory carried"

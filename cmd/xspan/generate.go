@@ -270,8 +270,19 @@ func runGenerate(args []string) error {
 	for k := 0; k < *samples; k++ {
 		opts := generate.Options{MaxNewTokens: *maxNew, Sampler: scfg, PromptBlock: model.m.Cfg.Block}
 		opts.Sampler.Seed = scfg.Seed + int64(k)
+		endedLine := false
 		if *stats {
-			opts.OnStats, opts.StatsEvery = generate.StatsPrinter(os.Stderr), *statsEvery
+			show := generate.StatsPrinter(os.Stderr)
+			opts.StatsEvery = *statsEvery
+			opts.OnStats = func(s generate.Stats) {
+				if s.Final {
+					// End the text's line first, so that on a terminal the summary does not
+					// run on from the last generated character.
+					fmt.Println()
+					endedLine = true
+				}
+				show(s)
+			}
 		}
 		if *samples > 1 {
 			if k > 0 {
@@ -298,8 +309,10 @@ func runGenerate(args []string) error {
 			}
 			return err
 		}
+		if !endedLine {
+			fmt.Println()
+		}
 	}
-	fmt.Println()
 	return nil
 }
 
