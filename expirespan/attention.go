@@ -124,22 +124,29 @@ func (a *Attention) BuildMasks(e, c *ts.Tensor, t int, shorten float64) *Masks {
 		if shorten > 0 {
 			ee.MustDrop()
 		}
-		m := mk.R.MustMulScalar(ts.FloatScalar(1/a.cfg.Ramp), false).MustAddScalar(ts.FloatScalar(1), true).
-			MustClamp(ts.FloatScalar(0), ts.FloatScalar(1), true).MustMul(causal, true)
+		u := mk.R.MustMulScalar(ts.FloatScalar(1/a.cfg.Ramp), false).MustAddScalar(ts.FloatScalar(1), true)
+		// The mask itself carries no graph (the span loss and the row check only read it);
+		// the gradient to the spans flows through log m below.
+		ud := u.MustDetach(false)
+		m := ud.MustClamp(ts.FloatScalar(0), ts.FloatScalar(1), true).MustMul(causal, true)
 		causal.MustDrop()
 		mk.M = m.MustUnsqueeze(1, true)
+		// log m on the keys a query may see, −1e30 elsewhere: softmax(s + log m) is
+		// a·m/Σ(a·m) with a = softmax(s masked), the reference's renormalised weights, in one
+		// pass. Where the causal mask hides a key, the −1e30 makes its weight exactly 0, so no
+		// gradient reaches log there; the clamp keeps log finite (and its gradient 0) below ε.
+		masked := mk.M.MustLe(ts.FloatScalar(0), false)
+		mk.LogM = u.MustClamp(ts.FloatScalar(1e-30), ts.FloatScalar(1), true).MustLog(true).MustUnsqueeze(1, true).
+			MustAdd(masked.MustTotype(gotch.Float, false).MustMulScalar(ts.FloatScalar(-1e30), true), true)
+		masked.MustDrop()
 	} else {
 		mk.M = causal.MustUnsqueeze(1, true)
+		masked := mk.M.MustLe(ts.FloatScalar(0), false)
+		mk.LogM = masked.MustTotype(gotch.Float, false).MustMulScalar(ts.FloatScalar(-1e30), true)
+		masked.MustDrop()
 	}
-	// log m on the keys a query may see, −1e30 elsewhere: softmax(s + log m) is
-	// a·m/Σ(a·m) with a = softmax(s masked), the reference's renormalised weights, in one
-	// pass. The clamp keeps log finite (and its gradient zero) where m = 0.
-	masked := mk.M.MustLe(ts.FloatScalar(0), false)
-	mk.LogM = mk.M.MustClampMin(ts.FloatScalar(1e-30), false).MustLog(true).
-		MustAdd(masked.MustTotype(gotch.Float, false).MustMulScalar(ts.FloatScalar(-1e30), true), true)
 	// A query that may see no key at all gets a zero output (not a uniform average).
 	mk.RowOK = mk.M.MustSumDimIntlist([]int64{-1}, true, gotch.Float, false).MustGt(ts.FloatScalar(0), true).MustTotype(gotch.Float, true)
-	masked.MustDrop()
 	// The position term only concerns keys at distance 1…P from some query: those of age
 	// ≤ P, a suffix of every stream's keys (ages fall along the slots). Work on the last
 	// W slots only.

@@ -153,3 +153,55 @@ func TestRectangularRule(t *testing.T) {
 		t.Fatalf("last-L keeps %v, want [3 4 5 6 7]", last[0])
 	}
 }
+
+// The gradient that reaches the span predictor (through the soft mask inside the softmax
+// and through the span loss) matches a finite difference of the same function. The mask is
+// piecewise linear in the spans, so the step stays small enough not to cross its kinks.
+func TestSpanGradientMatchesFiniteDifference(t *testing.T) {
+	defer torchrt.Lock()()
+	torchrt.Seed(3)
+	vs := nn.NewVarStore(gotch.CPU)
+	a := NewAttention(vs.Root(), Config{Dim: 8, Heads: 2, PosWindow: 4, Expire: true, MaxSpan: 12, Ramp: 3, Alpha: 0.5, PreDiv: 1, InitFrac: 0.3})
+	w := ts.MustRandn([]int64{8, 1}, gotch.Float, gotch.CPU).MustMulScalar(ts.FloatScalar(0.5), true)
+	ts.NoGrad(func() { a.SpanW.Copy_(w) })
+	x := ts.MustRandn([]int64{2, 10, 8}, gotch.Float, gotch.CPU)
+	h := x.MustNarrow(1, 6, 4, false)
+	ages := ts.MustOfSlice([]float32{9, 7, 4, 1, 0, -1, -2, -3, 0, 0, 12, 8, 5, 2, 1, 0, -1, -2, -3, 0}).MustView([]int64{2, 10}, true)
+	ages = ages.MustNarrow(1, 0, 10, true)
+	// Per stream: six memories then the block (0, −1, −2, −3); stream 0's last two slots
+	// repeat the block pattern's start, which is harmless for the function under test.
+	pos := ts.MustRandn([]int64{4, 4}, gotch.Float, gotch.CPU)
+	weights := ts.MustRandn([]int64{2, 4, 8}, gotch.Float, gotch.CPU)
+	loss := func() *ts.Tensor {
+		e := a.Spans(x)
+		mk := a.BuildMasks(e, ages, 4, 0)
+		k, v := a.KeysValues(x)
+		out := a.Attend(h, k, v, pos, mk, false)
+		l := out.MustMul(weights, true).MustSum(gotch.Float, true).MustAdd(a.SpanLoss(mk, 4), true)
+		mk.Drop()
+		return l
+	}
+	l := loss()
+	l.MustBackward()
+	got := a.SpanB.MustGrad(false).Float64Values()[0]
+	const step = 2e-3
+	shift := func(d float64) float64 {
+		var v float64
+		ts.NoGrad(func() {
+			a.SpanB.MustAdd_(ts.MustOfSlice([]float32{float32(d)}))
+			v = loss().Float64Values()[0]
+		})
+		return v
+	}
+	up := shift(step)
+	down := shift(-2 * step)
+	shift(step)
+	want := (up - down) / (2 * step)
+	t.Logf("autograd %.6f, finite difference %.6f", got, want)
+	if math.Abs(got-want) > 0.03*math.Abs(want)+1e-3 {
+		t.Fatalf("d loss / d span bias: autograd %.6f, finite difference %.6f", got, want)
+	}
+	if math.Abs(want) < 1e-3 {
+		t.Fatalf("the span bias hardly moves the loss (%.2g): the test sees nothing", want)
+	}
+}
