@@ -55,6 +55,7 @@ type Config struct {
 	EvalEvery   int     `json:"eval_every"`   // steps between validations (0: only at the end)
 	CkptEvery   int     `json:"ckpt_every"`   // steps between checkpoints (0: only at the end)
 	Seed        int64   `json:"seed"`
+	Recompute   bool    `json:"recompute"` // keep one layer's activations at a time, recomputing in backward (less memory, ~1.3× the time)
 }
 
 // presets match the reference configurations of shared/expire-span.md and the CPU-sized

@@ -184,6 +184,29 @@ type StepResult struct {
 	TokenNLL *ts.Tensor  // B×T per-token NLL in nats, detached
 	Spans    [][]float32 // per layer, the B×N spans of the keys the block attended over (for dumps)
 	Stats    Stats
+
+	backward func(scale float64) error // set by the recomputing path
+}
+
+// Backward back-propagates scale·(TaskLoss + SpanLoss) into the parameters' gradients
+// (accumulating). A block with no graph (nothing scored, no span loss) does nothing.
+func (r *StepResult) Backward(scale float64) error {
+	if r.backward != nil {
+		return r.backward(scale)
+	}
+	total := r.TaskLoss
+	if r.SpanLoss != nil {
+		total = r.TaskLoss.MustAdd(r.SpanLoss, false)
+		defer total.MustDrop()
+	}
+	if !total.MustRequiresGrad() {
+		return nil
+	}
+	if scale != 1 {
+		total = total.MustMulScalar(ts.FloatScalar(scale), false)
+		defer total.MustDrop()
+	}
+	return total.Backward()
 }
 
 // Drop frees the result's tensors.
@@ -220,6 +243,9 @@ func (m *Model) StepMasked(mem *Memory, block, mask *ts.Tensor, train bool, rng 
 		if msz := mask.MustSize(); len(msz) != 2 || msz[0] != sz[0] || msz[1] != t {
 			return nil, fmt.Errorf("lm: mask of shape %v for a block of %d×%d targets", msz, sz[0], t)
 		}
+	}
+	if train && m.Cfg.Recompute {
+		return m.stepRecompute(mem, block, mask, rng)
 	}
 	in := block.MustNarrow(1, 0, t, false)
 	tgt := block.MustNarrow(1, 1, t, false)
@@ -266,7 +292,7 @@ func (m *Model) forward(mem *Memory, input *ts.Tensor, train bool, rng *rand.Ran
 	h := ts.MustEmbedding(m.emb, input, -1, false, false)
 	spanLoss = ts.MustZeros([]int64{1}, gotch.Float, m.dev).MustSqueeze(true)
 	for i, l := range m.layers {
-		out, sl, spans := m.layerForward(l, h, mem.Layers[i], t, train, shorten, mem.Rule)
+		out, sl, spans := m.layerForward(l, h, mem.Layers[i], t, train, shorten, mem.Rule, true)
 		h.MustDrop()
 		h = out
 		if sl != nil {
@@ -302,7 +328,7 @@ func meanMax(xs []float32) (mean, mx float64) {
 // layerForward runs one layer over a block: attention over [memory; block], residuals,
 // norms and the feed-forward block, then the memory update. It returns the layer's output,
 // its span loss (training with expiry only) and the keys' spans.
-func (m *Model) layerForward(l *layer, h *ts.Tensor, mem *expirespan.Memory, t int, train bool, shorten float64, rule expirespan.Rule) (*ts.Tensor, *ts.Tensor, []float32) {
+func (m *Model) layerForward(l *layer, h *ts.Tensor, mem *expirespan.Memory, t int, train bool, shorten float64, rule expirespan.Rule, update bool) (*ts.Tensor, *ts.Tensor, []float32) {
 	x := h
 	if mem.Len > 0 {
 		x = ts.MustCat([]*ts.Tensor{mem.H, h}, 1)
@@ -343,7 +369,9 @@ func (m *Model) layerForward(l *layer, h *ts.Tensor, mem *expirespan.Memory, t i
 	}
 	out := l.residual(h, a, m.Cfg.PreNorm, train)
 	a.MustDrop()
-	mem.Update(x, ages, spans, t, rule, float64(m.Cfg.Ramp), m.Cfg.Block, m.Cfg.MaxSpan)
+	if update {
+		mem.Update(x, ages, spans, t, rule, float64(m.Cfg.Ramp), m.Cfg.Block, m.Cfg.MaxSpan)
+	}
 	if x != h {
 		x.MustDrop()
 	}

@@ -1,6 +1,7 @@
 package lm
 
 import (
+	"fmt"
 	"math"
 	"path/filepath"
 	"strings"
@@ -375,5 +376,60 @@ func TestStepMasked(t *testing.T) {
 	}
 	if got, _ := run(make([]float32, 16)); got != 0 {
 		t.Fatalf("empty mask: loss %v, want 0", got)
+	}
+}
+
+// Recomputing layers in the backward pass gives the gradients, losses and memory of the
+// ordinary pass.
+func TestRecomputeGivesTheSameGradients(t *testing.T) {
+	defer torchrt.Lock()()
+	for _, preNorm := range []bool{false, true} {
+		cfg := testConfig()
+		cfg.PreNorm = preNorm
+		cfg.Alpha = 0.1 // a span loss large enough to matter
+		plain := newModel(t, cfg, 13)
+		cfg.Recompute = true
+		re := newModel(t, cfg, 13)
+		memA, memB := plain.NewMemory(cfg.Batch), re.NewMemory(cfg.Batch)
+		rngA, rngB := torchrt.Seed(13), torchrt.Seed(13)
+		for step := 0; step < 4; step++ {
+			blk := tensor2(tokens(cfg.Batch*(cfg.Block+1), cfg.Vocab, uint64(step)), cfg.Batch, cfg.Block+1)
+			ra, err := plain.Step(memA, blk, true, rngA)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rb, err := re.Step(memB, blk, true, rngB)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := ra.Backward(0.5); err != nil {
+				t.Fatal(err)
+			}
+			if err := rb.Backward(0.5); err != nil {
+				t.Fatal(err)
+			}
+			la, lb := ra.TaskLoss.Float64Values()[0], rb.TaskLoss.Float64Values()[0]
+			sa, sb := ra.SpanLoss.Float64Values()[0], rb.SpanLoss.Float64Values()[0]
+			if math.Abs(la-lb) > 1e-5 || math.Abs(sa-sb) > 1e-7+1e-4*math.Abs(sa) {
+				t.Fatalf("pre_norm=%v step %d: losses %v/%v, span %v/%v", preNorm, step, la, lb, sa, sb)
+			}
+			pa, pb := plain.NamedParameters(), re.NamedParameters()
+			for i := range pa {
+				ga := expirespan.Float32s(pa[i].Tensor.MustGrad(false))
+				gb := expirespan.Float32s(pb[i].Tensor.MustGrad(false))
+				scale := 0.0
+				for _, v := range ga {
+					scale = math.Max(scale, math.Abs(float64(v)))
+				}
+				if d := maxDiff(ga, gb); d > 1e-4*scale+1e-7 {
+					t.Fatalf("pre_norm=%v step %d: gradient of %s differs by %g (largest %g)", preNorm, step, pa[i].Name, d, scale)
+				}
+				pa[i].Tensor.ZeroGrad()
+				pb[i].Tensor.ZeroGrad()
+			}
+			if fmt.Sprint(memA.Live()) != fmt.Sprint(memB.Live()) || memA.Dropped() != memB.Dropped() {
+				t.Fatalf("memories differ: %v/%v live, %d/%d dropped", memA.Live(), memB.Live(), memA.Dropped(), memB.Dropped())
+			}
+		}
 	}
 }

@@ -402,26 +402,14 @@ func (t *trainer) microStep(ids []int64, mask []float32, rows, width int64, g in
 	defer sr.Drop()
 	loss := value(sr.TaskLoss)
 	span := 0.0
-	total := sr.TaskLoss
 	if sr.SpanLoss != nil {
 		span = value(sr.SpanLoss)
-		total = sr.TaskLoss.MustAdd(sr.SpanLoss, false)
-		defer total.MustDrop()
 	}
 	if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(span) || math.IsInf(span, 0) {
 		return fmt.Errorf("step %d: loss is %v (span loss %v): %w", t.step+1, loss, span, ErrNonFinite)
 	}
-	if t.groups > 1 {
-		s := ts.FloatScalar(1 / float64(t.groups))
-		scaled := total.MustMulScalar(s, false)
-		s.MustDrop()
-		defer scaled.MustDrop()
-		total = scaled
-	}
-	if total.MustRequiresGrad() { // a block with nothing scored and no span loss has no graph
-		if err := total.Backward(); err != nil {
-			return err
-		}
+	if err := sr.Backward(1 / float64(t.groups)); err != nil {
+		return err
 	}
 	out.loss += loss
 	out.span += span

@@ -103,3 +103,6 @@ func ParseDevice(name string) (dev gotch.Device, note string, err error) {
 		return gotch.CPU, "", fmt.Errorf("device %q: want auto, cpu, cuda or cuda:N", name)
 	}
 }
+
+// SeedTorch seeds libtorch's generators alone (no Go generator).
+func SeedTorch(seed int64) { lib.XspanManualSeed(seed) }
