@@ -255,18 +255,25 @@ func (m *Model) StepMasked(mem *Memory, block, mask *ts.Tensor, train bool, rng 
 		tgt.MustDrop()
 		return nil, err
 	}
+	res.TaskLoss, res.TokenNLL = taskLoss(logp, tgt, mask)
+	res.SpanLoss = spanLoss
+	return res, nil
+}
+
+// taskLoss turns log-probabilities (B×T×V, freed) and targets (B×T, freed) into the mean
+// NLL over the scored targets (all of them when mask is nil), with its graph, and the
+// detached per-token NLL.
+func taskLoss(logp, tgt, mask *ts.Tensor) (loss, tokenNLL *ts.Tensor) {
 	tgt3 := tgt.MustUnsqueeze(2, true)
 	nll := logp.MustGather(2, tgt3, false, true).MustSqueezeDim(2, true).MustNeg(true)
 	tgt3.MustDrop()
 	if mask == nil {
-		res.TaskLoss = nll.MustMean(gotch.Float, false)
+		loss = nll.MustMean(gotch.Float, false)
 	} else {
 		scored := mask.MustSum(gotch.Float, false).Float64Values()[0]
-		res.TaskLoss = nll.MustMul(mask, false).MustSum(gotch.Float, true).MustMulScalar(ts.FloatScalar(1/math.Max(scored, 1)), true)
+		loss = nll.MustMul(mask, false).MustSum(gotch.Float, true).MustMulScalar(ts.FloatScalar(1/math.Max(scored, 1)), true)
 	}
-	res.TokenNLL = nll.MustDetach(true)
-	res.SpanLoss = spanLoss
-	return res, nil
+	return loss, nll.MustDetach(true)
 }
 
 // Forward returns the B×T×V log-probabilities of the next token after each input token

@@ -1,7 +1,6 @@
 package lm
 
 import (
-	"math"
 	"math/rand/v2"
 
 	"github.com/sugarme/gotch"
@@ -76,16 +75,7 @@ func (m *Model) stepRecompute(mem *Memory, block, mask *ts.Tensor, rng *rand.Ran
 	if hn != top {
 		hn.MustDrop()
 	}
-	tgt3 := tgt.MustUnsqueeze(2, true)
-	nll := logp.MustGather(2, tgt3, false, true).MustSqueezeDim(2, true).MustNeg(true)
-	tgt3.MustDrop()
-	if mask == nil {
-		res.TaskLoss = nll.MustMean(gotch.Float, false)
-	} else {
-		scored := mask.MustSum(gotch.Float, false).Float64Values()[0]
-		res.TaskLoss = nll.MustMul(mask, false).MustSum(gotch.Float, true).MustMulScalar(ts.FloatScalar(1/math.Max(scored, 1)), true)
-	}
-	res.TokenNLL = nll.MustDetach(true)
+	res.TaskLoss, res.TokenNLL = taskLoss(logp, tgt, mask)
 	res.SpanLoss = ts.MustOfSlice([]float32{float32(spanLoss)}).MustSqueeze(true)
 
 	res.backward = func(scale float64) error {
@@ -131,6 +121,5 @@ func (m *Model) stepRecompute(mem *Memory, block, mask *ts.Tensor, rng *rand.Ran
 		l.MustDrop()
 		return err
 	}
-	tgt.MustDrop()
 	return res, nil
 }

@@ -132,7 +132,7 @@ func run(root string, force bool) error {
 		return err
 	}
 	fmt.Println("torch set-up: in-place wrappers free the handle they replace; tensors carry no 100 kB ballast or name registry")
-	stubbed, err := stubUntilItCompiles(filepath.Join(tmp, "libtch"), lt)
+	stubbed, err := stubUntilItCompiles(filepath.Join(tmp, "libtch"), "torch_api.cpp", generatedCpp, lt)
 	if err != nil {
 		return err
 	}
@@ -291,14 +291,15 @@ func fixGoWrappers(dir string) (int, error) {
 
 const generatedCpp = "torch_api_generated.cpp.h"
 
-// stubUntilItCompiles checks torch_api.cpp with g++ -fsyntax-only, stubs the wrappers that
-// the errors point into, and repeats until it compiles. It returns the stubbed names.
-func stubUntilItCompiles(libtch string, lt *libtorch) ([]string, error) {
-	genPath := filepath.Join(libtch, generatedCpp)
+// stubUntilItCompiles checks mainFile (gotch's torch_api.cpp) in dir with g++
+// -fsyntax-only, stubs the wrappers of genFile (torch_api_generated.cpp.h) that the errors
+// point into, and repeats until it compiles. It returns the stubbed names.
+func stubUntilItCompiles(libtch, mainFile, genFile string, lt *libtorch) ([]string, error) {
+	genPath := filepath.Join(libtch, genFile)
 	var stubbed []string
 	for pass := 1; pass <= 8; pass++ {
 		t := time.Now()
-		cmd := exec.Command("g++", append(lt.compilerFlags(libtch), "torch_api.cpp")...)
+		cmd := exec.Command("g++", append(lt.compilerFlags(libtch), mainFile)...)
 		cmd.Dir = libtch
 		out, err := cmd.CombinedOutput()
 		if err == nil {
@@ -312,7 +313,7 @@ func stubUntilItCompiles(libtch string, lt *libtorch) ([]string, error) {
 		if err != nil {
 			return nil, err
 		}
-		hit, outside := enclosing(findWrappers(src), diagLines(out, generatedCpp))
+		hit, outside := enclosing(findWrappers(src), diagLines(out, genFile))
 		if len(hit) == 0 {
 			return nil, fmt.Errorf("gotch's C++ part does not compile against %s, and not because of a generated wrapper; first compiler errors:\n%s", lt, firstErrors(out, 8))
 		}

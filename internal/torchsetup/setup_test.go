@@ -9,6 +9,9 @@ import (
 	"testing"
 )
 
+// fixtureGen is the fixture's stand-in for gotch's torch_api_generated.cpp.h.
+const fixtureGen = "wrappers_gen.cpp.h"
+
 func copyFixture(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
@@ -32,7 +35,7 @@ func TestStubUntilItCompilesStubsExactlyTheBrokenWrappers(t *testing.T) {
 	needGxx(t)
 	dir := copyFixture(t)
 	lt := &libtorch{Version: "9.9.9", CXX11ABI: true}
-	stubbed, err := stubUntilItCompiles(dir, lt)
+	stubbed, err := stubUntilItCompiles(dir, "wrappers.cpp", fixtureGen, lt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +43,7 @@ func TestStubUntilItCompilesStubsExactlyTheBrokenWrappers(t *testing.T) {
 	if !reflect.DeepEqual(stubbed, want) {
 		t.Fatalf("stubbed %v, want %v", stubbed, want)
 	}
-	src, err := os.ReadFile(filepath.Join(dir, generatedCpp))
+	src, err := os.ReadFile(filepath.Join(dir, fixtureGen))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +59,7 @@ func TestStubUntilItCompilesStubsExactlyTheBrokenWrappers(t *testing.T) {
 	// The stubbed file builds, and calling a stubbed wrapper sets the error slot (the
 	// fixture's main exits 0 only then).
 	bin := filepath.Join(dir, "fixture")
-	out, err := exec.Command("g++", "-std=c++17", "-w", "-I", dir, "-o", bin, filepath.Join(dir, "torch_api.cpp")).CombinedOutput()
+	out, err := exec.Command("g++", "-std=c++17", "-w", "-I", dir, "-o", bin, filepath.Join(dir, "wrappers.cpp")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("stubbed fixture does not build: %v\n%s", err, out)
 	}
@@ -78,7 +81,7 @@ other_torch_api_generated.cpp.h:99:1: error: not ours
 	if !reflect.DeepEqual(got, []int{12, 26}) {
 		t.Fatalf("diagLines = %v, want [12 26]", got)
 	}
-	src, err := os.ReadFile("testdata/fixture/torch_api_generated.cpp.h")
+	src, err := os.ReadFile("testdata/fixture/" + fixtureGen)
 	if err != nil {
 		t.Fatal(err)
 	}
