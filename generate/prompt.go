@@ -42,7 +42,7 @@ type UnknownCharsError struct {
 }
 
 func (e *UnknownCharsError) Error() string {
-	return fmt.Sprintf("prompt has %d character(s) outside the model's vocabulary: %s (replace them, or map them to <unk> with the replace policy)", e.Count, quoteRunes(e.Chars))
+	return fmt.Sprintf("prompt has %d character(s) outside the model's vocabulary: %s (edit them out, or map them to <unk> with --unk replace)", e.Count, quoteRunes(e.Chars))
 }
 
 func quoteRunes(rs []rune) string {
