@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"xspan/dataset"
 	"xspan/internal/torchrt"
 	"xspan/lm"
 	"xspan/train"
@@ -136,6 +137,13 @@ func runTrain(args []string) error {
 		k, v, _ := strings.Cut(kv, "=")
 		if err := cfg.Set(strings.TrimSpace(k), strings.TrimSpace(v)); err != nil {
 			return usageErrorf("--set %s: %v", kv, err)
+		}
+	}
+
+	if *data != "" {
+		// A wrong dataset folder is the commonest mistake: say so before anything else.
+		if _, err := dataset.Open(*data); err != nil {
+			return err
 		}
 	}
 
