@@ -103,11 +103,16 @@ func (mk *Masks) Drop() {
 	}
 }
 
-// BuildMasks computes the masks of a block of t queries over keys of ages c (B×N float,
-// the memory's then 0, −1, …) and spans e (B×N, nil without expiry). shorten > 0 caps
-// spans at shorten·L (random shortening; the cap applies to mask and loss only).
-func (a *Attention) BuildMasks(e, c *ts.Tensor, t int, shorten float64) *Masks {
-	dev := c.MustDevice()
+// BuildMasks computes the masks of a block of t queries over the keys of b streams with
+// ages ages (B×N, row-major: the memory's, then 0, −1, …; see Memory.KeyAges) and spans
+// e (B×N, nil without expiry). shorten > 0 caps spans at shorten·L (random shortening;
+// the cap applies to mask and loss only). The ages come from Go, not from a tensor, so
+// that finding the position window costs no copy back from the device.
+func (a *Attention) BuildMasks(e *ts.Tensor, ages []float32, b, t int, shorten float64) *Masks {
+	n := len(ages) / b
+	dev := a.Wq.MustDevice()
+	c := Tensor2D(ages, b, n, dev)
+	defer c.MustDrop()
 	j := ts.MustArange(ts.IntScalar(int64(t)), gotch.Float, dev).MustView([]int64{1, int64(t), 1}, true)
 	// δ_ji = j + C_i: the distance from query j back to key i (B×T×N).
 	delta := c.MustUnsqueeze(1, false).MustAdd(j, true)
@@ -151,9 +156,6 @@ func (a *Attention) BuildMasks(e, c *ts.Tensor, t int, shorten float64) *Masks {
 	// ≤ P, a suffix of every stream's keys (ages fall along the slots). Work on the last
 	// W slots only.
 	p := float64(a.cfg.PosWindow)
-	sz := c.MustSize()
-	b, n := int(sz[0]), int(sz[1])
-	ages := Float32s(c)
 	w := 0
 	for s := 0; s < b; s++ {
 		k := 0

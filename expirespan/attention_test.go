@@ -57,9 +57,9 @@ func TestMaskAndSpanLossByHand(t *testing.T) {
 	defer torchrt.Lock()()
 	a := testAttention(t, 0.1)
 	e := ts.MustOfSlice([]float32{1, 1, 1}).MustView([]int64{1, 3}, true)
-	c := ts.MustOfSlice([]float32{2, 0, -1}).MustView([]int64{1, 3}, true)
+	c := []float32{2, 0, -1}
 
-	mk := a.BuildMasks(e, c, 2, 0)
+	mk := a.BuildMasks(e, c, 1, 2, 0)
 	approx(t, "r", Float32s(mk.R), []float64{-1, 1, 2, -2, 0, 1})
 	approx(t, "mask", Float32s(mk.M), []float64{0.5, 0, 0, 0, 1, 0})
 	approx(t, "log mask", Float32s(mk.LogM), []float64{math.Log(0.5), -1e30, -1e30, -1e30, 0, -1e30})
@@ -73,9 +73,9 @@ func TestMaskAndSpanLossByHand(t *testing.T) {
 	}
 	// Keys older than P get no position term: with ages (9, 5, 0, −1) only the last two
 	// slots are looked at.
-	c4 := ts.MustOfSlice([]float32{9, 5, 0, -1}).MustView([]int64{1, 4}, true)
+	c4 := []float32{9, 5, 0, -1}
 	e4 := ts.MustOfSlice([]float32{1, 1, 1, 1}).MustView([]int64{1, 4}, true)
-	if mk4 := a.BuildMasks(e4, c4, 2, 0); mk4.PosFrom != 2 {
+	if mk4 := a.BuildMasks(e4, c4, 1, 2, 0); mk4.PosFrom != 2 {
 		t.Fatalf("position term from slot %d, want 2", mk4.PosFrom)
 	}
 	// Only (j=0, i=0) is inside the ramp (0 < m < 1), with r = −1:
@@ -84,7 +84,7 @@ func TestMaskAndSpanLossByHand(t *testing.T) {
 
 	// Random shortening to u·L = 0.05·10 = 0.5: r = 0.5 − δ, mask (0.25, 0, 0 | 0, 0.75, 0),
 	// span loss (−1.5 − 0.5)/4.
-	mk2 := a.BuildMasks(e, c, 2, 0.05)
+	mk2 := a.BuildMasks(e, c, 1, 2, 0.05)
 	approx(t, "shortened mask", Float32s(mk2.M), []float64{0.25, 0, 0, 0, 0.75, 0})
 	approx(t, "shortened span loss", Float32s(a.SpanLoss(mk2, 2)), []float64{-0.5})
 }
@@ -101,8 +101,8 @@ func TestAttendPicksTheOnlyLiveKey(t *testing.T) {
 	x := ts.MustOfSlice([]float32{1, 2, 3, 4, 5, 6}).MustView([]int64{1, 3, 2}, true)
 	h := x.MustNarrow(1, 1, 2, false)
 	e := ts.MustOfSlice([]float32{1, 1, 1}).MustView([]int64{1, 3}, true)
-	c := ts.MustOfSlice([]float32{2, 0, -1}).MustView([]int64{1, 3}, true)
-	mk := a.BuildMasks(e, c, 2, 0)
+	c := []float32{2, 0, -1}
+	mk := a.BuildMasks(e, c, 1, 2, 0)
 	k, v := a.KeysValues(x)
 	pos := ts.MustRandn([]int64{2, 2}, gotch.Float, gotch.CPU)
 	out := Float32s(a.Attend(h, k, v, pos, mk, false))
@@ -166,15 +166,14 @@ func TestSpanGradientMatchesFiniteDifference(t *testing.T) {
 	ts.NoGrad(func() { a.SpanW.Copy_(w) })
 	x := ts.MustRandn([]int64{2, 10, 8}, gotch.Float, gotch.CPU)
 	h := x.MustNarrow(1, 6, 4, false)
-	ages := ts.MustOfSlice([]float32{9, 7, 4, 1, 0, -1, -2, -3, 0, 0, 12, 8, 5, 2, 1, 0, -1, -2, -3, 0}).MustView([]int64{2, 10}, true)
-	ages = ages.MustNarrow(1, 0, 10, true)
+	ages := []float32{9, 7, 4, 1, 0, -1, -2, -3, 0, 0, 12, 8, 5, 2, 1, 0, -1, -2, -3, 0}
 	// Per stream: six memories then the block (0, −1, −2, −3); stream 0's last two slots
 	// repeat the block pattern's start, which is harmless for the function under test.
 	pos := ts.MustRandn([]int64{4, 4}, gotch.Float, gotch.CPU)
 	weights := ts.MustRandn([]int64{2, 4, 8}, gotch.Float, gotch.CPU)
 	loss := func() *ts.Tensor {
 		e := a.Spans(x)
-		mk := a.BuildMasks(e, ages, 4, 0)
+		mk := a.BuildMasks(e, ages, 2, 4, 0)
 		k, v := a.KeysValues(x)
 		out := a.Attend(h, k, v, pos, mk, false)
 		l := out.MustMul(weights, true).MustSum(gotch.Float, true).MustAdd(a.SpanLoss(mk, 4), true)

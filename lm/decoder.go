@@ -141,15 +141,13 @@ func (d *Decoder) step(token int64) []float32 {
 			a = ts.MustZeros(h.MustSize(), gotch.Float, m.dev)
 		} else {
 			ages := mem.KeyAges(0)
-			c := expirespan.Tensor2D(ages, 1, mem.Len, m.dev)
 			var e *ts.Tensor
 			if m.Cfg.Expire {
 				e = expirespan.Tensor2D(mem.Spans, 1, mem.Len, m.dev)
 			}
-			mk := l.attn.BuildMasks(e, c, 1, 0)
+			mk := l.attn.BuildMasks(e, ages, 1, 1, 0)
 			a = l.attn.Attend(hn, mem.K, mem.V, m.pos, mk, false)
 			mk.Drop()
-			c.MustDrop()
 			if e != nil {
 				e.MustDrop()
 			}

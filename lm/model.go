@@ -340,9 +340,7 @@ func (m *Model) layerForward(l *layer, h *ts.Tensor, mem *expirespan.Memory, t i
 	if mem.Len > 0 {
 		x = ts.MustCat([]*ts.Tensor{mem.H, h}, 1)
 	}
-	n := mem.Len + t
 	ages := mem.KeyAges(t)
-	c := expirespan.Tensor2D(ages, mem.B, n, m.dev)
 	xn, hn := x, h
 	if m.Cfg.PreNorm {
 		xn = l.norm1.forward(x)
@@ -354,8 +352,7 @@ func (m *Model) layerForward(l *layer, h *ts.Tensor, mem *expirespan.Memory, t i
 		e = l.attn.Spans(xn)
 		spans = expirespan.Float32s(e)
 	}
-	mk := l.attn.BuildMasks(e, c, t, shorten)
-	c.MustDrop()
+	mk := l.attn.BuildMasks(e, ages, mem.B, t, shorten)
 	k, v := l.attn.KeysValues(xn)
 	a := l.attn.Attend(hn, k, v, m.pos, mk, train)
 	k.MustDrop()
