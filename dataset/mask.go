@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 )
 
 // HasMask reports whether the dataset has scored-positions masks: its manifest
@@ -74,26 +73,18 @@ func (r *Reader) Scored(split string) ([]bool, error) {
 		return nil, fmt.Errorf("%s: %v", r.dir, err)
 	}
 	mask = make([]bool, s.Tokens)
+	offs := shardOffsets(s)
 	errs := make([]error, len(s.Shards))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, workers())
-	var off int64
-	for i, sh := range s.Shards {
-		wg.Add(1)
-		go func(i int, off int64) {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
+	parallel(len(s.Shards), workers(), func() (func(int), func()) {
+		return func(i int) {
 			part, err := r.ScoredShard(split, i)
 			if err != nil {
 				errs[i] = err
 				return
 			}
-			copy(mask[off:], part)
-		}(i, off)
-		off += sh.Tokens
-	}
-	wg.Wait()
+			copy(mask[offs[i]:], part)
+		}, nil
+	})
 	for _, err := range errs {
 		if err != nil {
 			return nil, err

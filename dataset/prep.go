@@ -141,16 +141,9 @@ func Prep(ctx context.Context, out string, inputs []string, opts ...Option) (*Ma
 	width := tokenize.Width(vocab.Size())
 
 	// Write the shards into a temporary folder.
-	parent, base := filepath.Split(filepath.Clean(out))
-	if parent == "" {
-		parent = "."
-	}
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return nil, fileError(parent, err)
-	}
-	tmp, err := os.MkdirTemp(parent, "."+base+".tmp-")
+	tmp, err := tempDirBeside(out)
 	if err != nil {
-		return nil, fileError(parent, err)
+		return nil, err
 	}
 	ok := false
 	defer func() {

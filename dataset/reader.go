@@ -166,31 +166,17 @@ func (r *Reader) Tokens(split string) ([]uint32, error) {
 		return nil, fmt.Errorf("%s: %v", r.dir, err)
 	}
 	ids = make([]uint32, s.Tokens)
+	offs := shardOffsets(s)
 	errs := make([]error, len(s.Shards))
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(workers(), len(s.Shards)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var packed []byte
-			for i := range next {
-				var off int64
-				for _, sh := range s.Shards[:i] {
-					off += sh.Tokens
-				}
-				packed, errs[i] = r.ShardPacked(split, i, packed)
-				if errs[i] == nil {
-					unpack(ids[off:off+s.Shards[i].Tokens], packed, r.m.TokenWidth)
-				}
+	parallel(len(s.Shards), workers(), func() (func(int), func()) {
+		var packed []byte
+		return func(i int) {
+			packed, errs[i] = r.ShardPacked(split, i, packed)
+			if errs[i] == nil {
+				unpack(ids[offs[i]:offs[i]+s.Shards[i].Tokens], packed, r.m.TokenWidth)
 			}
-		}()
-	}
-	for i := range s.Shards {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+		}, nil
+	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -198,6 +184,17 @@ func (r *Reader) Tokens(split string) ([]uint32, error) {
 	r.splits[split] = ids
 	r.mu.Unlock()
 	return ids, nil
+}
+
+// shardOffsets returns the split offset of each shard's first token.
+func shardOffsets(s *Split) []int64 {
+	offs := make([]int64, len(s.Shards))
+	var off int64
+	for i, sh := range s.Shards {
+		offs[i] = off
+		off += sh.Tokens
+	}
+	return offs
 }
 
 // ReadAt copies the split's tokens from offset off into dst, like io.ReaderAt: it

@@ -221,16 +221,9 @@ func PrepCopy(ctx context.Context, out string, task CopyTask, opts ...Option) (*
 	c.logf("copy task: %d+%d+%d examples of %d tokens (string %d over %d symbols, gap %d), seed %d",
 		task.Examples, task.EvalExamples, task.EvalExamples, L, task.SeqLen, task.Alphabet, task.Gap, task.Seed)
 
-	parent, base := filepath.Split(filepath.Clean(out))
-	if parent == "" {
-		parent = "."
-	}
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return nil, fileError(parent, err)
-	}
-	tmp, err := os.MkdirTemp(parent, "."+base+".tmp-")
+	tmp, err := tempDirBeside(out)
 	if err != nil {
-		return nil, fileError(parent, err)
+		return nil, err
 	}
 	ok := false
 	defer func() {
@@ -281,53 +274,37 @@ func PrepCopy(ctx context.Context, out string, task CopyTask, opts ...Option) (*
 	var mu sync.Mutex
 	var done int64
 	c.progress(0, total)
-	next := make(chan shardJob)
-	var wg sync.WaitGroup
-	level := zstd.EncoderLevelFromZstd(c.level)
-	for range min(c.workers, len(jobs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1))
-			if err != nil {
-				panic(err) // only bad options fail
+	parallelEncode(len(jobs), c.workers, c.level, func(enc *zstd.Encoder) func(int) {
+		var ids, mask, file []byte
+		return func(i int) {
+			j := jobs[i]
+			if err := ctx.Err(); err != nil {
+				*j.err = err
+				return
 			}
-			defer enc.Close()
-			var ids, mask, file []byte
-			for j := range next {
-				if err := ctx.Err(); err != nil {
-					*j.err = err
-					continue
-				}
-				n := int(j.to - j.from)
-				ids, mask = grow(ids, n), grow(mask, n)
-				j.layout.fill(ids, mask, j.from)
-				name := shardName(j.split, j.idx)
-				file = appendShard(file[:0], enc, ids, 1)
-				if err := os.WriteFile(filepath.Join(tmp, name), file, 0o644); err != nil {
-					*j.err = fileError(filepath.Join(tmp, name), err)
-					continue
-				}
-				*j.shard = Shard{File: name, Tokens: int64(n), Bytes: int64(len(file)), Checksum: checksum(ids)}
-				mname := maskName(j.split, j.idx)
-				file = appendShard(file[:0], enc, mask, 1)
-				if err := os.WriteFile(filepath.Join(tmp, mname), file, 0o644); err != nil {
-					*j.err = fileError(filepath.Join(tmp, mname), err)
-					continue
-				}
-				j.shard.Mask = &MaskFile{File: mname, Bytes: int64(len(file)), Checksum: checksum(mask)}
-				mu.Lock()
-				done += int64(n)
-				c.progress(done, total)
-				mu.Unlock()
+			n := int(j.to - j.from)
+			ids, mask = grow(ids, n), grow(mask, n)
+			j.layout.fill(ids, mask, j.from)
+			name := shardName(j.split, j.idx)
+			file = appendShard(file[:0], enc, ids, 1)
+			if err := os.WriteFile(filepath.Join(tmp, name), file, 0o644); err != nil {
+				*j.err = fileError(filepath.Join(tmp, name), err)
+				return
 			}
-		}()
-	}
-	for _, j := range jobs {
-		next <- j
-	}
-	close(next)
-	wg.Wait()
+			*j.shard = Shard{File: name, Tokens: int64(n), Bytes: int64(len(file)), Checksum: checksum(ids)}
+			mname := maskName(j.split, j.idx)
+			file = appendShard(file[:0], enc, mask, 1)
+			if err := os.WriteFile(filepath.Join(tmp, mname), file, 0o644); err != nil {
+				*j.err = fileError(filepath.Join(tmp, mname), err)
+				return
+			}
+			j.shard.Mask = &MaskFile{File: mname, Bytes: int64(len(file)), Checksum: checksum(mask)}
+			mu.Lock()
+			done += int64(n)
+			c.progress(done, total)
+			mu.Unlock()
+		}
+	})
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -142,41 +142,25 @@ func (w *writer) plan(ctx context.Context, s *splitText) ([]job, error) {
 
 // run runs jobs on the configured number of workers, each with its own encoder.
 func (w *writer) run(ctx context.Context, jobs []job) {
-	next := make(chan job)
-	var wg sync.WaitGroup
-	level := zstd.EncoderLevelFromZstd(w.c.level)
-	for range min(w.c.workers, len(jobs)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(level), zstd.WithEncoderConcurrency(1))
-			if err != nil {
-				panic(err) // only bad options fail
-			}
-			defer enc.Close()
-			var packed, file []byte
-			for j := range next {
-				switch {
-				case ctx.Err() != nil:
-					if j.err != nil {
-						*j.err = ctx.Err()
-					}
-				case j.fn != nil:
-					j.fn()
-				default:
-					*j.shard, *j.unk, packed, file, *j.err = w.writeShard(enc, j.split, j, packed[:0], file[:0])
-					if j.ids == nil {
-						w.advance(int64(len(j.text)))
-					}
+	parallelEncode(len(jobs), w.c.workers, w.c.level, func(enc *zstd.Encoder) func(int) {
+		var packed, file []byte
+		return func(i int) {
+			j := jobs[i]
+			switch {
+			case ctx.Err() != nil:
+				if j.err != nil {
+					*j.err = ctx.Err()
+				}
+			case j.fn != nil:
+				j.fn()
+			default:
+				*j.shard, *j.unk, packed, file, *j.err = w.writeShard(enc, j.split, j, packed[:0], file[:0])
+				if j.ids == nil {
+					w.advance(int64(len(j.text)))
 				}
 			}
-		}()
-	}
-	for _, j := range jobs {
-		next <- j
-	}
-	close(next)
-	wg.Wait()
+		}
+	})
 }
 
 // writeShard encodes one job, writes its file and describes it; packed and file are
