@@ -233,8 +233,9 @@ func b2f(b bool) float32 {
 // Evaluate reads a split of r in order with the memory carried from block to block and
 // returns the model's loss on it. The model's weights are not changed, and no gradient is
 // kept.
-func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string, opts ...EvalOption) (*EvalResult, error) {
+func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string, opts ...EvalOption) (_ *EvalResult, err error) {
 	defer torchrt.Lock()()
+	defer torchrt.Recover(&err)
 	c := evalConfig{batch: 1}
 	for _, o := range opts {
 		if err := o(&c); err != nil {

@@ -42,12 +42,15 @@ func (t *trainer) loop(ctx context.Context) error {
 		t0 := time.Now()
 		out, err := t.trainStep()
 		if err != nil {
-			if errors.Is(err, ErrNonFinite) {
+			if errors.Is(err, ErrNonFinite) || errors.Is(err, torchrt.ErrLibtorch) {
 				last, _ := Latest(t.run)
 				if last == "" {
 					last = "none written yet"
 				}
-				return fmt.Errorf("%w; the run stopped before the update; last good checkpoint: %s", err, last)
+				if !errors.Is(err, ErrNonFinite) {
+					err = fmt.Errorf("step %d: %w", t.step+1, err)
+				}
+				return fmt.Errorf("%w; the run stopped; last good checkpoint: %s", err, last)
 			}
 			return err
 		}

@@ -324,7 +324,10 @@ type stepOut struct {
 }
 
 // trainStep takes one optimiser step over the next block of every stream.
-func (t *trainer) trainStep() (*stepOut, error) {
+func (t *trainer) trainStep() (_ *stepOut, err error) {
+	// A failed libtorch op fails this step, not the process: the run stops with the error
+	// and the last checkpoint stands.
+	defer torchrt.Recover(&err)
 	ids, mask, err := t.next()
 	if errors.Is(err, io.EOF) {
 		// A new epoch: the streams start over, and so do their memories.

@@ -127,15 +127,11 @@ func (l *lmModel) stepper(pruning bool) *lmStepper {
 // value, each dim float32s.
 func (l *lmModel) bytesPerMemory() int64 { return 3 * 4 * int64(l.m.Cfg.Dim) }
 
-// lmStepper turns the decoder's panics (libtorch errors) into errors.
+// lmStepper turns a failed libtorch op in the decoder (a panic) into that call's error.
 type lmStepper struct{ *lm.Decoder }
 
 func (s *lmStepper) Feed(tokens []int64) (logp []float32, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			err = fmt.Errorf("model: %v", r)
-		}
-	}()
+	defer torchrt.Recover(&err)
 	return s.Decoder.Feed(tokens)
 }
 

@@ -14,6 +14,12 @@ package libtch
 //#include "torch_api.h"
 import "C"
 
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
 // XspanLibtorch describes the libtorch this copy of gotch was built against.
 const XspanLibtorch = %q
 
@@ -28,5 +34,5 @@ func XspanSetNumThreads(n int) { C.at_set_num_threads(C.int(n)) }
 
 // XspanGetNumThreads returns the number of intra-op threads.
 func XspanGetNumThreads() int { return int(C.at_get_num_threads()) }
-`, lt.String(), lt.Version)
+`, lt.String(), lt.Version) + panicErrorGo
 }

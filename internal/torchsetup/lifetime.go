@@ -78,3 +78,32 @@ const gradSetEnabledPatched = `func AtGradSetEnabled(b int) int {
 func patchGradSetEnabled(src string) (string, error) {
 	return replaceFunc(src, "func AtGradSetEnabled(", gradSetEnabledPatched)
 }
+
+// gotch's NoGrad turns the grad mode back on after fn without a defer, and whatever mode
+// it found: a panic in fn (now the way an op fails) would leave the OS thread with grad
+// mode off for the next goroutine that locks it. The patched versions restore the mode
+// they found, also when fn panics.
+const noGradPatched = `func NoGrad(fn func()) {
+	// Patched by xspan's set-up: restore the previous mode, also on panic.
+	prev := MustGradSetEnabled(false)
+	defer MustGradSetEnabled(prev)
+	fn()
+}
+`
+
+const noGrad1Patched = `func NoGrad1(fn func() interface{}) interface{} {
+	// Patched by xspan's set-up: restore the previous mode, also on panic.
+	prev := MustGradSetEnabled(false)
+	defer MustGradSetEnabled(prev)
+	return fn()
+}
+`
+
+// patchNoGrad rewrites NoGrad and NoGrad1 in gotch's ts/tensor.go.
+func patchNoGrad(src string) (string, error) {
+	src, err := replaceFunc(src, "func NoGrad(", noGradPatched)
+	if err != nil {
+		return "", err
+	}
+	return replaceFunc(src, "func NoGrad1(", noGrad1Patched)
+}

@@ -8,7 +8,10 @@
 //   - generated C++ wrappers that this libtorch cannot compile are replaced by wrappers
 //     that return an error naming the op (found from the compiler's errors, repeated until
 //     the file compiles), and the list is written to .build/gotch/STUBBED-OPS.txt;
-//   - the Go wrappers' C.malloc(0) output buffers are sized and freed.
+//   - the Go wrappers' C.malloc(0) output buffers are sized and freed;
+//   - every function that takes tensors or scalars keeps them alive until it returns
+//     (gotch frees them in finalizers, which could run while libtorch reads them);
+//   - log.Fatal becomes a panic with *libtch.PanicError, recovered per step or request.
 //
 // Finally it writes go.work, whose replace directive points the build at the copy.
 // Nothing of gotch is committed: .build/ and go.work are ignored by git.
@@ -32,7 +35,7 @@ const (
 	gotchModule  = "github.com/sugarme/gotch"
 	gotchVersion = "v0.9.1"
 	// setupVersion changes whenever the patches below change, so that old copies are redone.
-	setupVersion = "8"
+	setupVersion = "9"
 )
 
 func main() {
@@ -128,9 +131,21 @@ func run(root string, force bool) error {
 	if _, err := patchFile(filepath.Join(tmp, "ts", "tensor.go"), patchTensorLifetime); err != nil {
 		return err
 	}
+	if _, err := patchFile(filepath.Join(tmp, "ts", "tensor.go"), patchNoGrad); err != nil {
+		return err
+	}
 	if _, err := patchFile(filepath.Join(tmp, "libtch", "tensor.go"), patchGradSetEnabled); err != nil {
 		return err
 	}
+	nk, err := patchKeepAliveTree(tmp)
+	if err != nil {
+		return err
+	}
+	nf, err := patchLogFatalTree(tmp)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("torch set-up: %d functions keep their tensor and scalar arguments alive until they return; %d log.Fatal calls panic with libtch.PanicError instead\n", nk, nf)
 	fmt.Println("torch set-up: in-place wrappers free the handle they replace; tensors carry no 100 kB ballast or name registry")
 	stubbed, err := stubUntilItCompiles(filepath.Join(tmp, "libtch"), "torch_api.cpp", generatedCpp, lt)
 	if err != nil {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"go/parser"
+	"go/token"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -313,5 +315,69 @@ func TestPatchGradSetEnabled(t *testing.T) {
 	}
 	if strings.Contains(out, "*(*int)") || !strings.Contains(out, "return int(C.at_grad_set_enabled(C.int(b)))") || !strings.Contains(out, "func Next() {}") {
 		t.Fatalf("patched:\n%s", out)
+	}
+}
+
+func TestPatchKeepAlive(t *testing.T) {
+	src := `package ts
+
+import "unsafe"
+
+func (ts *Tensor) Ge(other *Scalar, del bool) (retVal *Tensor, err error) {
+	lib.AtgGe(ptr, ts.ctensor, other.cscalar)
+	return
+}
+
+func Cat(tensors []*Tensor, dim int64, opt ...*Tensor) {}
+
+func Plain(n int64, s string) {}
+
+func (co *COptimizer) AddParam(param *Tensor) {}
+`
+	out, n, err := patchKeepAlive([]byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 3 {
+		t.Errorf("patched %d functions, want 3 (Ge, Cat, AddParam)", n)
+	}
+	text := string(out)
+	for _, want := range []string{
+		"del bool) (retVal *Tensor, err error) {\n\tdefer runtime.KeepAlive(ts)\n\tdefer runtime.KeepAlive(other)\n\tlib.AtgGe",
+		"opt ...*Tensor) {\n\tdefer runtime.KeepAlive(tensors)\n\tdefer runtime.KeepAlive(opt)}",
+		"func Plain(n int64, s string) {}",
+		"(param *Tensor) {\n\tdefer runtime.KeepAlive(param)}",
+		"package ts\n\nimport \"runtime\"\n",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("missing %q in:\n%s", want, text)
+		}
+	}
+	if _, err := parser.ParseFile(token.NewFileSet(), "", out, 0); err != nil {
+		t.Fatalf("patched source does not parse: %v", err)
+	}
+}
+
+func TestReplaceLogFatal(t *testing.T) {
+	src := "package nn\n\nimport (\n\t\"fmt\"\n\t\"log\"\n)\n\n// log.Fatal(err) in a comment stays.\nfunc f(err error) {\n\tif err != nil {\n\t\tlog.Fatal(err)\n\t}\n\tlog.Fatalf(\"bad %v\", fmt.Sprint(1))\n}\n"
+	out, n, err := replaceLogFatal(src, "xspanlib.")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 2 {
+		t.Errorf("replaced %d calls, want 2", n)
+	}
+	for _, want := range []string{"\t\txspanlib.XspanFatal(err)\n", "\txspanlib.XspanFatalf(\"bad %v\"", "// log.Fatal(err) in a comment stays."} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, `"log"`) {
+		t.Errorf("unused log import kept:\n%s", out)
+	}
+	// A file that still logs keeps its import.
+	out, _, _ = replaceLogFatal("package x\n\nimport \"log\"\n\nfunc g() { log.Println(1); log.Fatal(2) }\n", "")
+	if !strings.Contains(out, `import "log"`) || !strings.Contains(out, "XspanFatal(2)") {
+		t.Errorf("log still used, import dropped or call kept:\n%s", out)
 	}
 }
