@@ -7,6 +7,10 @@ export GOFLAGS := -buildvcs=false
 # binary does the same by itself; this covers the test binaries).
 OPENBLAS_CORETYPE ?= $(shell grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | grep -qw avx512bw && grep -m1 '^flags' /proc/cpuinfo | grep -qw avx512vl && echo SkylakeX || (grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | grep -qw avx2 && echo Haswell))
 export OPENBLAS_CORETYPE
+# OpenMP threads spin while they wait; under CPU contention that stalls batched products
+# 10-20x. Sleep instead (the xspan binary sets the same by itself).
+OMP_WAIT_POLICY ?= PASSIVE
+export OMP_WAIT_POLICY
 
 .PHONY: setup build test demo demo-clean bench vet
 

@@ -17,6 +17,26 @@ type progress struct {
 	total int64
 	start time.Time
 	first int64 // step at start (a resumed run starts past 0)
+	best  float64 // the best tokens/s of a logged interval so far
+}
+
+// slowFactor is how far below the run's own best throughput a logged interval must fall
+// for the progress line to say so: another process holding a core is the usual cause.
+const slowFactor = 2
+
+// slowNote returns a remark when tokens/s falls far below the run's best, and records a
+// new best.
+func (p *progress) slowNote(tokPerSec float64, logLine bool) string {
+	if tokPerSec > p.best {
+		if logLine {
+			p.best = tokPerSec
+		}
+		return ""
+	}
+	if p.best > 0 && tokPerSec*slowFactor < p.best {
+		return fmt.Sprintf("  [slow: %.1f× below this run's best %s tok/s; another process may hold a core]", p.best/tokPerSec, siCount(p.best))
+	}
+	return ""
 }
 
 // isTerminal reports whether w is a terminal.
@@ -50,8 +70,13 @@ func newProgress(w io.Writer, first, total int64, bar bool) *progress {
 // step reports step (updates done) with the latest figures; a plain line is printed only
 // when logLine is set.
 func (p *progress) step(step int64, r *Row, logLine bool) {
+	note := p.slowNote(r.TokPerSec, logLine)
 	if p.bar != nil {
-		p.bar.Describe(fmt.Sprintf("loss %.3f %s %.3f %s tok/s", r.Loss, "bpc", r.BPC, siCount(r.TokPerSec)))
+		slow := ""
+		if note != "" {
+			slow = " (slow)"
+		}
+		p.bar.Describe(fmt.Sprintf("loss %.3f %s %.3f %s tok/s%s", r.Loss, "bpc", r.BPC, siCount(r.TokPerSec), slow))
 		p.bar.Set64(step)
 		return
 	}
@@ -63,8 +88,8 @@ func (p *progress) step(step int64, r *Row, logLine bool) {
 		left := time.Duration(float64(time.Since(p.start)) / float64(done) * float64(p.total-step))
 		eta = left.Round(time.Second).String()
 	}
-	fmt.Fprintf(p.w, "step %d/%d  loss %.4f  bpc %.4f  span-loss %.3g  lr %.3g  |g| %.3g  %s tok/s  rss %.0f MiB  eta %s\n",
-		step, p.total, r.Loss, r.BPC, r.SpanLoss, r.LR, r.GradNorm, siCount(r.TokPerSec), r.RSS, eta)
+	fmt.Fprintf(p.w, "step %d/%d  loss %.4f  bpc %.4f  span-loss %.3g  lr %.3g  |g| %.3g  %s tok/s  rss %.0f MiB  eta %s%s\n",
+		step, p.total, r.Loss, r.BPC, r.SpanLoss, r.LR, r.GradNorm, siCount(r.TokPerSec), r.RSS, eta, note)
 }
 
 // logf prints a line of its own (clearing the bar first).

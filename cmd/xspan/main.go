@@ -80,7 +80,7 @@ func printHelp(w io.Writer) {
 }
 
 func main() {
-	torchrt.TuneBLASAndReexec()
+	torchrt.TuneAndReexec()
 	os.Exit(runMain(os.Args[1:]))
 }
 

@@ -29,5 +29,8 @@ func runVersion(args []string) error {
 	if core := os.Getenv("OPENBLAS_CORETYPE"); core != "" {
 		fmt.Printf("OpenBLAS core type: %s\n", core)
 	}
+	if policy := os.Getenv("OMP_WAIT_POLICY"); policy != "" {
+		fmt.Printf("OpenMP wait policy: %s\n", policy)
+	}
 	return nil
 }

@@ -43,23 +43,54 @@ func cpuFlags() []string {
 	return nil
 }
 
-// TuneBLASAndReexec makes the process run with OpenBLAS kernels that fit the CPU: when
-// OPENBLAS_CORETYPE is unset and the CPU supports a known core type, it sets the variable
-// and replaces the process with a fresh copy of itself (same arguments), so that OpenBLAS
-// loads with it. It returns only when nothing was to be done or the re-exec failed.
-// XSPAN_BLAS_TUNE=0 turns it off.
-func TuneBLASAndReexec() {
-	if runtime.GOOS != "linux" || os.Getenv("OPENBLAS_CORETYPE") != "" || os.Getenv("XSPAN_BLAS_TUNE") == "0" {
+// OpenMP's worker threads (libtorch's intra-op pool and OpenBLAS's) spin while they wait
+// for work by default. When another process holds a core, a spinning thread keeps its
+// siblings from the core they wait for, and batched products stall: training ran at
+// 260–650 tokens/s against 6,360 with one thread on a machine where another job held a
+// core. OMP_WAIT_POLICY=PASSIVE makes them sleep instead, at a small cost on an idle
+// machine (measured in the README). libgomp, too, reads it once, at load.
+
+// RuntimeEnv returns the variables that TuneAndReexec would add to env (a list of
+// KEY=VALUE) for a CPU with the given flags: OPENBLAS_CORETYPE and OMP_WAIT_POLICY, each
+// only where env does not set it already. XSPAN_BLAS_TUNE=0 leaves the BLAS kernels
+// alone; setting OMP_WAIT_POLICY (e.g. to ACTIVE) keeps the user's policy.
+func RuntimeEnv(env []string, cpuFlags []string) []string {
+	set := map[string]bool{}
+	for _, kv := range env {
+		if k, v, ok := strings.Cut(kv, "="); ok && v != "" {
+			set[k] = true
+			if k == "XSPAN_BLAS_TUNE" && v == "0" {
+				set["OPENBLAS_CORETYPE"] = true
+			}
+		}
+	}
+	var add []string
+	if !set["OPENBLAS_CORETYPE"] {
+		if core := BLASCoreType(cpuFlags); core != "" {
+			add = append(add, "OPENBLAS_CORETYPE="+core)
+		}
+	}
+	if !set["OMP_WAIT_POLICY"] {
+		add = append(add, "OMP_WAIT_POLICY=PASSIVE")
+	}
+	return add
+}
+
+// TuneAndReexec makes the process run with the variables of RuntimeEnv: when any is
+// missing, it sets them and replaces the process with a fresh copy of itself (same
+// arguments), so that OpenBLAS and OpenMP load with them. It returns only when nothing was
+// to be done or the re-exec failed.
+func TuneAndReexec() {
+	if runtime.GOOS != "linux" {
 		return
 	}
-	core := BLASCoreType(cpuFlags())
-	if core == "" {
+	add := RuntimeEnv(os.Environ(), cpuFlags())
+	if len(add) == 0 {
 		return
 	}
 	exe, err := os.Executable()
 	if err != nil {
 		return
 	}
-	env := append(os.Environ(), "OPENBLAS_CORETYPE="+core)
-	_ = syscall.Exec(exe, os.Args, env)
+	_ = syscall.Exec(exe, os.Args, append(os.Environ(), add...))
 }

@@ -3,6 +3,7 @@ package torchrt
 import (
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -246,6 +247,24 @@ func TestNoGradRestoresGradMode(t *testing.T) {
 		y := x.MustMulScalar(ts.FloatScalar(2), false)
 		if !y.MustRequiresGrad() {
 			t.Fatalf("after ts.NoGrad (round %d) grad mode is off", i)
+		}
+	}
+}
+
+func TestRuntimeEnv(t *testing.T) {
+	avx512 := []string{"avx2", "fma", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
+	for _, c := range []struct {
+		env, flags, want []string
+	}{
+		{nil, avx512, []string{"OPENBLAS_CORETYPE=SkylakeX", "OMP_WAIT_POLICY=PASSIVE"}},
+		{[]string{"OMP_WAIT_POLICY=ACTIVE"}, avx512, []string{"OPENBLAS_CORETYPE=SkylakeX"}},
+		{[]string{"OPENBLAS_CORETYPE=Haswell"}, avx512, []string{"OMP_WAIT_POLICY=PASSIVE"}},
+		{[]string{"XSPAN_BLAS_TUNE=0"}, avx512, []string{"OMP_WAIT_POLICY=PASSIVE"}},
+		{[]string{"OMP_WAIT_POLICY="}, []string{"sse4_2"}, []string{"OMP_WAIT_POLICY=PASSIVE"}}, // empty is unset
+		{[]string{"OMP_WAIT_POLICY=passive", "OPENBLAS_CORETYPE=SkylakeX"}, avx512, nil},
+	} {
+		if got := RuntimeEnv(c.env, c.flags); !slices.Equal(got, c.want) {
+			t.Errorf("RuntimeEnv(%v) = %v, want %v", c.env, got, c.want)
 		}
 	}
 }

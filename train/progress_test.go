@@ -1,0 +1,28 @@
+package train
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// A logged interval far below the run's best throughput says so; one near it does not.
+func TestProgressSaysWhenThroughputCollapses(t *testing.T) {
+	var out bytes.Buffer
+	p := newProgress(&out, 0, 40, false)
+	for i, tps := range []float64{9000, 10000, 8000, 3000} {
+		p.step(int64(10*(i+1)), &Row{Loss: 2, BPC: 2.9, TokPerSec: tps}, true)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != 4 {
+		t.Fatalf("%d lines:\n%s", len(lines), out.String())
+	}
+	for i, l := range lines[:3] {
+		if strings.Contains(l, "slow") {
+			t.Errorf("line %d (within 2× of the best) says slow: %s", i, l)
+		}
+	}
+	if !strings.Contains(lines[3], "slow: 3.3× below this run's best 10.0k tok/s") {
+		t.Errorf("3,000 tok/s after a best of 10,000 is not called slow: %s", lines[3])
+	}
+}
