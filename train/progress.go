@@ -16,7 +16,7 @@ type progress struct {
 	bar   *progressbar.ProgressBar
 	total int64
 	start time.Time
-	first int64 // step at start (a resumed run starts past 0)
+	first int64   // step at start (a resumed run starts past 0)
 	best  float64 // the best tokens/s of a logged interval so far
 }
 
