@@ -17,8 +17,15 @@ export OMP_WAIT_POLICY
 setup:
 	@GOWORK=off $(GO) run ./internal/torchsetup
 
+# build writes xspan and, beside it, the native-source bundle xspan-native/: gotch's patched
+# C++ and ours, and build-native, a static copy of the set-up that builds libxspantorch.so
+# into xspan-native/ against the machine's libtorch, with no Go (see README, GPU).
 build: setup
 	$(GO) build -o xspan ./cmd/xspan
+	@rm -rf xspan-native.tmp && mkdir -p xspan-native.tmp && cp -r .build/native/src xspan-native.tmp/src
+	CGO_ENABLED=0 GOWORK=off $(GO) build -ldflags=-s -o xspan-native.tmp/build-native ./internal/torchsetup
+	@rm -rf xspan-native && mv xspan-native.tmp xspan-native
+	@echo "built ./xspan and ./xspan-native/ (on another machine: xspan-native/build-native, then ./xspan version)"
 
 vet: setup
 	$(GO) vet ./...

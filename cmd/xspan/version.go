@@ -13,13 +13,17 @@ func init() {
 }
 
 func runVersion(args []string) error {
-	fs := newFlagSet("version", "", "Prints xspan's module version, the libtorch that gotch was built against, and the device that --device auto would choose.")
+	fs := newFlagSet("version", "", "Prints xspan's module version, the libtorch that its native library was built against (with the CUDA runtime's version where there is one), the library's file, the CUDA devices, and the device that --device auto would choose.")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	defer torchrt.Lock()()
 	fmt.Printf("xspan %s\n", train.Version())
 	fmt.Printf("%s\n", torchrt.LibtorchVersion())
+	fmt.Printf("native library: %s\n", torchrt.NativeLibrary())
+	for _, d := range torchrt.CUDADevices() {
+		fmt.Printf("cuda:%d: %s\n", d.Index, d.Name)
+	}
 	torchrt.SetThreads(0)
 	_, note, err := torchrt.ParseDevice("auto")
 	if err != nil {

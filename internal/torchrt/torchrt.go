@@ -62,8 +62,15 @@ func NewSource(seed int64) *rand.PCG {
 	return rand.NewPCG(uint64(seed), 0x9e3779b97f4a7c15)
 }
 
-// LibtorchVersion describes the libtorch that gotch was built against (by the set-up).
-func LibtorchVersion() string { return lib.XspanLibtorch }
+// LibtorchVersion describes the libtorch that the native library was built against, as
+// loaded in this process (the binary may have been built on another machine).
+func LibtorchVersion() string {
+	kind := "CPU"
+	if v := CUDARuntimeVersion(); v != "" {
+		kind = "CUDA " + v
+	}
+	return fmt.Sprintf("libtorch %s (%s)", NativeTorchVersion(), kind)
+}
 
 // CUDAAvailable reports whether libtorch sees a usable CUDA device.
 func CUDAAvailable() bool { return lib.AtcCudaIsAvailable() }

@@ -11,13 +11,16 @@ package libtch
 
 //#include <stdbool.h>
 //#include <stdint.h>
+//#include <stdlib.h>
 //#include "torch_api.h"
+//#include "xspan_native.h"
 import "C"
 
 import (
 	"errors"
 	"fmt"
 	"strings"
+	"unsafe"
 )
 
 // XspanLibtorch describes the libtorch this copy of gotch was built against.
@@ -34,5 +37,71 @@ func XspanSetNumThreads(n int) { C.at_set_num_threads(C.int(n)) }
 
 // XspanGetNumThreads returns the number of intra-op threads.
 func XspanGetNumThreads() int { return int(C.at_get_num_threads()) }
+
+// The native library's own functions (xspan's native/xspan_native.h).
+
+// XspanNativeTorchVersion is the libtorch version the native library was compiled against.
+func XspanNativeTorchVersion() string { return C.GoString(C.xspan_native_torch_version()) }
+
+// XspanNativePath is the file the native library was loaded from.
+func XspanNativePath() string { return C.GoString(C.xspan_native_path()) }
+
+// XspanNativeCUDAStats reports whether the library was built with CUDA memory statistics.
+func XspanNativeCUDAStats() bool { return C.xspan_native_cuda_built() != 0 }
+
+// XspanCudaRuntimeVersion is the CUDA runtime's version (e.g. 13000), or -1.
+func XspanCudaRuntimeVersion() int { return int(C.xspan_cuda_runtime_version()) }
+
+// XspanCudaDeviceCount is the number of CUDA devices libtorch sees.
+func XspanCudaDeviceCount() int { return int(C.xspan_cuda_device_count()) }
+
+// XspanCudaDeviceName is a device's name from the driver, or "".
+func XspanCudaDeviceName(device int) string {
+	buf := (*C.char)(C.malloc(256))
+	defer C.free(unsafe.Pointer(buf))
+	if C.xspan_cuda_device_name(C.int(device), buf, 256) != 0 {
+		return ""
+	}
+	return C.GoString(buf)
+}
+
+// XspanCudaMemoryAllocated is the caching allocator's current allocation in bytes, or -1.
+func XspanCudaMemoryAllocated(device int) int64 {
+	return int64(C.xspan_cuda_memory_allocated(C.int(device)))
+}
+
+// XspanCudaMaxMemoryAllocated is the caching allocator's peak allocation in bytes, or -1.
+func XspanCudaMaxMemoryAllocated(device int) int64 {
+	return int64(C.xspan_cuda_max_memory_allocated(C.int(device)))
+}
+
+// XspanCudaResetPeakMemory starts a new peak.
+func XspanCudaResetPeakMemory(device int) { C.xspan_cuda_reset_peak_memory(C.int(device)) }
+
+// XspanSetTF32 allows or forbids TF32 in float32 matrix products and convolutions.
+func XspanSetTF32(on bool) {
+	v := 0
+	if on {
+		v = 1
+	}
+	C.xspan_set_tf32(C.int(v))
+}
+
+// XspanTF32 reports whether TF32 is allowed in float32 matrix products.
+func XspanTF32() bool { return C.xspan_tf32() != 0 }
+
+// XspanAutocastEnter turns autocast to dtype (an at::ScalarType number) on for the
+// device (0 CPU, 1 CUDA) and returns the previous state for XspanAutocastExit.
+func XspanAutocastEnter(device, dtype int) int {
+	return int(C.xspan_autocast_enter(C.int(device), C.int(dtype)))
+}
+
+// XspanAutocastExit restores the state that XspanAutocastEnter returned.
+func XspanAutocastExit(device, previous int) {
+	C.xspan_autocast_exit(C.int(device), C.int(previous))
+}
+
+// XspanAutocastEnabled reports whether autocast is on for the device.
+func XspanAutocastEnabled(device int) bool { return C.xspan_autocast_enabled(C.int(device)) != 0 }
 `, lt.String(), lt.Version) + panicErrorGo
 }

@@ -35,21 +35,47 @@ const (
 	gotchModule  = "github.com/sugarme/gotch"
 	gotchVersion = "v0.9.1"
 	// setupVersion changes whenever the patches below change, so that old copies are redone.
-	setupVersion = "9"
+	setupVersion = "10"
 )
 
 func main() {
 	root := flag.String("root", ".", "the xspan repository root")
 	force := flag.Bool("force", false, "redo the copy and patches even when up to date")
+	bundle := flag.String("bundle", "", "build the native library of the source bundle in `DIR` (its src/) instead of a repository's set-up: what make build's xspan-native/build-native does on a machine without Go")
+	jobs := flag.Int("j", 0, "compilers at once (0: one per core)")
 	flag.Usage = func() {
-		fmt.Fprintln(flag.CommandLine.Output(), "usage: go run ./internal/torchsetup [-root DIR] [-force]\n\nBuilds the patched gotch for this machine's libtorch into .build/gotch and writes go.work.\nSet LIBTORCH to a libtorch folder (e.g. a CUDA Python install's torch folder) to use it instead of Debian's.")
+		fmt.Fprintln(flag.CommandLine.Output(), `usage: go run ./internal/torchsetup [-root DIR] [-force] [-j N]
+       xspan-native/build-native [-bundle DIR] [-j N]
+
+In a repository: builds the patched gotch (Go side) into .build/gotch, the native library
+(gotch's C++ and xspan's) into .build/native, and writes go.work.
+From a bundle (the xspan-native folder that make build writes beside xspan): builds
+libxspantorch.so into that folder, where xspan finds it.
+
+The libtorch: $LIBTORCH when set (a libtorch folder, e.g. the torch folder of a Python
+install); else Debian's libtorch-dev; from a bundle, else python3's torch.`)
 		flag.PrintDefaults()
 	}
 	flag.Parse()
-	if err := run(*root, *force); err != nil {
+	var err error
+	switch {
+	case *bundle != "":
+		err = runBundle(*bundle, *jobs)
+	case bundleBesideExecutable() != "" && !flagGiven("root"):
+		err = runBundle(bundleBesideExecutable(), *jobs)
+	default:
+		err = run(*root, *force, *jobs)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "torch set-up failed:", err)
 		os.Exit(1)
 	}
+}
+
+func flagGiven(name string) bool {
+	given := false
+	flag.Visit(func(f *flag.Flag) { given = given || f.Name == name })
+	return given
 }
 
 // stamp records what a patched copy was made from; an equal stamp means nothing to redo.
@@ -60,13 +86,13 @@ type stamp struct {
 	Flags    string `json:"flags"`
 }
 
-func run(root string, force bool) error {
+func run(root string, force bool, jobs int) error {
 	start := time.Now()
 	root, err := filepath.Abs(root)
 	if err != nil {
 		return err
 	}
-	lt, err := locateLibtorch()
+	lt, err := locateLibtorch(false)
 	if err != nil {
 		return err
 	}
@@ -74,25 +100,49 @@ func run(root string, force bool) error {
 		return err
 	}
 	dest := filepath.Join(root, ".build", "gotch")
+	native := filepath.Join(root, ".build", "native")
 	// Two set-ups at once (two make targets, two shells) would rename over each other.
 	unlock, err := lockFile(filepath.Join(root, ".build", "setup.lock"))
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	want := stamp{Setup: setupVersion, Gotch: gotchVersion, Libtorch: lt.String(), Flags: strings.Join(lt.cgoDirectives(), "\n")}
+	want := stamp{Setup: setupVersion, Gotch: gotchVersion, Libtorch: lt.String(), Flags: strings.Join(lt.cgoDirectives(native), "\n")}
 	stampPath := filepath.Join(dest, ".xspan-setup.json")
-	if !force && sameStamp(stampPath, want) {
-		if err := writeGoWork(root); err != nil {
+	goSide := "up to date"
+	if force || !sameStamp(stampPath, want) {
+		if err := patchGotch(root, dest, native, lt, want); err != nil {
 			return err
 		}
-		fmt.Printf("torch set-up: up to date: %s, patched gotch %s in %s\n", lt, gotchVersion, rel(root, dest))
+		goSide = "patched"
+	}
+	// xspan's own C++ changes with the repository, not with gotch.
+	if err := syncOwnNative(filepath.Join(root, "native"), filepath.Join(native, "src"), filepath.Join(dest, "libtch")); err != nil {
+		return err
+	}
+	info, err := (&nativeBuild{Src: filepath.Join(native, "src"), Dir: native, Lib: lt, Jobs: jobs, Log: logf}).run()
+	if err != nil {
+		return err
+	}
+	if err := writeGoWork(root); err != nil {
+		return err
+	}
+	if info.Rebuilt == 0 && goSide == "up to date" {
+		fmt.Printf("torch set-up: up to date: %s, gotch %s in %s, native library %s\n", lt, gotchVersion, rel(root, dest), rel(root, filepath.Join(native, nativeLibFile)))
 		return nil
 	}
+	fmt.Printf("torch set-up: native library %s: %d of %d units compiled, %d functions stubbed (list: %s)\n",
+		rel(root, filepath.Join(native, nativeLibFile)), info.Rebuilt, info.Units, len(info.Stubbed), rel(root, filepath.Join(native, "STUBBED-OPS.txt")))
+	fmt.Printf("torch set-up: done in %.1fs: gotch's Go side %s in %s, go.work points the build at it\n", time.Since(start).Seconds(), goSide, rel(root, dest))
+	return nil
+}
+
+func logf(format string, a ...any) { fmt.Printf("torch set-up: "+format+"\n", a...) }
+
+// patchGotch copies gotch from the module cache and patches its Go side into dest; its C++
+// goes to native/src, from which the native library is built.
+func patchGotch(root, dest, native string, lt *libtorch, want stamp) error {
 	fmt.Printf("torch set-up: %s\n", lt)
-	if _, err := exec.LookPath("g++"); err != nil {
-		return errors.New("g++ is not installed; it builds gotch's C++ part: run 'apt-get install -y g++'")
-	}
 	src, err := gotchSource(root)
 	if err != nil {
 		return err
@@ -107,13 +157,17 @@ func run(root string, force bool) error {
 		return fmt.Errorf("copying gotch from %s: %v", src, err)
 	}
 	fmt.Printf("torch set-up: copied gotch %s from %s\n", gotchVersion, src)
-	if err := os.WriteFile(filepath.Join(tmp, "libtch", "lib.go"), []byte(lt.libGo()), 0o644); err != nil {
+	libtch := filepath.Join(tmp, "libtch")
+	if err := moveNativeSources(libtch, filepath.Join(native, "src")); err != nil {
 		return err
 	}
-	if err := os.WriteFile(filepath.Join(tmp, "libtch", "xspan_extra.go"), []byte(extraGo(lt)), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(libtch, "lib.go"), []byte(lt.libGo(native)), 0o644); err != nil {
 		return err
 	}
-	fmt.Printf("torch set-up: generated libtch/lib.go:\n    %s\n", strings.Join(lt.cgoDirectives(), "\n    "))
+	if err := os.WriteFile(filepath.Join(libtch, "xspan_extra.go"), []byte(extraGo(lt)), 0o644); err != nil {
+		return err
+	}
+	fmt.Printf("torch set-up: generated libtch/lib.go:\n    %s\n", strings.Join(lt.cgoDirectives(native), "\n    "))
 	n, err := fixGoWrappers(filepath.Join(tmp, "ts"))
 	if err != nil {
 		return err
@@ -134,7 +188,7 @@ func run(root string, force bool) error {
 	if _, err := patchFile(filepath.Join(tmp, "ts", "tensor.go"), patchNoGrad); err != nil {
 		return err
 	}
-	if _, err := patchFile(filepath.Join(tmp, "libtch", "tensor.go"), patchGradSetEnabled); err != nil {
+	if _, err := patchFile(filepath.Join(libtch, "tensor.go"), patchGradSetEnabled); err != nil {
 		return err
 	}
 	nk, err := patchKeepAliveTree(tmp)
@@ -147,41 +201,30 @@ func run(root string, force bool) error {
 	}
 	fmt.Printf("torch set-up: %d functions keep their tensor and scalar arguments alive until they return; %d log.Fatal calls panic with libtch.PanicError instead\n", nk, nf)
 	fmt.Println("torch set-up: in-place wrappers free the handle they replace; tensors carry no 100 kB ballast or name registry")
-	stubbed, err := stubUntilItCompiles(filepath.Join(tmp, "libtch"), "torch_api.cpp", generatedCpp, lt)
-	if err != nil {
-		return err
-	}
-	list := filepath.Join(tmp, "STUBBED-OPS.txt")
-	header := fmt.Sprintf("# gotch %s wrappers stubbed by xspan's set-up: %s cannot compile them.\n# Calling one returns an error naming the op.\n", gotchVersion, lt)
-	if err := os.WriteFile(list, []byte(header+strings.Join(stubbed, "\n")+"\n"), 0o644); err != nil {
-		return err
-	}
 	if err := writeStamp(filepath.Join(tmp, ".xspan-setup.json"), want); err != nil {
 		return err
 	}
 	if err := os.RemoveAll(dest); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, dest); err != nil {
-		return err
-	}
-	if err := writeGoWork(root); err != nil {
-		return err
-	}
-	fmt.Printf("torch set-up: stubbed %d wrappers (list: %s)\n", len(stubbed), rel(root, filepath.Join(dest, "STUBBED-OPS.txt")))
-	fmt.Printf("torch set-up: done in %.1fs: patched gotch in %s, go.work points the build at it\n", time.Since(start).Seconds(), rel(root, dest))
-	return nil
+	return os.Rename(tmp, dest)
 }
 
-// locateLibtorch returns $LIBTORCH's libtorch, or the system's, installing Debian's
-// libtorch-dev when none is there and we are root.
-func locateLibtorch() (*libtorch, error) {
+// locateLibtorch returns $LIBTORCH's libtorch, or the system's, or (tryPython) python3's
+// torch folder; failing those, it installs Debian's libtorch-dev when we are root.
+func locateLibtorch(tryPython bool) (*libtorch, error) {
 	if dir := os.Getenv("LIBTORCH"); dir != "" {
 		return openLibtorchDir(dir)
 	}
 	lt, err := findSystemLibtorch()
 	if err == nil {
 		return lt, nil
+	}
+	if tryPython {
+		if dir := pythonTorchDir(); dir != "" {
+			fmt.Printf("torch set-up: using python3's torch in %s\n", dir)
+			return openLibtorchDir(dir)
+		}
 	}
 	const install = "apt-get install -y libtorch-dev"
 	if os.Geteuid() != 0 {
@@ -302,46 +345,6 @@ func fixGoWrappers(dir string) (int, error) {
 		total += n
 	}
 	return total, nil
-}
-
-const generatedCpp = "torch_api_generated.cpp.h"
-
-// stubUntilItCompiles checks mainFile (gotch's torch_api.cpp) in dir with g++
-// -fsyntax-only, stubs the wrappers of genFile (torch_api_generated.cpp.h) that the errors
-// point into, and repeats until it compiles. It returns the stubbed names.
-func stubUntilItCompiles(libtch, mainFile, genFile string, lt *libtorch) ([]string, error) {
-	genPath := filepath.Join(libtch, genFile)
-	var stubbed []string
-	for pass := 1; pass <= 8; pass++ {
-		t := time.Now()
-		cmd := exec.Command("g++", append(lt.compilerFlags(libtch), mainFile)...)
-		cmd.Dir = libtch
-		out, err := cmd.CombinedOutput()
-		if err == nil {
-			fmt.Printf("torch set-up: compile check %d passed (%.0fs)\n", pass, time.Since(t).Seconds())
-			return stubbed, nil
-		}
-		if _, ok := err.(*exec.ExitError); !ok {
-			return nil, fmt.Errorf("running g++: %v", err)
-		}
-		src, err := os.ReadFile(genPath)
-		if err != nil {
-			return nil, err
-		}
-		hit, outside := enclosing(findWrappers(src), diagLines(out, genFile))
-		if len(hit) == 0 {
-			return nil, fmt.Errorf("gotch's C++ part does not compile against %s, and not because of a generated wrapper; first compiler errors:\n%s", lt, firstErrors(out, 8))
-		}
-		_ = outside // lines between wrappers: cascades of the faults being stubbed
-		for _, w := range hit {
-			stubbed = append(stubbed, w.name)
-		}
-		if err := os.WriteFile(genPath, stubWrappers(src, hit, lt.Version), 0o644); err != nil {
-			return nil, err
-		}
-		fmt.Printf("torch set-up: compile check %d: stubbed %d wrappers (%.0fs)\n", pass, len(hit), time.Since(t).Seconds())
-	}
-	return nil, fmt.Errorf("gotch's C++ part still does not compile against %s after 8 passes", lt)
 }
 
 // firstErrors returns the first n "error:" lines of compiler output.

@@ -58,11 +58,12 @@ func diagLines(compilerOutput []byte, file string) []int {
 	return lines
 }
 
-// wrapper is one generated atg_* function: its name, return type and 1-based line span.
+// wrapper is one function of a C++ file: its name, return type and 1-based line span;
+// body is the line of the brace that opens its body.
 type wrapper struct {
-	name       string
-	returnType string
-	start, end int
+	name             string
+	returnType       string
+	start, body, end int
 }
 
 // findWrappers lists the atg_* functions of a generated source file.
@@ -74,11 +75,71 @@ func findWrappers(src []byte) []wrapper {
 		if m == nil {
 			continue
 		}
-		w := wrapper{name: m[2], returnType: m[1], start: i + 1}
+		w := wrapper{name: m[2], returnType: m[1], start: i + 1, body: i + 1}
 		for j := i + 1; j < len(lines); j++ {
 			if strings.HasPrefix(lines[j], "}") {
 				w.end = j + 1
 				break
+			}
+		}
+		if w.end == 0 {
+			continue
+		}
+		ws = append(ws, w)
+		i = w.end - 1
+	}
+	return ws
+}
+
+// A hand-written function (gotch's torch_api.cpp, xspan's own C++) starts at column 0 with
+// its return type, may spread its parameters over several lines, and ends with a line
+// that starts with "}" (or on its first line, for a one-liner).
+var (
+	functionStart = regexp.MustCompile(`^(template\s*<[^>]*>\s*)?([A-Za-z_][\w:<>, ]*?[\s*&]+)(\w+)\s*\(`)
+	notFunction   = regexp.MustCompile(`^(using|typedef|struct|class|namespace|extern|return|if|else|for|while|switch|#)\b`)
+)
+
+// cReturnType matches the return types of functions that Go calls: set the error slot and
+// return the zero value.
+var cReturnType = regexp.MustCompile(`^(int|int64_t|int32_t|double|float|bool|size_t|tensor|scalar|optimizer|module|ivalue|.*\*)$`)
+
+// findFunctions lists the top-level functions of a hand-written C++ file.
+func findFunctions(src []byte) []wrapper {
+	var ws []wrapper
+	lines := strings.Split(string(src), "\n")
+	for i := 0; i < len(lines); i++ {
+		line := lines[i]
+		if line == "" || line[0] == ' ' || line[0] == '\t' || notFunction.MatchString(line) {
+			continue
+		}
+		m := functionStart.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		// The body opens on the first line with a "{" before any ";" (a declaration).
+		body := -1
+		for j := i; j < len(lines) && j < i+12; j++ {
+			o, semi := strings.Index(lines[j], "{"), strings.Index(lines[j], ";")
+			if o >= 0 && (semi < 0 || o < semi) {
+				body = j
+				break
+			}
+			if semi >= 0 {
+				break
+			}
+		}
+		if body < 0 {
+			continue
+		}
+		w := wrapper{name: m[3], returnType: strings.TrimSpace(m[2]), start: i + 1, body: body + 1}
+		if strings.HasSuffix(strings.TrimSpace(lines[body]), "}") && strings.Count(lines[body], "{") == strings.Count(lines[body], "}") {
+			w.end = body + 1 // a one-liner
+		} else {
+			for j := body + 1; j < len(lines); j++ {
+				if strings.HasPrefix(lines[j], "}") {
+					w.end = j + 1
+					break
+				}
 			}
 		}
 		if w.end == 0 {
@@ -108,9 +169,10 @@ func enclosing(ws []wrapper, lines []int) (hit []wrapper, outside []int) {
 	return hit, outside
 }
 
-// stubWrappers rewrites the bodies of the named wrappers so that calling one sets
-// gotch's last-error slot to a message naming the op and the libtorch version, instead
-// of calling an op that the installed libtorch lacks.
+// stubWrappers rewrites the bodies of the given functions so that calling one sets
+// gotch's last-error slot to a message naming it and the libtorch version, instead of
+// calling what the installed libtorch lacks. A function that returns a value returns its
+// zero value (a null tensor, 0, false); a C++ helper throws instead.
 func stubWrappers(src []byte, stub []wrapper, torchVersion string) []byte {
 	byStart := map[int]wrapper{}
 	for _, w := range stub {
@@ -128,14 +190,31 @@ func stubWrappers(src []byte, stub []wrapper, torchVersion string) []byte {
 			}
 			continue
 		}
-		out.WriteString(lines[i])
+		body := w.body
+		if body == 0 {
+			body = w.start
+		}
+		for j := i; j < body-1; j++ {
+			out.WriteString(lines[j])
+			out.WriteByte('\n')
+		}
+		open := lines[body-1]
+		out.WriteString(open[:strings.Index(open, "{")+1])
 		out.WriteByte('\n')
-		op := strings.TrimPrefix(w.name, "atg_")
-		fmt.Fprintf(&out, "  // xspan set-up: stubbed, libtorch %s cannot compile this wrapper.\n", torchVersion)
-		fmt.Fprintf(&out, "  torch_last_err = strdup(%s);\n",
-			strconv.Quote(fmt.Sprintf("op %s is not available: gotch's wrapper %s was stubbed by xspan's set-up because the installed libtorch %s lacks it", op, w.name, torchVersion)))
-		if w.returnType != "void" {
-			out.WriteString("  return 0;\n")
+		what := "function " + w.name
+		if op, ok := strings.CutPrefix(w.name, "atg_"); ok {
+			what = "op " + op
+		}
+		msg := strconv.Quote(fmt.Sprintf("%s is not available: %s was stubbed by xspan's set-up because the installed libtorch %s cannot compile it", what, w.name, torchVersion))
+		fmt.Fprintf(&out, "  // xspan set-up: stubbed, libtorch %s cannot compile this function.\n", torchVersion)
+		switch rt := strings.TrimSpace(w.returnType); {
+		case rt == "void":
+			fmt.Fprintf(&out, "  torch_last_err = strdup(%s);\n", msg)
+		case cReturnType.MatchString(rt):
+			fmt.Fprintf(&out, "  torch_last_err = strdup(%s);\n  return {};\n", msg)
+		default:
+			// A C++ helper, called from inside another function's PROTECT.
+			fmt.Fprintf(&out, "  throw std::runtime_error(%s);\n", msg)
 		}
 		out.WriteString("}")
 		if w.end < len(lines) {
