@@ -219,6 +219,26 @@ func (c Config) Hash() string {
 	return hex.EncodeToString(sum[:8])
 }
 
+// SameShape reports whether a model of config c can give its weights to one of other:
+// nil when their Hash agrees, else an error naming each shape field that differs.
+func (c Config) SameShape(other Config) error {
+	if c.Hash() == other.Hash() {
+		return nil
+	}
+	a, _ := json.Marshal(c)
+	b, _ := json.Marshal(other)
+	var ma, mb map[string]any
+	json.Unmarshal(a, &ma)
+	json.Unmarshal(b, &mb)
+	diff := ""
+	for _, k := range modelFields {
+		if fmt.Sprint(ma[k]) != fmt.Sprint(mb[k]) {
+			diff += fmt.Sprintf(" %s %v vs %v;", k, ma[k], mb[k])
+		}
+	}
+	return fmt.Errorf("the checkpoint's model config (hash %s) differs from this run's (hash %s):%s", c.Hash(), other.Hash(), diff)
+}
+
 // ParseConfig reads a config from JSON, rejecting unknown keys.
 func ParseConfig(data []byte) (Config, error) {
 	var c Config

@@ -66,7 +66,7 @@ func TestAdamMatchesReference(t *testing.T) {
 			}
 			ref.update(g64, lr, 0.9, 0.999, 1e-8, wd)
 		}
-		got := values(p)
+		got := torchrt.Float64s(p)
 		for i := range got {
 			if math.Abs(got[i]-ref.p[i]) > 1e-6*math.Max(1, math.Abs(ref.p[i])) {
 				t.Errorf("wd %g: p[%d] = %.9g, reference %.9g", wd, i, got[i], ref.p[i])
@@ -91,11 +91,11 @@ func TestAdamZeroGradAccumulates(t *testing.T) {
 	setGrad(t, p, []float32{1, 1})
 	setGrad(t, p, []float32{2, 3})
 	g := p.MustGrad(false)
-	if got := values(g); got[0] != 3 || got[1] != 4 {
+	if got := torchrt.Float64s(g); got[0] != 3 || got[1] != 4 {
 		t.Fatalf("accumulated grad = %v, want [3 4]", got)
 	}
 	opt.ZeroGrad()
-	if got := values(g); got[0] != 0 || got[1] != 0 {
+	if got := torchrt.Float64s(g); got[0] != 0 || got[1] != 0 {
 		t.Fatalf("after ZeroGrad grad = %v", got)
 	}
 	g.MustDrop()
@@ -122,7 +122,7 @@ func TestClipGradNorm(t *testing.T) {
 		t.Fatalf("norm after clipping to 1 = %v", n)
 	}
 	ga := a.MustGrad(false)
-	if v := values(ga); math.Abs(v[0]-0.6) > 1e-5 {
+	if v := torchrt.Float64s(ga); math.Abs(v[0]-0.6) > 1e-5 {
 		t.Fatalf("clipped grad %v, want 0.6", v[0])
 	}
 	ga.MustDrop()
@@ -181,7 +181,7 @@ func TestAdamSaveLoad(t *testing.T) {
 		o.opt.Step(0.05)
 	}
 	for i, pair := range [][2]*ts.Tensor{{p1, p2}, {q1, q2}} {
-		a, b := values(pair[0]), values(pair[1])
+		a, b := torchrt.Float64s(pair[0]), torchrt.Float64s(pair[1])
 		for j := range a {
 			if a[j] != b[j] {
 				t.Fatalf("param %d[%d]: %v after save/load vs %v", i, j, b[j], a[j])

@@ -8,6 +8,8 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
+
+	"xspan/checkpoint"
 )
 
 // progress shows how training goes: a progress bar on a terminal, plain lines otherwise.
@@ -49,7 +51,7 @@ func newProgress(w io.Writer, first, total int64, bar bool) *progress {
 
 // step reports step (updates done) with the latest figures; a plain line is printed only
 // when logLine is set.
-func (p *progress) step(step int64, r *Row, logLine bool) {
+func (p *progress) step(step int64, r *checkpoint.Row, logLine bool) {
 	if p.bar != nil {
 		p.bar.Describe(fmt.Sprintf("loss %.3f %s %.3f %s tok/s", r.Loss, "bpc", r.BPC, siCount(r.TokPerSec)))
 		p.bar.Set64(step)

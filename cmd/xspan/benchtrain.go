@@ -8,7 +8,9 @@ import (
 	"runtime/pprof"
 	"strings"
 
+	"xspan/checkpoint"
 	"xspan/dataset"
+	"xspan/eval"
 	"xspan/internal/torchrt"
 	"xspan/lm"
 	"xspan/train"
@@ -91,7 +93,7 @@ func runBenchTrain(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
-	if err := train.ResetPeakRSS(); err != nil {
+	if err := torchrt.ResetPeakRSS(); err != nil {
 		fmt.Fprintln(os.Stderr, "note:", err)
 	}
 	if *cpuProfile != "" {
@@ -112,12 +114,12 @@ func runBenchTrain(args []string) error {
 	if err != nil {
 		return err
 	}
-	trainPeak := train.PeakRSS()
+	trainPeak := torchrt.PeakRSS()
 
-	var valid *train.EvalResult
+	var valid *eval.Result
 	var validPeak int64
 	if !*noValid {
-		m, ck, err := train.LoadCheckpoint(run, dev)
+		m, ck, err := checkpoint.Load(run, dev)
 		if err != nil {
 			return err
 		}
@@ -125,18 +127,18 @@ func runBenchTrain(args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := train.ResetPeakRSS(); err != nil {
+		if err := torchrt.ResetPeakRSS(); err != nil {
 			fmt.Fprintln(os.Stderr, "note:", err)
 		}
 		b := *validBatch
 		if b == 0 {
 			b = ck.Config.Batch
 		}
-		valid, err = train.Evaluate(ctx, m, r, "valid", train.WithEvalBatch(b))
+		valid, err = eval.Run(ctx, m, r, "valid", eval.WithBatch(b))
 		if err != nil {
 			return err
 		}
-		validPeak = train.PeakRSS()
+		validPeak = torchrt.PeakRSS()
 	}
 
 	c := cfg

@@ -1,9 +1,16 @@
-package train
+// Package eval measures a language model on a split of a dataset: loss, bits per token
+// and bits per character in the dataset's unit, the live memory per layer, the copy
+// accuracy on the copy task, a per-token dump (bits and spans), and samples of the spans
+// the model gives a stretch of text. The split is read in order with the memory carried
+// from block to block, as generation would see it.
+//
+// Every function that calls libtorch must run on a goroutine that holds its OS thread
+// (torchrt.Lock); Run takes its own lock.
+package eval
 
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,56 +21,25 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
+	"xspan/checkpoint"
 	"xspan/dataset"
 	"xspan/internal/torchrt"
 	"xspan/lm"
 	"xspan/tokenize"
 )
 
-// Unit says what a bpc figure counts bits per.
-type Unit struct {
-	// Name is "bits per byte" (byte vocabularies), "bits per character" (char
-	// vocabularies) or "bits per original character" (tokenizer.json vocabularies).
-	Name string `json:"name"`
-	// Abbrev is "bpb" or "bpc".
-	Abbrev string `json:"abbrev"`
-	// PerToken is how many of those units one token stands for on average in the split
-	// (1 for byte and char vocabularies).
-	PerToken float64 `json:"per_token"`
-}
-
-// UnitOf returns the unit of a split of a dataset.
-func UnitOf(man *dataset.Manifest, split string) (Unit, error) {
-	s, err := man.Split(split)
-	if err != nil {
-		return Unit{}, err
-	}
-	switch man.Vocab.Kind {
-	case tokenize.KindByte:
-		return Unit{Name: "bits per byte", Abbrev: "bpb", PerToken: 1}, nil
-	case tokenize.KindChar:
-		return Unit{Name: "bits per character", Abbrev: "bpc", PerToken: 1}, nil
-	default:
-		per := 1.0
-		if s.Tokens > 0 && s.Chars > 0 {
-			per = float64(s.Chars) / float64(s.Tokens)
-		}
-		return Unit{Name: "bits per original character", Abbrev: "bpc", PerToken: per}, nil
-	}
-}
-
-// EvalResult is the outcome of Evaluate.
-type EvalResult struct {
+// Result is the outcome of Run.
+type Result struct {
 	Split  string `json:"split"`
 	Batch  int    `json:"batch"`
 	Tokens int64  `json:"tokens"` // targets scored
 	// Skipped is the number of the split's tokens never scored: the first (never a
 	// target), and with batch B > 1 the split's remainder and each stream's tail.
-	Skipped      int64   `json:"skipped"`
-	Loss         float64 `json:"loss"` // mean NLL, nats per token
-	BitsPerToken float64 `json:"bits_per_token"`
-	BPC          float64 `json:"bpc"` // in Unit
-	Unit         Unit    `json:"unit"`
+	Skipped      int64        `json:"skipped"`
+	Loss         float64      `json:"loss"` // mean NLL, nats per token
+	BitsPerToken float64      `json:"bits_per_token"`
+	BPC          float64      `json:"bpc"` // in Unit
+	Unit         dataset.Unit `json:"unit"`
 	// MeanLive is, per layer, the mean number of keys in memory per stream over the
 	// blocks; MeanSpan the mean predicted span of the keys attended over.
 	MeanLive []float64 `json:"mean_live"`
@@ -75,94 +51,12 @@ type EvalResult struct {
 	Copy *CopyAccuracy `json:"copy,omitempty"`
 }
 
-// CopyAccuracy scores greedy predictions on the scored targets of a split: a target is
-// right when the argmax of the model's log-probabilities at its position, given the true
-// prefix (teacher forcing), is the target token.
-type CopyAccuracy struct {
-	Scored   int64   `json:"scored"`   // scored targets evaluated
-	Correct  int64   `json:"correct"`  // of those, predicted right
-	Accuracy float64 `json:"accuracy"` // Correct / Scored
-	// Examples counts the complete examples: those whose every scored target was
-	// evaluated (a stream's cut tail and unevaluated blocks leave some out). Exact of them
-	// had every scored target right. Both are 0 when the split has no example length.
-	Examples  int64   `json:"examples"`
-	Exact     int64   `json:"exact"`
-	ExactRate float64 `json:"exact_rate"` // Exact / Examples
-	// Chance is the accuracy of guessing one of the task's symbols uniformly (1/alphabet
-	// for the copy task), 0 when the manifest does not say.
-	Chance float64 `json:"chance,omitempty"`
-}
-
-// copyCounter accumulates CopyAccuracy: per example, scored targets seen and right.
-type copyCounter struct {
-	acc        CopyAccuracy
-	exampleLen int64
-	want       []int32 // scored targets per example, from the split's mask
-	seen, good []int32
-}
-
-func newCopyCounter(r *dataset.Reader, split string, exampleLen int64) (*copyCounter, error) {
-	c := &copyCounter{exampleLen: exampleLen}
-	if t := r.Manifest().Task; t != nil && t.Name == dataset.TaskCopy && t.Alphabet > 0 {
-		c.acc.Chance = 1 / float64(t.Alphabet)
-	}
-	if exampleLen <= 0 {
-		return c, nil
-	}
-	scored, err := r.Scored(split)
-	if err != nil {
-		return nil, err
-	}
-	n := (int64(len(scored)) + exampleLen - 1) / exampleLen
-	c.want, c.seen, c.good = make([]int32, n), make([]int32, n), make([]int32, n)
-	for p, ok := range scored {
-		if ok {
-			c.want[int64(p)/exampleLen]++
-		}
-	}
-	return c, nil
-}
-
-// add counts one scored target at split position pos (the target token's position).
-func (c *copyCounter) add(pos int64, right bool) {
-	c.acc.Scored++
-	if right {
-		c.acc.Correct++
-	}
-	if c.exampleLen > 0 {
-		e := pos / c.exampleLen
-		c.seen[e]++
-		if right {
-			c.good[e]++
-		}
-	}
-}
-
-func (c *copyCounter) result() *CopyAccuracy {
-	a := c.acc
-	for e, w := range c.want {
-		if w > 0 && c.seen[e] == w {
-			a.Examples++
-			if c.good[e] == w {
-				a.Exact++
-			}
-		}
-	}
-	if a.Scored > 0 {
-		a.Accuracy = float64(a.Correct) / float64(a.Scored)
-	}
-	if a.Examples > 0 {
-		a.ExactRate = float64(a.Exact) / float64(a.Examples)
-	}
-	return &a
-}
-
 // Summary returns the part of r that checkpoints and metrics keep.
-func (r *EvalResult) Summary() *EvalSummary {
-	return &EvalSummary{Split: r.Split, Loss: r.Loss, BitsPerToken: r.BitsPerToken, BPC: r.BPC, Unit: r.Unit.Name, Tokens: r.Tokens}
+func (r *Result) Summary() *checkpoint.EvalSummary {
+	return &checkpoint.EvalSummary{Split: r.Split, Loss: r.Loss, BitsPerToken: r.BitsPerToken, BPC: r.BPC, Unit: r.Unit.Name, Tokens: r.Tokens}
 }
 
-type evalConfig struct {
+type config struct {
 	batch     int
 	maxBlocks int64
 	dump      io.Writer
@@ -171,13 +65,13 @@ type evalConfig struct {
 	spans     func(layer int, spans []float32)
 }
 
-// EvalOption configures Evaluate.
-type EvalOption func(*evalConfig) error
+// Option configures Run.
+type Option func(*config) error
 
-// WithEvalBatch sets the number of parallel streams (default 1: the whole split as one
+// WithBatch sets the number of parallel streams (default 1: the whole split as one
 // stream, scored to its last token, with exact per-key pruning).
-func WithEvalBatch(b int) EvalOption {
-	return func(c *evalConfig) error {
+func WithBatch(b int) Option {
+	return func(c *config) error {
 		if b < 1 {
 			return fmt.Errorf("eval batch %d: want ≥ 1", b)
 		}
@@ -187,55 +81,37 @@ func WithEvalBatch(b int) EvalOption {
 }
 
 // WithMaxBlocks stops after n blocks per stream (n ≤ 0: the whole split).
-func WithMaxBlocks(n int64) EvalOption {
-	return func(c *evalConfig) error { c.maxBlocks = n; return nil }
+func WithMaxBlocks(n int64) Option {
+	return func(c *config) error { c.maxBlocks = n; return nil }
 }
 
 // WithDump writes one JSON object per token of the split to w: its position, id and text,
 // "bits" for predicting it, "span", per layer, the span the model gave it as a memory,
 // and "unscored" for a token a scored mask leaves out of the loss.
 // It needs batch 1; vocab decodes the text (nil: no text). A dump takes the spans from
-// lm.Model.Step, which does not return the predictions: with a dump, EvalResult.Copy is
+// lm.Model.Step, which does not return the predictions: with a dump, Result.Copy is
 // nil.
-func WithDump(w io.Writer, vocab tokenize.Vocab) EvalOption {
-	return func(c *evalConfig) error { c.dump, c.vocab = w, vocab; return nil }
+func WithDump(w io.Writer, vocab tokenize.Vocab) Option {
+	return func(c *config) error { c.dump, c.vocab = w, vocab; return nil }
 }
 
-// WithEvalProgress sets a function called after each block with blocks done and total.
-func WithEvalProgress(fn func(done, total int64)) EvalOption {
-	return func(c *evalConfig) error { c.progress = fn; return nil }
+// WithProgress sets a function called after each block with blocks done and total.
+func WithProgress(fn func(done, total int64)) Option {
+	return func(c *config) error { c.progress = fn; return nil }
 }
 
 // withSpans sets a function called after each block of batch 1 with, per layer, the
 // spans of the block's input tokens.
-func withSpans(fn func(layer int, spans []float32)) EvalOption {
-	return func(c *evalConfig) error { c.spans = fn; return nil }
+func withSpans(fn func(layer int, spans []float32)) Option {
+	return func(c *config) error { c.spans = fn; return nil }
 }
 
-// dumpLine is one line of an evaluation dump.
-type dumpLine struct {
-	Pos  int64     `json:"pos"`
-	ID   uint32    `json:"id"`
-	Text string    `json:"text,omitempty"`
-	Bits *float64  `json:"bits,omitempty"`
-	Span []float32 `json:"span,omitempty"`
-	// Unscored marks a token that a scored mask leaves out of the loss.
-	Unscored bool `json:"unscored,omitempty"`
-}
-
-func b2f(b bool) float32 {
-	if b {
-		return 1
-	}
-	return 0
-}
-
-// Evaluate reads a split of r in order with the memory carried from block to block and
+// Run reads a split of r in order with the memory carried from block to block and
 // returns the model's loss on it. The model's weights are not changed, and no gradient is
 // kept.
-func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string, opts ...EvalOption) (*EvalResult, error) {
+func Run(ctx context.Context, m *lm.Model, r *dataset.Reader, split string, opts ...Option) (*Result, error) {
 	defer torchrt.Lock()()
-	c := evalConfig{batch: 1}
+	c := config{batch: 1}
 	for _, o := range opts {
 		if err := o(&c); err != nil {
 			return nil, err
@@ -244,7 +120,7 @@ func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string,
 	if c.dump != nil && c.batch != 1 {
 		return nil, errors.New("a per-token dump needs batch 1")
 	}
-	unit, err := UnitOf(r.Manifest(), split)
+	unit, err := r.Manifest().Unit(split)
 	if err != nil {
 		return nil, err
 	}
@@ -257,13 +133,13 @@ func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string,
 	if err != nil {
 		return nil, err
 	}
-	defer noGrad()()
+	defer torchrt.NoGrad()()
 
 	start := time.Now()
 	mem := m.NewMemory(c.batch)
 	defer mem.Drop()
 	layers := m.Cfg.Layers
-	res := &EvalResult{Split: split, Batch: c.batch, Unit: unit, MeanLive: make([]float64, layers), MeanSpan: make([]float64, layers)}
+	res := &Result{Split: split, Batch: c.batch, Unit: unit, MeanLive: make([]float64, layers), MeanSpan: make([]float64, layers)}
 	total := bt.Blocks()
 	if c.maxBlocks > 0 && c.maxBlocks < total {
 		total = c.maxBlocks
@@ -318,12 +194,12 @@ func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string,
 			defer sr.Drop()
 			meanSpan = sr.Stats.MeanSpan
 			if mask != nil {
-				nll = values(sr.TokenNLL)
+				nll = torchrt.Float64s(sr.TokenNLL)
 			}
 		}
 		if mask == nil {
 			sum := sr.TokenNLL.MustSum(gotch.Double, false)
-			s = value(sum)
+			s = torchrt.Float64(sum)
 			sum.MustDrop()
 			res.Tokens += int64(b * t)
 		} else {
@@ -352,7 +228,7 @@ func Evaluate(ctx context.Context, m *lm.Model, r *dataset.Reader, split string,
 			}
 		}
 		blocks++
-		runtime.GC() // frees what the model left to gotch's finalizers (see trainer.loop)
+		runtime.GC() // frees what the model left to gotch's finalizers (see train's loop)
 		if c.spans != nil && b == 1 {
 			for l, sp := range sr.Spans {
 				if len(sp) >= t {
@@ -466,63 +342,13 @@ func forwardBlock(m *lm.Model, mem *lm.Memory, block *ts.Tensor, t int) (nll []f
 	tgt3 := tgt.MustUnsqueeze(2, false)
 	g := logp.MustGather(2, tgt3, false, false)
 	tgt3.MustDrop()
-	nll = values(g)
+	nll = torchrt.Float64s(g)
 	g.MustDrop()
 	for i := range nll {
 		nll[i] = -nll[i]
 	}
 	am := logp.MustArgmax([]int64{-1}, false, false)
-	if am.MustDevice() != gotch.CPU {
-		am = am.MustTo(gotch.CPU, true)
-	}
-	pred = am.Int64Values(true)
+	pred = torchrt.Int64s(am)
+	am.MustDrop()
 	return nll, pred, st.MeanSpan, nil
-}
-
-// dumpBlock writes the dump lines of one block of batch 1: ids holds T+1 tokens from
-// split position pos. Token pos+j (j < T) is an input whose span the block gives; token
-// pos+j+1 is a target whose bits it gives. The block's last target waits in pending for
-// its span from the next block.
-func dumpBlock(w *bufio.Writer, pending **dumpLine, sr *lm.StepResult, ids []int64, mask []float32, t int, pos int64, vocab tokenize.Vocab) error {
-	nll := values(sr.TokenNLL)
-	for j := 0; j <= t; j++ {
-		var line *dumpLine
-		if j == 0 && *pending != nil && (*pending).Pos == pos {
-			line = *pending
-		} else {
-			line = &dumpLine{Pos: pos + int64(j), ID: uint32(ids[j])}
-			if vocab != nil {
-				line.Text = string(vocab.Decode([]uint32{line.ID}))
-			}
-		}
-		if j > 0 {
-			b := nll[j-1] / math.Ln2
-			line.Bits = &b
-			line.Unscored = mask != nil && mask[j-1] == 0
-		}
-		if j == t {
-			*pending = line
-			break
-		}
-		for _, sp := range sr.Spans {
-			if len(sp) == 0 {
-				continue
-			}
-			n := len(sp) // batch 1: N keys, the block's own last
-			line.Span = append(line.Span, sp[n-t+j])
-		}
-		if err := writeDumpLine(w, line); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func writeDumpLine(w *bufio.Writer, l *dumpLine) error {
-	js, err := json.Marshal(l)
-	if err != nil {
-		return err
-	}
-	w.Write(js)
-	return w.WriteByte('\n')
 }
