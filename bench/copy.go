@@ -55,7 +55,7 @@ func DefaultCopyModel() lm.Config {
 	c.Layers, c.Dim, c.Heads, c.FFN = 2, 64, 2, 128
 	c.Block, c.Batch = 64, 8
 	c.Ramp, c.Alpha, c.InitFrac, c.Noisy, c.Dropout = 32, 1e-5, 0.9, false, 0
-	c.LR, c.Warmup, c.Schedule, c.DecayLR, c.Clip = 2e-3, 50, train.ScheduleCosine, 1e-4, 0.3
+	c.LR, c.Warmup, c.Schedule, c.DecayLR, c.Clip = 2e-3, 50, lm.ScheduleCosine, 1e-4, 0.3
 	c.EvalEvery, c.CkptEvery = 0, 0
 	c.Seed = 1
 	return c

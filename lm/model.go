@@ -47,9 +47,10 @@ type layer struct {
 	w2, b2       *ts.Tensor // FFN×d, d
 }
 
-// New creates a model with freshly initialised weights on dev.
+// New creates a model with freshly initialised weights on dev. Only cfg's ModelConfig
+// matters to the model; the whole config goes with it into checkpoints.
 func New(cfg Config, dev gotch.Device) (*Model, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.ModelConfig.Validate(); err != nil {
 		return nil, err
 	}
 	vs := nn.NewVarStore(dev)

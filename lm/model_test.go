@@ -317,32 +317,6 @@ func TestMemorySaveLoad(t *testing.T) {
 	}
 }
 
-func TestConfigSetAndValidate(t *testing.T) {
-	c, err := Preset("tiny")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Set("lr", "0.001"); err != nil || c.LR != 0.001 {
-		t.Fatalf("Set lr: %v %v", err, c.LR)
-	}
-	if err := c.Set("noisy", "false"); err != nil || c.Noisy {
-		t.Fatalf("Set noisy: %v", err)
-	}
-	if err := c.Set("nope", "1"); err == nil {
-		t.Fatal("unknown key accepted")
-	}
-	if err := c.Set("layers", "x"); err == nil {
-		t.Fatal("bad integer accepted")
-	}
-	c.Vocab = 0
-	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "vocab") {
-		t.Fatalf("Validate with vocab 0: %v", err)
-	}
-	if _, err := Preset("huge"); err == nil {
-		t.Fatal("unknown preset accepted")
-	}
-}
-
 func TestStepMasked(t *testing.T) {
 	defer torchrt.Lock()()
 	cfg := testConfig()

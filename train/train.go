@@ -147,20 +147,12 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 	}
 	cfg.Vocab = t.vocab.Size()
 	cfg.Tokenizer = t.vocab.Spec().Ref()
-	if cfg.Accumulate < 1 {
-		cfg.Accumulate = 1
-	}
+	cfg.Accumulate = cfg.EffectiveAccumulate()
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if cfg.Batch%cfg.Accumulate != 0 {
-		return fmt.Errorf("config: batch %d is not a multiple of accumulate %d", cfg.Batch, cfg.Accumulate)
-	}
 	t.groups = cfg.Accumulate
-	t.sched = Schedule{Kind: cfg.Schedule, Peak: cfg.LR, Warmup: int64(cfg.Warmup), Steps: int64(cfg.Steps), DecayAt: int64(cfg.DecayAt), Final: cfg.DecayLR}
-	if err := t.sched.Validate(); err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
+	t.sched = ScheduleOf(cfg.TrainConfig)
 	if t.unit, err = r.Manifest().Unit("train"); err != nil {
 		return err
 	}
@@ -175,7 +167,7 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", resumeDir, err)
 		}
-		if err := old.SameShape(cfg); err != nil {
+		if err := old.SameShape(cfg.ModelConfig); err != nil {
 			return fmt.Errorf("--resume: %w", err)
 		}
 		if hdr.Data.Streams != cfg.Batch || hdr.Data.Block != cfg.Block || hdr.Memories != cfg.Accumulate {
@@ -201,7 +193,7 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 		if err != nil {
 			return fmt.Errorf("--init-from: %w", err)
 		}
-		if err := ck.Config.SameShape(cfg); err != nil {
+		if err := ck.Config.SameShape(cfg.ModelConfig); err != nil {
 			return fmt.Errorf("--init-from %s: %w", ck.Path, err)
 		}
 		if ck.Vocab.Spec().Ref() != cfg.Tokenizer {
