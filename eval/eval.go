@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/sugarme/gotch"
-	"github.com/sugarme/gotch/ts"
 
 	"xspan/checkpoint"
 	"xspan/dataset"
@@ -47,7 +46,7 @@ type Result struct {
 	Dropped  int64     `json:"dropped"` // keys dropped by pruning, all layers and streams
 	Seconds  float64   `json:"seconds"`
 	// Copy is the copy accuracy on a split with a scored mask (the copy task); nil
-	// without a mask, and with a dump (see WithDump).
+	// without a mask.
 	Copy *CopyAccuracy `json:"copy,omitempty"`
 }
 
@@ -88,9 +87,7 @@ func WithMaxBlocks(n int64) Option {
 // WithDump writes one JSON object per token of the split to w: its position, id and text,
 // "bits" for predicting it, "span", per layer, the span the model gave it as a memory,
 // and "unscored" for a token a scored mask leaves out of the loss.
-// It needs batch 1; vocab decodes the text (nil: no text). A dump takes the spans from
-// lm.Model.Step, which does not return the predictions: with a dump, Result.Copy is
-// nil.
+// It needs batch 1; vocab decodes the text (nil: no text).
 func WithDump(w io.Writer, vocab tokenize.Vocab) Option {
 	return func(c *config) error { c.dump, c.vocab = w, vocab; return nil }
 }
@@ -149,12 +146,10 @@ func Run(ctx context.Context, m *lm.Model, r *dataset.Reader, split string, opts
 	if c.dump != nil {
 		dw = bufio.NewWriter(c.dump)
 	}
-	// On a split with a scored mask, Forward gives the log-probabilities, whose argmax is
-	// the greedy prediction (copy accuracy). A dump or a span sample needs the keys'
-	// spans, which only Step returns (without predictions).
+	// On a split with a scored mask, the argmax of the log-probabilities is the greedy
+	// prediction that copy accuracy scores.
 	var counter *copyCounter
-	useForward := bt.HasMask() && c.dump == nil && c.spans == nil
-	if useForward {
+	if bt.HasMask() {
 		if counter, err = newCopyCounter(r, split, bt.ExampleLen()); err != nil {
 			return nil, err
 		}
@@ -164,46 +159,31 @@ func Run(ctx context.Context, m *lm.Model, r *dataset.Reader, split string, opts
 	// runBlock runs one block of b rows of t+1 tokens; pos is the split position of the
 	// block's token 0 with batch 1 (for the dump), offset(row) that of row's token 0.
 	runBlock := func(ids []int64, mask []float32, b, t int, pos int64, offset func(row int) int64) error {
-		x, err := ts.OfSlice(ids)
+		x, err := torchrt.FromSlice(ids, []int64{int64(b), int64(t + 1)}, m.Device())
 		if err != nil {
 			return err
 		}
-		x2 := x.MustView([]int64{int64(b), int64(t + 1)}, true)
-		if m.Device() != gotch.CPU {
-			x2 = x2.MustTo(m.Device(), true)
+		sr, err := m.Step(mem, x, lm.StepOptions{LogProbs: counter != nil})
+		x.MustDrop()
+		if err != nil {
+			return err
 		}
-		var (
-			sr       *lm.StepResult
-			nll      []float64 // with a mask: per target, row-major
-			pred     []int64   // with useForward: the argmax per target
-			meanSpan []float64
-			s        float64
-		)
-		if useForward {
-			nll, pred, meanSpan, err = forwardBlock(m, mem, x2, t)
-			x2.MustDrop()
-			if err != nil {
-				return err
-			}
-		} else {
-			sr, err = m.Step(mem, x2, false, nil)
-			x2.MustDrop()
-			if err != nil {
-				return err
-			}
-			defer sr.Drop()
-			meanSpan = sr.Stats.MeanSpan
-			if mask != nil {
-				nll = torchrt.Float64s(sr.TokenNLL)
-			}
+		defer sr.Drop()
+		var pred []int64 // the argmax per target, row-major
+		if counter != nil {
+			am := sr.LogProbs.MustArgmax([]int64{-1}, false, false)
+			pred = torchrt.Int64s(am)
+			am.MustDrop()
 		}
+		meanSpan := sr.Stats.MeanSpan
+		var s float64
 		if mask == nil {
 			sum := sr.TokenNLL.MustSum(gotch.Double, false)
 			s = torchrt.Float64(sum)
 			sum.MustDrop()
 			res.Tokens += int64(b * t)
 		} else {
-			for i, v := range nll {
+			for i, v := range torchrt.Float64s(sr.TokenNLL) {
 				if mask[i] == 0 {
 					continue
 				}
@@ -324,31 +304,4 @@ func Run(ctx context.Context, m *lm.Model, r *dataset.Reader, split string, opts
 		res.Copy = counter.result()
 	}
 	return res, nil
-}
-
-// forwardBlock runs one block (B×(T+1) ids) through m.Forward with the memory carried and
-// returns, per target (row-major), its NLL in nats and the argmax of the log-probabilities,
-// and the per-layer mean span.
-func forwardBlock(m *lm.Model, mem *lm.Memory, block *ts.Tensor, t int) (nll []float64, pred []int64, meanSpan []float64, err error) {
-	in := block.MustNarrow(1, 0, int64(t), false)
-	tgt := block.MustNarrow(1, 1, int64(t), false)
-	defer tgt.MustDrop()
-	logp, st, err := m.Forward(mem, in, false, nil)
-	in.MustDrop()
-	if err != nil {
-		return nil, nil, nil, err
-	}
-	defer logp.MustDrop()
-	tgt3 := tgt.MustUnsqueeze(2, false)
-	g := logp.MustGather(2, tgt3, false, false)
-	tgt3.MustDrop()
-	nll = torchrt.Float64s(g)
-	g.MustDrop()
-	for i := range nll {
-		nll[i] = -nll[i]
-	}
-	am := logp.MustArgmax([]int64{-1}, false, false)
-	pred = torchrt.Int64s(am)
-	am.MustDrop()
-	return nll, pred, st.MeanSpan, nil
 }

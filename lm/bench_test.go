@@ -34,7 +34,7 @@ func benchmarkStep(b *testing.B, preset string) {
 	mem := m.NewMemory(cfg.Batch)
 	step := func(i int) *StepResult {
 		blk := tensor2(tokens(cfg.Batch*(cfg.Block+1), cfg.Vocab, uint64(i)), cfg.Batch, cfg.Block+1)
-		res, err := m.Step(mem, blk, true, rng)
+		res, err := m.Step(mem, blk, StepOptions{Train: true, RNG: rng})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -65,17 +65,16 @@ func logProbs(t *testing.T, m *Model, mem *Memory, ids []int64, b, n int, blocks
 	start := 0
 	for _, l := range blocks {
 		in := all.MustNarrow(1, int64(start), int64(l), false)
-		lp, _, err := m.Forward(mem, in, false, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		lp, spanLoss, _ := m.forward(mem, in, m.layerStep(mem, StepOptions{}))
+		spanLoss.MustDrop()
+		in.MustDrop()
 		out = append(out, lp)
 		start += l
 	}
 	if start != n {
 		t.Fatalf("blocks cover %d of %d tokens", start, n)
 	}
-	return expirespan.Float32s(ts.MustCat(out, 1))
+	return torchrt.Float32s(ts.MustCat(out, 1))
 }
 
 func maxDiff(a, b []float32) float64 {
@@ -229,7 +228,7 @@ func TestSpansShrinkWithLargeAlpha(t *testing.T) {
 	var first, last float64
 	for step := 0; step < 30; step++ {
 		blk := tensor2(tokens(cfg.Batch*(cfg.Block+1), cfg.Vocab, uint64(step)), cfg.Batch, cfg.Block+1)
-		res, err := m.Step(mem, blk, true, rng)
+		res, err := m.Step(mem, blk, StepOptions{Train: true, RNG: rng})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -329,7 +328,7 @@ func TestStepMasked(t *testing.T) {
 		if mask != nil {
 			mk = ts.MustOfSlice(mask).MustView([]int64{2, 8}, true)
 		}
-		res, err := m.StepMasked(mem, blk, mk, false, nil)
+		res, err := m.Step(mem, blk, StepOptions{Mask: mk})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -368,11 +367,11 @@ func TestRecomputeGivesTheSameGradients(t *testing.T) {
 		rngA, rngB := torchrt.Seed(13), torchrt.Seed(13)
 		for step := 0; step < 4; step++ {
 			blk := tensor2(tokens(cfg.Batch*(cfg.Block+1), cfg.Vocab, uint64(step)), cfg.Batch, cfg.Block+1)
-			ra, err := plain.Step(memA, blk, true, rngA)
+			ra, err := plain.Step(memA, blk, StepOptions{Train: true, RNG: rngA})
 			if err != nil {
 				t.Fatal(err)
 			}
-			rb, err := re.Step(memB, blk, true, rngB)
+			rb, err := re.Step(memB, blk, StepOptions{Train: true, RNG: rngB})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -389,8 +388,8 @@ func TestRecomputeGivesTheSameGradients(t *testing.T) {
 			}
 			pa, pb := plain.NamedParameters(), re.NamedParameters()
 			for i := range pa {
-				ga := expirespan.Float32s(pa[i].Tensor.MustGrad(false))
-				gb := expirespan.Float32s(pb[i].Tensor.MustGrad(false))
+				ga := torchrt.Float32s(pa[i].Tensor.MustGrad(false))
+				gb := torchrt.Float32s(pb[i].Tensor.MustGrad(false))
 				scale := 0.0
 				for _, v := range ga {
 					scale = math.Max(scale, math.Abs(float64(v)))

@@ -324,14 +324,12 @@ func (t *trainer) microStep(ids []int64, mask []float32, rows, width int64, g in
 	if err != nil {
 		return err
 	}
-	var sr *lm.StepResult
+	o := lm.StepOptions{Train: true, RNG: rng}
 	if mask != nil {
-		mk := torchrt.MustFromSlice(mask, []int64{rows, width - 1}, t.o.dev)
-		sr, err = t.model.StepMasked(t.mems[g], x, mk, true, rng)
-		mk.MustDrop()
-	} else {
-		sr, err = t.model.Step(t.mems[g], x, true, rng)
+		o.Mask = torchrt.MustFromSlice(mask, []int64{rows, width - 1}, t.o.dev)
+		defer o.Mask.MustDrop()
 	}
+	sr, err := t.model.Step(t.mems[g], x, o)
 	x.MustDrop()
 	if err != nil {
 		return err
