@@ -81,7 +81,7 @@ func (r *Reader) SplitLen(split string) (int64, error) {
 	return s.Tokens, nil
 }
 
-// Shard decodes shard i of a split and returns its packed little-endian ids (of the
+// ShardPacked decodes shard i of a split and returns its packed little-endian ids (of the
 // manifest's TokenWidth bytes each), checked against the manifest. dst is reused when
 // large enough.
 func (r *Reader) ShardPacked(split string, i int, dst []byte) ([]byte, error) {

@@ -15,7 +15,7 @@ import (
 )
 
 // benchmarkStep times forward + backward of one training block of a preset (batch 16, as
-// in shared/reference-cpu.md) after a few warm-up blocks have filled the memory, and
+// in the reference CPU figures of the README) after a few warm-up blocks have filled the memory, and
 // reports tokens/s and the live memory per layer.
 func benchmarkStep(b *testing.B, preset string) {
 	defer torchrt.Lock()()

@@ -12,6 +12,7 @@ import (
 	"github.com/sugarme/gotch"
 
 	"xspan/checkpoint"
+	"xspan/dataset"
 	"xspan/internal/torchrt"
 )
 
@@ -164,14 +165,23 @@ func TestTrainCheckpointsAndBest(t *testing.T) {
 	if bh.Valid == nil || bh.Valid.BPC != bh.BestValid {
 		t.Errorf("best header: valid %+v, best_valid %v", bh.Valid, bh.BestValid)
 	}
-	// Every way of naming a checkpoint resolves.
-	for name, p := range map[string]string{"run": run, "best": filepath.Join(run, checkpoint.BestName), "dir": best} {
-		_, c, err := checkpoint.Load(p, gotch.CPU)
+	// Every way of naming a checkpoint resolves, to the checkpoint it names, with the
+	// dataset's vocabulary.
+	r, err := dataset.Open(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	latest, _ := checkpoint.Latest(run)
+	for name, want := range map[string]string{run: latest, filepath.Join(run, checkpoint.BestName): best, best: best} {
+		_, c, err := checkpoint.Load(name, gotch.CPU)
 		if err != nil {
 			t.Fatalf("checkpoint.Load(%s): %v", name, err)
 		}
-		if c.Vocab.Size() != cfg.Vocab && c.Vocab.Size() != c.Config.Vocab {
-			t.Errorf("%s: vocab size %d", name, c.Vocab.Size())
+		if filepath.Clean(c.Path) != filepath.Clean(want) {
+			t.Errorf("checkpoint.Load(%s) opened %s, want %s", name, c.Path, want)
+		}
+		if err := c.CheckVocab(r); err != nil {
+			t.Errorf("checkpoint.Load(%s): %v", name, err)
 		}
 	}
 	// The metrics log has train rows every 5 steps (and the last) and eval rows every 3.
@@ -266,20 +276,26 @@ func TestNonFiniteLossStops(t *testing.T) {
 	cfg.LR, cfg.Warmup, cfg.Clip = 1e30, 0, 0
 	cfg.CkptEvery = 1
 	run := filepath.Join(t.TempDir(), "run")
-	res, err := Run(context.Background(), cfg, data, run, quiet(), WithoutFinalEval())
-	if !errors.Is(err, ErrNonFinite) {
-		t.Fatalf("lr 1e30: err = %v, want ErrNonFinite", err)
+	res, errStop := Run(context.Background(), cfg, data, run, quiet(), WithoutFinalEval())
+	if !errors.Is(errStop, ErrNonFinite) {
+		t.Fatalf("lr 1e30: err = %v, want ErrNonFinite", errStop)
 	}
-	if !strings.Contains(err.Error(), "last good checkpoint") {
-		t.Errorf("message lacks the last good checkpoint: %v", err)
+	if !strings.Contains(errStop.Error(), "last good checkpoint") {
+		t.Errorf("message lacks the last good checkpoint: %v", errStop)
 	}
-	// Every checkpoint written is whole and loads.
-	if last, _ := checkpoint.Latest(run); last != "" {
-		if _, _, err := checkpoint.Load(last, gotch.CPU); err != nil {
-			t.Errorf("last good checkpoint: %v", err)
-		}
-		if h, _ := checkpoint.ReadHeader(last); h.Step != res.Step {
-			t.Errorf("last checkpoint at step %d, run stopped after %d", h.Step, res.Step)
-		}
+	// The first update is finite (the weights are still the initial ones), so with a
+	// checkpoint every step there is a last good one, of the last step done, and it loads.
+	last, err := checkpoint.Latest(run)
+	if err != nil || last == "" {
+		t.Fatalf("no checkpoint after a non-finite loss at step %d: %q, %v", res.Step+1, last, err)
+	}
+	if !strings.Contains(errStop.Error(), last) {
+		t.Errorf("the error does not name the last good checkpoint %s: %v", last, errStop)
+	}
+	if _, _, err := checkpoint.Load(last, gotch.CPU); err != nil {
+		t.Errorf("last good checkpoint: %v", err)
+	}
+	if h, err := checkpoint.ReadHeader(last); err != nil || h.Step != res.Step || res.Step < 1 {
+		t.Errorf("last checkpoint %+v (%v); the run stopped after step %d", h, err, res.Step)
 	}
 }

@@ -77,7 +77,7 @@ func (f *modelFlags) check() error {
 func (f *modelFlags) load(logf func(string, ...any)) (*lmModel, error) {
 	dev, note, err := torchrt.ParseDevice(f.device)
 	if err != nil {
-		return nil, err
+		return nil, usageErrorf("--device: %v", err)
 	}
 	torchrt.SetThreads(f.threads)
 	logf("%s; intra-op threads: %d", note, torchrt.Threads())
@@ -305,7 +305,7 @@ func runGenerate(args []string) error {
 		if err != nil {
 			if errors.Is(err, context.Canceled) {
 				fmt.Println()
-				return errors.New("interrupted")
+				return errInterrupted
 			}
 			return err
 		}
