@@ -17,7 +17,9 @@ import (
 
 	"github.com/sugarme/gotch"
 
+	"xspan/checkpoint"
 	"xspan/dataset"
+	"xspan/eval"
 	"xspan/internal/torchrt"
 	"xspan/lm"
 	"xspan/train"
@@ -53,7 +55,7 @@ func DefaultCopyModel() lm.Config {
 	c.Layers, c.Dim, c.Heads, c.FFN = 2, 64, 2, 128
 	c.Block, c.Batch = 64, 8
 	c.Ramp, c.Alpha, c.InitFrac, c.Noisy, c.Dropout = 32, 1e-5, 0.9, false, 0
-	c.LR, c.Warmup, c.Schedule, c.DecayLR, c.Clip = 2e-3, 50, train.ScheduleCosine, 1e-4, 0.3
+	c.LR, c.Warmup, c.Schedule, c.DecayLR, c.Clip = 2e-3, 50, lm.ScheduleCosine, 1e-4, 0.3
 	c.EvalEvery, c.CkptEvery = 0, 0
 	c.Seed = 1
 	return c
@@ -169,7 +171,7 @@ func copyRun(ctx context.Context, cfg CopyConfig, name string, gap int, m lm.Con
 	if err := os.RemoveAll(run); err != nil {
 		return row, err
 	}
-	if err := train.ResetPeakRSS(); err != nil {
+	if err := torchrt.ResetPeakRSS(); err != nil {
 		cfg.Logf("note: %v", err)
 	}
 	res, err := train.Run(ctx, m, data, run, train.WithDevice(gotch.CPU), train.WithOutput(io.Discard),
@@ -177,9 +179,9 @@ func copyRun(ctx context.Context, cfg CopyConfig, name string, gap int, m lm.Con
 	if err != nil {
 		return row, fmt.Errorf("gap %d, %s: train: %w", gap, name, err)
 	}
-	row.PeakRSS = train.PeakRSS()
+	row.PeakRSS = torchrt.PeakRSS()
 	row.Steps, row.TokPerSec, row.Seconds = res.Steps, res.TokPerSec, res.Seconds
-	model, _, err := train.LoadCheckpoint(run, gotch.CPU)
+	model, _, err := checkpoint.Load(run, gotch.CPU)
 	if err != nil {
 		return row, err
 	}
@@ -188,7 +190,7 @@ func copyRun(ctx context.Context, cfg CopyConfig, name string, gap int, m lm.Con
 		return row, err
 	}
 	start := time.Now()
-	ev, err := train.Evaluate(ctx, model, r, "test")
+	ev, err := eval.Run(ctx, model, r, "test")
 	if err != nil {
 		return row, fmt.Errorf("gap %d, %s: eval: %w", gap, name, err)
 	}

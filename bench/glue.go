@@ -21,7 +21,7 @@ func (r PrepResult) String() string {
 		r.PrepMBs, r.Bytes>>20, r.ZstdMBs, dataset.DefaultLevel, 100*r.PrepMBs/r.ZstdMBs)
 }
 
-// Prep measures dataset.PrepThroughput on size bytes of dataset.BenchText in a temporary
+// Prep measures PrepThroughput on size bytes of Text in a temporary
 // folder.
 func Prep(ctx context.Context, size int) (PrepResult, error) {
 	dir, err := os.MkdirTemp("", "xspan-bench-prep-")
@@ -29,20 +29,20 @@ func Prep(ctx context.Context, size int) (PrepResult, error) {
 		return PrepResult{}, err
 	}
 	defer os.RemoveAll(dir)
-	text := dataset.BenchText(size)
+	text := Text(size)
 	in := filepath.Join(dir, "text.txt")
 	if err := os.WriteFile(in, text, 0o644); err != nil {
 		return PrepResult{}, err
 	}
-	p, c, err := dataset.PrepThroughput(ctx, text, in, filepath.Join(dir, "ds"), dataset.WithVocab("char"))
+	p, c, err := PrepThroughput(ctx, text, in, filepath.Join(dir, "ds"), dataset.WithVocab("char"))
 	return PrepResult{Bytes: size, PrepMBs: p, ZstdMBs: c}, err
 }
 
-// TextDataset prepares size bytes of dataset.BenchText as a char dataset (90/5/5) in
+// TextDataset prepares size bytes of Text as a char dataset (90/5/5) in
 // dir/data and returns its folder.
 func TextDataset(ctx context.Context, dir string, size int) (string, error) {
 	in := filepath.Join(dir, "text.txt")
-	if err := os.WriteFile(in, dataset.BenchText(size), 0o644); err != nil {
+	if err := os.WriteFile(in, Text(size), 0o644); err != nil {
 		return "", err
 	}
 	out := filepath.Join(dir, "data")

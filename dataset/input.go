@@ -47,7 +47,7 @@ func expandInputs(args []string) ([]string, error) {
 			if _, err := os.Lstat(a); err != nil {
 				m, err := filepath.Glob(a)
 				if err != nil {
-					return nil, fmt.Errorf("%s: bad pattern: %v", a, err)
+					return nil, fmt.Errorf("%s: bad pattern: %w", a, err)
 				}
 				if len(m) == 0 {
 					return nil, fmt.Errorf("%s: matches no file", a)
@@ -104,12 +104,22 @@ func fileError(path string, err error) error {
 	}
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("%s: no such file or folder", path)
+		return &pathError{path, "no such file or folder", err}
 	case errors.Is(err, fs.ErrPermission):
-		return fmt.Errorf("%s: permission denied", path)
+		return &pathError{path, "permission denied", err}
 	}
-	return fmt.Errorf("%s: %v", path, err)
+	return &pathError{path, err.Error(), err}
 }
+
+// pathError is a file error said plainly ("PATH: no such file or folder") that still
+// answers errors.Is(err, fs.ErrNotExist).
+type pathError struct {
+	path, msg string
+	err       error
+}
+
+func (e *pathError) Error() string { return e.path + ": " + e.msg }
+func (e *pathError) Unwrap() error { return e.err }
 
 // readInput returns a file's content, decompressed when it starts with a gzip or zstd
 // magic number. A zip archive is read only when member is not empty: then the content
@@ -133,7 +143,7 @@ func readInput(path, member string) ([]byte, error) {
 		// Plain text: one read into a buffer of the right size.
 		data := make([]byte, st.Size())
 		if _, err := io.ReadFull(f, data); err != nil {
-			return nil, fmt.Errorf("%s: %v", path, err)
+			return nil, fmt.Errorf("%s: %w", path, err)
 		}
 		return data, nil
 	}
@@ -146,7 +156,7 @@ func readInput(path, member string) ([]byte, error) {
 	}
 	data, err := readMaybeCompressed(br, st.Size())
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return data, nil
 }
@@ -159,11 +169,11 @@ func readMaybeCompressed(r *bufio.Reader, sizeHint int64) ([]byte, error) {
 	case bytes.HasPrefix(head, magicGzip):
 		zr, err := gzip.NewReader(r)
 		if err != nil {
-			return nil, fmt.Errorf("corrupt gzip data: %v", err)
+			return nil, fmt.Errorf("corrupt gzip data: %w", err)
 		}
 		data, err := readAllHint(zr, 4*sizeHint)
 		if err != nil {
-			return nil, fmt.Errorf("truncated or corrupt gzip data: %v", err)
+			return nil, fmt.Errorf("truncated or corrupt gzip data: %w", err)
 		}
 		return data, nil
 	case bytes.HasPrefix(head, magicZstd):
@@ -174,7 +184,7 @@ func readMaybeCompressed(r *bufio.Reader, sizeHint int64) ([]byte, error) {
 		defer zr.Close()
 		data, err := readAllHint(zr, 4*sizeHint)
 		if err != nil {
-			return nil, fmt.Errorf("truncated or corrupt zstd data: %v", err)
+			return nil, fmt.Errorf("truncated or corrupt zstd data: %w", err)
 		}
 		return data, nil
 	}
@@ -199,7 +209,7 @@ func readAllHint(r io.Reader, hint int64) ([]byte, error) {
 func readZipMember(path string, f *os.File, size int64, member string) ([]byte, error) {
 	zr, err := zip.NewReader(f, size)
 	if err != nil {
-		return nil, fmt.Errorf("%s: truncated or corrupt zip archive: %v", path, err)
+		return nil, fmt.Errorf("%s: truncated or corrupt zip archive: %w", path, err)
 	}
 	var names []string
 	for _, zf := range zr.File {
@@ -209,12 +219,12 @@ func readZipMember(path string, f *os.File, size int64, member string) ([]byte, 
 		}
 		rc, err := zf.Open()
 		if err != nil {
-			return nil, fmt.Errorf("%s: member %s: %v", path, member, err)
+			return nil, fmt.Errorf("%s: member %s: %w", path, member, err)
 		}
 		defer rc.Close()
 		data, err := readMaybeCompressed(bufio.NewReaderSize(rc, 1<<20), int64(zf.UncompressedSize64))
 		if err != nil {
-			return nil, fmt.Errorf("%s: member %s: truncated or corrupt: %v", path, member, err)
+			return nil, fmt.Errorf("%s: member %s: truncated or corrupt: %w", path, member, err)
 		}
 		return data, nil
 	}

@@ -137,7 +137,7 @@ func (m *Manifest) Split(name string) (*Split, error) {
 func ParseManifest(data []byte) (*Manifest, error) {
 	var m Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("not a valid manifest: %v", err)
+		return nil, fmt.Errorf("not a valid manifest: %w", err)
 	}
 	if err := m.check(); err != nil {
 		return nil, err
@@ -233,10 +233,10 @@ func (m *Manifest) check() error {
 				return fmt.Errorf("manifest: split %s: shard %s: bad size", s.Name, sh.File)
 			}
 			if _, err := parseChecksum(sh.Checksum); err != nil {
-				return fmt.Errorf("manifest: split %s: shard %s: %v", s.Name, sh.File, err)
+				return fmt.Errorf("manifest: split %s: shard %s: %w", s.Name, sh.File, err)
 			}
 			if err := checkMaskFile(sh, hasMask, files); err != nil {
-				return fmt.Errorf("manifest: split %s: shard %s: %v", s.Name, sh.File, err)
+				return fmt.Errorf("manifest: split %s: shard %s: %w", s.Name, sh.File, err)
 			}
 			sum += sh.Tokens
 		}
@@ -267,7 +267,7 @@ func checkMaskFile(sh Shard, required bool, files map[string]bool) error {
 		return fmt.Errorf("mask %s: bad size", mk.File)
 	}
 	if _, err := parseChecksum(mk.Checksum); err != nil {
-		return fmt.Errorf("mask %s: %v", mk.File, err)
+		return fmt.Errorf("mask %s: %w", mk.File, err)
 	}
 	return nil
 }

@@ -23,7 +23,7 @@ func (r *Reader) HasMask() bool {
 func (r *Reader) ScoredShard(split string, i int) ([]bool, error) {
 	s, err := r.m.Split(split)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", r.dir, err)
+		return nil, fmt.Errorf("%s: %w", r.dir, err)
 	}
 	if i < 0 || i >= len(s.Shards) {
 		return nil, fmt.Errorf("%s: split %s has no shard %d", r.dir, split, i)
@@ -39,7 +39,7 @@ func (r *Reader) ScoredShard(split string, i int) ([]bool, error) {
 	}
 	width, packed, err := decodeShard(data, sh.Tokens, nil)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if width != 1 || int64(len(packed)) != sh.Tokens {
 		return nil, fmt.Errorf("%s: holds %d mask values of %d bytes, want %d of 1 byte (one per token of %s)", path, len(packed)/width, width, sh.Tokens, sh.File)
@@ -62,48 +62,23 @@ func (r *Reader) ScoredShard(split string, i int) ([]bool, error) {
 // masks (see HasMask), or when the mask's count of scored tokens differs from the
 // manifest's Split.Scored.
 func (r *Reader) Scored(split string) ([]bool, error) {
-	r.mu.Lock()
-	mask, ok := r.masks[split]
-	r.mu.Unlock()
-	if ok {
-		return mask, nil
-	}
-	s, err := r.m.Split(split)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %v", r.dir, err)
-	}
-	mask = make([]bool, s.Tokens)
-	offs := shardOffsets(s)
-	errs := make([]error, len(s.Shards))
-	parallel(len(s.Shards), workers(), func() (func(int), func()) {
-		return func(i int) {
+	return loadSplit(r, split, &r.masks, func() func(i int, dst []bool) error {
+		return func(i int, dst []bool) error {
 			part, err := r.ScoredShard(split, i)
-			if err != nil {
-				errs[i] = err
-				return
+			copy(dst, part)
+			return err
+		}
+	}, func(mask []bool) error {
+		var n int64
+		for _, v := range mask {
+			if v {
+				n++
 			}
-			copy(mask[offs[i]:], part)
-		}, nil
+		}
+		s, _ := r.m.Split(split)
+		if n != s.Scored {
+			return fmt.Errorf("%s: split %s: masks score %d tokens, manifest says %d", filepath.Join(r.dir, ManifestName), split, n, s.Scored)
+		}
+		return nil
 	})
-	for _, err := range errs {
-		if err != nil {
-			return nil, err
-		}
-	}
-	var n int64
-	for _, v := range mask {
-		if v {
-			n++
-		}
-	}
-	if n != s.Scored {
-		return nil, fmt.Errorf("%s: split %s: masks score %d tokens, manifest says %d", filepath.Join(r.dir, ManifestName), split, n, s.Scored)
-	}
-	r.mu.Lock()
-	if r.masks == nil {
-		r.masks = map[string][]bool{}
-	}
-	r.masks[split] = mask
-	r.mu.Unlock()
-	return mask, nil
 }

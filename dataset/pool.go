@@ -1,8 +1,6 @@
 package dataset
 
 import (
-	"os"
-	"path/filepath"
 	"sync"
 
 	"github.com/klauspost/compress/zstd"
@@ -45,22 +43,4 @@ func parallelEncode(n, workers, level int, newWorker func(enc *zstd.Encoder) fun
 		}
 		return newWorker(enc), func() { enc.Close() }
 	})
-}
-
-// tempDirBeside makes a hidden temporary folder next to out (creating out's parent), so
-// that the finished dataset can be renamed into place: a crash never leaves a folder that
-// looks complete.
-func tempDirBeside(out string) (string, error) {
-	parent, base := filepath.Split(filepath.Clean(out))
-	if parent == "" {
-		parent = "."
-	}
-	if err := os.MkdirAll(parent, 0o755); err != nil {
-		return "", fileError(parent, err)
-	}
-	tmp, err := os.MkdirTemp(parent, "."+base+".tmp-")
-	if err != nil {
-		return "", fileError(parent, err)
-	}
-	return tmp, nil
 }

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"unicode/utf8"
@@ -45,13 +43,11 @@ func Prep(ctx context.Context, out string, inputs []string, opts ...Option) (*Ma
 	if !haveSplitFiles && len(inputs) == 0 {
 		return nil, errors.New("no inputs")
 	}
-	if out == "" {
-		return nil, errors.New("no output folder")
-	}
-	replace, err := checkOut(out, c.force)
+	f, err := newFolder(out, c.force)
 	if err != nil {
 		return nil, err
 	}
+	defer f.discard()
 
 	// Inputs and format.
 	var files [3][]string
@@ -140,23 +136,12 @@ func Prep(ctx context.Context, out string, inputs []string, opts ...Option) (*Ma
 	}
 	width := tokenize.Width(vocab.Size())
 
-	// Write the shards into a temporary folder.
-	tmp, err := tempDirBeside(out)
-	if err != nil {
-		return nil, err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			os.RemoveAll(tmp)
-		}
-	}()
 	m := &Manifest{
 		Format: FormatName, Version: Version, Input: format, Vocab: vocab.Spec(),
 		Newlines: c.newlines, TokenWidth: width,
 		Compression: Compression{Codec: "zstd", Level: c.level},
 	}
-	w := &writer{c: &c, dir: tmp, width: width, vocab: vocab, total: total}
+	w := &writer{c: &c, f: f, width: width, vocab: vocab, total: total}
 	if m.Splits, err = w.writeAll(ctx, splits); err != nil {
 		return nil, err
 	}
@@ -166,71 +151,17 @@ func Prep(ctx context.Context, out string, inputs []string, opts ...Option) (*Ma
 		}
 	}
 	if hf != nil {
-		if err := os.WriteFile(filepath.Join(tmp, m.Vocab.File), hf.JSON(), 0o644); err != nil {
-			return nil, fileError(tmp, err)
+		if err := f.writeFile(m.Vocab.File, hf.JSON()); err != nil {
+			return nil, err
 		}
-	}
-	data, err := m.Marshal()
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(tmp, ManifestName), data, 0o644); err != nil {
-		return nil, fileError(tmp, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	if err := install(tmp, out, replace); err != nil {
+	if err := f.install(m); err != nil {
 		return nil, err
 	}
-	ok = true
 	return m, nil
-}
-
-// checkOut reports whether out exists and may be replaced, or why it may not.
-func checkOut(out string, force bool) (exists bool, err error) {
-	st, err := os.Stat(out)
-	if errors.Is(err, fs.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fileError(out, err)
-	}
-	if !force {
-		return false, fmt.Errorf("%s: already exists (use --force to replace it)", out)
-	}
-	if !st.IsDir() {
-		return false, fmt.Errorf("%s: exists and is not a folder; not replacing it", out)
-	}
-	ents, err := os.ReadDir(out)
-	if err != nil {
-		return false, fileError(out, err)
-	}
-	if len(ents) > 0 {
-		if _, err := os.Stat(filepath.Join(out, ManifestName)); err != nil {
-			return false, fmt.Errorf("%s: exists and is not a dataset folder (no %s); not replacing it", out, ManifestName)
-		}
-	}
-	return true, nil
-}
-
-// install renames the finished tmp folder to out, replacing out if it exists.
-func install(tmp, out string, replace bool) error {
-	if !replace {
-		if err := os.Rename(tmp, out); err != nil {
-			return fileError(out, err)
-		}
-		return nil
-	}
-	old := tmp + ".old"
-	if err := os.Rename(out, old); err != nil {
-		return fileError(out, err)
-	}
-	if err := os.Rename(tmp, out); err != nil {
-		os.Rename(old, out)
-		return fileError(out, err)
-	}
-	return os.RemoveAll(old)
 }
 
 // readEnwik8 reads the one enwik8 input and cuts the standard split.
@@ -346,7 +277,7 @@ func utf8Error(path string, err error) error {
 	if errors.As(err, &ue) {
 		return fmt.Errorf("%s: invalid UTF-8 at byte offset %d (the char and tokenizer vocabularies need UTF-8; --vocab byte takes any bytes)", path, ue.Offset)
 	}
-	return fmt.Errorf("%s: %v", path, err)
+	return fmt.Errorf("%s: %w", path, err)
 }
 
 func describeRanges(rs []SourceRange) string {
@@ -392,7 +323,7 @@ func charSetOf(s *splitText, workers int) (*tokenize.CharSet, error) {
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			return nil, fmt.Errorf("split %s (%s): piece %d: %v", s.name, describeRanges(s.ranges), i, err)
+			return nil, fmt.Errorf("split %s (%s): piece %d: %w", s.name, describeRanges(s.ranges), i, err)
 		}
 		if i > 0 {
 			sets[0].Merge(&sets[i])

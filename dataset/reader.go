@@ -43,7 +43,7 @@ func Open(dir string) (*Reader, error) {
 	}
 	m, err := ParseManifest(data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &Reader{dir: dir, m: m, splits: map[string][]uint32{}, last: struct {
 		split string
@@ -65,7 +65,7 @@ func (r *Reader) Vocab() (tokenize.Vocab, error) {
 	if r.vocab == nil {
 		v, err := tokenize.FromSpec(r.m.Vocab, r.dir)
 		if err != nil {
-			return nil, fmt.Errorf("%s: vocabulary: %v", filepath.Join(r.dir, ManifestName), err)
+			return nil, fmt.Errorf("%s: vocabulary: %w", filepath.Join(r.dir, ManifestName), err)
 		}
 		r.vocab = v
 	}
@@ -76,18 +76,18 @@ func (r *Reader) Vocab() (tokenize.Vocab, error) {
 func (r *Reader) SplitLen(split string) (int64, error) {
 	s, err := r.m.Split(split)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %v", r.dir, err)
+		return 0, fmt.Errorf("%s: %w", r.dir, err)
 	}
 	return s.Tokens, nil
 }
 
-// Shard decodes shard i of a split and returns its packed little-endian ids (of the
+// ShardPacked decodes shard i of a split and returns its packed little-endian ids (of the
 // manifest's TokenWidth bytes each), checked against the manifest. dst is reused when
 // large enough.
 func (r *Reader) ShardPacked(split string, i int, dst []byte) ([]byte, error) {
 	s, err := r.m.Split(split)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", r.dir, err)
+		return nil, fmt.Errorf("%s: %w", r.dir, err)
 	}
 	if i < 0 || i >= len(s.Shards) {
 		return nil, fmt.Errorf("%s: split %s has no shard %d", r.dir, split, i)
@@ -100,7 +100,7 @@ func (r *Reader) ShardPacked(split string, i int, dst []byte) ([]byte, error) {
 	}
 	width, packed, err := decodeShard(data, sh.Tokens, dst)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if width != r.m.TokenWidth || int64(len(packed)/width) != sh.Tokens {
 		return nil, fmt.Errorf("%s: holds %d tokens of %d bytes, manifest says %d of %d", path, len(packed)/width, width, sh.Tokens, r.m.TokenWidth)
@@ -128,7 +128,7 @@ func (r *Reader) All(split string) iter.Seq2[[]uint32, error] {
 	return func(yield func([]uint32, error) bool) {
 		s, err := r.m.Split(split)
 		if err != nil {
-			yield(nil, fmt.Errorf("%s: %v", r.dir, err))
+			yield(nil, fmt.Errorf("%s: %w", r.dir, err))
 			return
 		}
 		var packed []byte
@@ -155,35 +155,56 @@ func (r *Reader) All(split string) iter.Seq2[[]uint32, error] {
 // Tokens returns a whole split, decoded in parallel and kept for later calls (and for
 // ReadAt). Callers must not change the returned slice.
 func (r *Reader) Tokens(split string) ([]uint32, error) {
+	return loadSplit(r, split, &r.splits, func() func(i int, dst []uint32) error {
+		var packed []byte
+		return func(i int, dst []uint32) (err error) {
+			if packed, err = r.ShardPacked(split, i, packed); err == nil {
+				unpack(dst, packed, r.m.TokenWidth)
+			}
+			return err
+		}
+	}, nil)
+}
+
+// loadSplit reads a whole split, a value per token, with one decode call per shard on
+// a pool of workers (newWorker gives each worker its decode function, which fills dst,
+// the shard's part of the split), then check, if given. It keeps the result in
+// (*cache)[split] for later calls and returns what the cache holds if it is there.
+func loadSplit[T any](r *Reader, split string, cache *map[string][]T, newWorker func() func(i int, dst []T) error, check func([]T) error) ([]T, error) {
 	r.mu.Lock()
-	ids, ok := r.splits[split]
+	all, ok := (*cache)[split]
 	r.mu.Unlock()
 	if ok {
-		return ids, nil
+		return all, nil
 	}
 	s, err := r.m.Split(split)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", r.dir, err)
+		return nil, fmt.Errorf("%s: %w", r.dir, err)
 	}
-	ids = make([]uint32, s.Tokens)
+	all = make([]T, s.Tokens)
 	offs := shardOffsets(s)
 	errs := make([]error, len(s.Shards))
 	parallel(len(s.Shards), workers(), func() (func(int), func()) {
-		var packed []byte
+		decode := newWorker()
 		return func(i int) {
-			packed, errs[i] = r.ShardPacked(split, i, packed)
-			if errs[i] == nil {
-				unpack(ids[offs[i]:offs[i]+s.Shards[i].Tokens], packed, r.m.TokenWidth)
-			}
+			errs[i] = decode(i, all[offs[i]:offs[i]+s.Shards[i].Tokens])
 		}, nil
 	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	if check != nil {
+		if err := check(all); err != nil {
+			return nil, err
+		}
+	}
 	r.mu.Lock()
-	r.splits[split] = ids
+	if *cache == nil {
+		*cache = map[string][]T{}
+	}
+	(*cache)[split] = all
 	r.mu.Unlock()
-	return ids, nil
+	return all, nil
 }
 
 // shardOffsets returns the split offset of each shard's first token.
@@ -203,7 +224,7 @@ func shardOffsets(s *Split) []int64 {
 func (r *Reader) ReadAt(split string, off int64, dst []uint32) (int, error) {
 	s, err := r.m.Split(split)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %v", r.dir, err)
+		return 0, fmt.Errorf("%s: %w", r.dir, err)
 	}
 	if off < 0 {
 		return 0, fmt.Errorf("%s: split %s: negative offset %d", r.dir, split, off)

@@ -3,6 +3,7 @@ package dataset
 import (
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -164,5 +165,13 @@ func TestShardWidths(t *testing.T) {
 		if _, _, err := decodeShard(file, int64(len(ids))-1, nil); err == nil {
 			t.Fatalf("width %d: more tokens than allowed: no error", w)
 		}
+	}
+}
+
+// A missing folder or shard is reported plainly and still answers errors.Is.
+func TestNotExistWraps(t *testing.T) {
+	_, err := Open(filepath.Join(t.TempDir(), "nope"))
+	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), "no such file or folder") {
+		t.Fatalf("Open of a missing folder: %v", err)
 	}
 }

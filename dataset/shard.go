@@ -88,7 +88,7 @@ func decodeShard(data []byte, maxTokens int64, dst []byte) (width int, packed []
 	}
 	packed, err = dec.DecodeAll(data[shardHeaderSize:], dst[:0:size])
 	if err != nil {
-		return 0, nil, fmt.Errorf("corrupt shard data: %v", err)
+		return 0, nil, fmt.Errorf("corrupt shard data: %w", err)
 	}
 	if len(packed) != size {
 		return 0, nil, fmt.Errorf("shard holds %d bytes of ids, header says %d", len(packed), size)

@@ -4,11 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
-	"sync"
-
-	"github.com/klauspost/compress/zstd"
+	"slices"
 
 	"xspan/tokenize"
 )
@@ -191,13 +187,11 @@ func PrepCopy(ctx context.Context, out string, task CopyTask, opts ...Option) (*
 		return nil, err
 	}
 	task.EvalExamples = task.evalExamples()
-	if out == "" {
-		return nil, errors.New("no output folder")
-	}
-	replace, err := checkOut(out, c.force)
+	f, err := newFolder(out, c.force)
 	if err != nil {
 		return nil, err
 	}
+	defer f.discard()
 
 	// The vocabulary: symbols and markers, in code-point order, plus <unk> (never used).
 	chars := []rune(CopySymbols[:task.Alphabet] + string([]rune{CopyStart, CopyFiller, CopyGo}))
@@ -221,17 +215,6 @@ func PrepCopy(ctx context.Context, out string, task CopyTask, opts ...Option) (*
 	c.logf("copy task: %d+%d+%d examples of %d tokens (string %d over %d symbols, gap %d), seed %d",
 		task.Examples, task.EvalExamples, task.EvalExamples, L, task.SeqLen, task.Alphabet, task.Gap, task.Seed)
 
-	tmp, err := tempDirBeside(out)
-	if err != nil {
-		return nil, err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			os.RemoveAll(tmp)
-		}
-	}()
-
 	m := &Manifest{
 		Format: FormatName, Version: Version, Requires: []string{FeatureScoredMask},
 		Input: "synthetic", Vocab: vocab.Spec(), Newlines: NewlinesKeep, TokenWidth: 1,
@@ -240,15 +223,7 @@ func PrepCopy(ctx context.Context, out string, task CopyTask, opts ...Option) (*
 			Start: string(CopyStart), Filler: string(CopyFiller), Go: string(CopyGo),
 			ExampleLen: L, CopyOffset: task.CopyOffset()},
 	}
-	type shardJob struct {
-		layout   *copyLayout
-		split    string
-		idx      int
-		from, to int64
-		shard    *Shard
-		err      *error
-	}
-	var jobs []shardJob
+	var jobs []job
 	counts := [3]int{task.Examples, task.EvalExamples, task.EvalExamples}
 	m.Splits = make([]Split, len(SplitNames))
 	errs := make([][]error, len(SplitNames))
@@ -264,78 +239,25 @@ func PrepCopy(ctx context.Context, out string, task CopyTask, opts ...Option) (*
 			Shards: make([]Shard, n)}
 		errs[i] = make([]error, n)
 		for k := range n {
-			jobs = append(jobs, shardJob{layout: layout, split: name, idx: k, from: int64(k) * S,
-				to: min(int64(k+1)*S, T), shard: &sp.Shards[k], err: &errs[i][k]})
+			from, to := int64(k)*S, min(int64(k+1)*S, T)
+			jobs = append(jobs, job{split: name, idx: k, tokens: int(to - from),
+				fill:  func(ids, mask []byte) { layout.fill(ids, mask, from) },
+				shard: &sp.Shards[k], err: &errs[i][k]})
 		}
 		total += T
 	}
-
-	// Write the shards and masks with a pool of workers, each with its own encoder.
-	var mu sync.Mutex
-	var done int64
-	c.progress(0, total)
-	parallelEncode(len(jobs), c.workers, c.level, func(enc *zstd.Encoder) func(int) {
-		var ids, mask, file []byte
-		return func(i int) {
-			j := jobs[i]
-			if err := ctx.Err(); err != nil {
-				*j.err = err
-				return
-			}
-			n := int(j.to - j.from)
-			ids, mask = grow(ids, n), grow(mask, n)
-			j.layout.fill(ids, mask, j.from)
-			name := shardName(j.split, j.idx)
-			file = appendShard(file[:0], enc, ids, 1)
-			if err := os.WriteFile(filepath.Join(tmp, name), file, 0o644); err != nil {
-				*j.err = fileError(filepath.Join(tmp, name), err)
-				return
-			}
-			*j.shard = Shard{File: name, Tokens: int64(n), Bytes: int64(len(file)), Checksum: checksum(ids)}
-			mname := maskName(j.split, j.idx)
-			file = appendShard(file[:0], enc, mask, 1)
-			if err := os.WriteFile(filepath.Join(tmp, mname), file, 0o644); err != nil {
-				*j.err = fileError(filepath.Join(tmp, mname), err)
-				return
-			}
-			j.shard.Mask = &MaskFile{File: mname, Bytes: int64(len(file)), Checksum: checksum(mask)}
-			mu.Lock()
-			done += int64(n)
-			c.progress(done, total)
-			mu.Unlock()
-		}
-	})
+	w := &writer{c: &c, f: f, width: 1, vocab: vocab, total: total}
+	w.run(ctx, jobs)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	for _, es := range errs {
-		for _, err := range es {
-			if err != nil {
-				return nil, err
-			}
+	for _, err := range slices.Concat(errs...) {
+		if err != nil {
+			return nil, err
 		}
 	}
-	data, err := m.Marshal()
-	if err != nil {
-		return nil, err
+	if err := f.install(m); err != nil {
+		return nil, fmt.Errorf("copy task: %w", err)
 	}
-	if _, err := ParseManifest(data); err != nil {
-		return nil, fmt.Errorf("copy task: the manifest written would not read back: %v", err)
-	}
-	if err := os.WriteFile(filepath.Join(tmp, ManifestName), data, 0o644); err != nil {
-		return nil, fileError(tmp, err)
-	}
-	if err := install(tmp, out, replace); err != nil {
-		return nil, err
-	}
-	ok = true
 	return m, nil
-}
-
-// grow returns b resized to n bytes, reusing its array when large enough.
-func grow(b []byte, n int) []byte {
-	if cap(b) < n {
-		return make([]byte, n)
-	}
-	return b[:n]
 }

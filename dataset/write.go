@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"unicode/utf8"
 
@@ -15,10 +13,11 @@ import (
 	"xspan/tokenize"
 )
 
-// writer encodes splits into shard files.
+// writer encodes splits into the shard files (and masks) of a dataset folder, with one
+// pool of workers for all of them.
 type writer struct {
 	c     *config
-	dir   string
+	f     *folder
 	width int
 	vocab tokenize.Vocab
 	total int64
@@ -34,14 +33,17 @@ func (w *writer) advance(n int64) {
 	w.mu.Unlock()
 }
 
-// job is one shard to write (text to encode, or ids already encoded), or a side task
-// (fn) run by the same workers.
+// job is one shard to write, or a side task (fn) run by the same workers. A shard's
+// tokens are text to encode, ids already encoded, or, for a synthetic dataset of 1-byte
+// ids, fill, which writes the shard's tokens ids and its scored mask.
 type job struct {
-	split string
-	idx   int
-	text  []byte
-	ids   []uint32
-	fn    func()
+	split  string
+	idx    int
+	text   []byte
+	ids    []uint32
+	fill   func(ids, mask []byte)
+	tokens int // of a fill job
+	fn     func()
 	// Where the result goes.
 	shard *Shard
 	unk   *int64
@@ -83,7 +85,7 @@ func (w *writer) writeAll(ctx context.Context, texts []*splitText) ([]Split, err
 			if err != nil {
 				var ue *tokenize.InvalidUTF8Error
 				if errors.As(err, &ue) {
-					return nil, fmt.Errorf("split %s, shard %d (%s): %v", sp.Name, k, describeRanges(sp.Source.Ranges), err)
+					return nil, fmt.Errorf("split %s, shard %d (%s): %w", sp.Name, k, describeRanges(sp.Source.Ranges), err)
 				}
 				return nil, err
 			}
@@ -126,7 +128,7 @@ func (w *writer) plan(ctx context.Context, s *splitText) ([]job, error) {
 			}
 			more, err := w.vocab.Encode(piece)
 			if err != nil {
-				return nil, fmt.Errorf("split %s (%s): %v", s.name, describeRanges(s.ranges), err)
+				return nil, fmt.Errorf("split %s (%s): %w", s.name, describeRanges(s.ranges), err)
 			}
 			ids = append(ids, more...)
 			w.advance(int64(len(piece)))
@@ -141,9 +143,11 @@ func (w *writer) plan(ctx context.Context, s *splitText) ([]job, error) {
 }
 
 // run runs jobs on the configured number of workers, each with its own encoder.
+// Progress counts text bytes encoded, or tokens for fill jobs.
 func (w *writer) run(ctx context.Context, jobs []job) {
+	w.advance(0)
 	parallelEncode(len(jobs), w.c.workers, w.c.level, func(enc *zstd.Encoder) func(int) {
-		var packed, file []byte
+		var b buffers
 		return func(i int) {
 			j := jobs[i]
 			switch {
@@ -154,8 +158,15 @@ func (w *writer) run(ctx context.Context, jobs []job) {
 			case j.fn != nil:
 				j.fn()
 			default:
-				*j.shard, *j.unk, packed, file, *j.err = w.writeShard(enc, j.split, j, packed[:0], file[:0])
-				if j.ids == nil {
+				var unk int64
+				*j.shard, unk, *j.err = w.writeShard(enc, j, &b)
+				if j.unk != nil {
+					*j.unk = unk
+				}
+				switch {
+				case j.fill != nil:
+					w.advance(int64(j.tokens))
+				case j.ids == nil:
 					w.advance(int64(len(j.text)))
 				}
 			}
@@ -163,24 +174,57 @@ func (w *writer) run(ctx context.Context, jobs []job) {
 	})
 }
 
-// writeShard encodes one job, writes its file and describes it; packed and file are
-// reusable buffers returned for the next call.
-func (w *writer) writeShard(enc *zstd.Encoder, split string, j job, packed, file []byte) (Shard, int64, []byte, []byte, error) {
+// buffers are a worker's buffers, reused from shard to shard.
+type buffers struct {
+	packed, mask, file []byte
+}
+
+// writeShard encodes one job, writes its shard file (and mask file) and describes it,
+// with the number of unknown characters replaced.
+func (w *writer) writeShard(enc *zstd.Encoder, j job, b *buffers) (Shard, int64, error) {
 	var unk int
-	if j.ids != nil {
-		packed = pack(packed, j.ids, w.width)
-	} else {
+	switch {
+	case j.fill != nil:
+		b.packed, b.mask = grow(b.packed, j.tokens), grow(b.mask, j.tokens)
+		j.fill(b.packed, b.mask)
+	case j.ids != nil:
+		b.packed = pack(b.packed[:0], j.ids, w.width)
+	default:
 		var err error
-		packed, unk, err = w.vocab.(tokenize.Packer).AppendPacked(packed, w.width, j.text)
+		b.packed, unk, err = w.vocab.(tokenize.Packer).AppendPacked(b.packed[:0], w.width, j.text)
 		if err != nil {
-			return Shard{}, 0, packed, file, err
+			return Shard{}, 0, err
 		}
 	}
-	name := shardName(split, j.idx)
-	file = appendShard(file, enc, packed, w.width)
-	if err := os.WriteFile(filepath.Join(w.dir, name), file, 0o644); err != nil {
-		return Shard{}, 0, packed, file, fileError(filepath.Join(w.dir, name), err)
+	sh := Shard{File: shardName(j.split, j.idx), Tokens: int64(len(b.packed) / w.width), Checksum: checksum(b.packed)}
+	var err error
+	if sh.Bytes, err = w.writeCompressed(enc, sh.File, b.packed, &b.file); err != nil {
+		return Shard{}, 0, err
 	}
-	sh := Shard{File: name, Tokens: int64(len(packed) / w.width), Bytes: int64(len(file)), Checksum: checksum(packed)}
-	return sh, int64(unk), packed, file, nil
+	if j.fill != nil {
+		mk := &MaskFile{File: maskName(j.split, j.idx), Checksum: checksum(b.mask)}
+		if mk.Bytes, err = w.writeCompressed(enc, mk.File, b.mask, &b.file); err != nil {
+			return Shard{}, 0, err
+		}
+		sh.Mask = mk
+	}
+	return sh, int64(unk), nil
+}
+
+// writeCompressed writes packed data as the shard file name (see shard.go) and returns
+// the file's size; file is a reusable buffer.
+func (w *writer) writeCompressed(enc *zstd.Encoder, name string, packed []byte, file *[]byte) (int64, error) {
+	*file = appendShard((*file)[:0], enc, packed, w.width)
+	if err := w.f.writeFile(name, *file); err != nil {
+		return 0, err
+	}
+	return int64(len(*file)), nil
+}
+
+// grow returns b resized to n bytes, reusing its array when large enough.
+func grow(b []byte, n int) []byte {
+	if cap(b) < n {
+		return make([]byte, n)
+	}
+	return b[:n]
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/nn"
 	"github.com/sugarme/gotch/ts"
+	"xspan/internal/torchrt"
 )
 
 // Config is one attention layer's settings (lm.Config holds them for the whole model).
@@ -111,7 +112,7 @@ func (mk *Masks) Drop() {
 func (a *Attention) BuildMasks(e *ts.Tensor, ages []float32, b, t int, shorten float64) *Masks {
 	n := len(ages) / b
 	dev := a.Wq.MustDevice()
-	c := Tensor2D(ages, b, n, dev)
+	c := torchrt.MustFromSlice(ages, []int64{int64(b), int64(n)}, dev)
 	defer c.MustDrop()
 	j := ts.MustArange(ts.IntScalar(int64(t)), gotch.Float, dev).MustView([]int64{1, int64(t), 1}, true)
 	// δ_ji = j + C_i: the distance from query j back to key i (B×T×N).

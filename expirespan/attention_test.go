@@ -43,11 +43,11 @@ func TestSpansByHand(t *testing.T) {
 	a := testAttention(t, 0.5)
 	set(a.SpanW, []float32{0.5, -0.25})
 	x := ts.MustOfSlice([]float32{2, 0, 0, 4}).MustView([]int64{1, 2, 2}, true)
-	e := Float32s(a.Spans(x))
+	e := torchrt.Float32s(a.Spans(x))
 	approx(t, "spans", e, []float64{10 / (1 + math.Exp(-0.5)), 10 / (1 + math.Exp(0.5))})
 	// The initial bias gives every key the span p0·L.
 	b := testAttention(t, 0.1)
-	approx(t, "initial spans", Float32s(b.Spans(x)), []float64{1, 1})
+	approx(t, "initial spans", torchrt.Float32s(b.Spans(x)), []float64{1, 1})
 }
 
 // One memory key of age 2 and a block of two tokens (ages 0, −1), every span e = 1, ramp
@@ -60,9 +60,9 @@ func TestMaskAndSpanLossByHand(t *testing.T) {
 	c := []float32{2, 0, -1}
 
 	mk := a.BuildMasks(e, c, 1, 2, 0)
-	approx(t, "r", Float32s(mk.R), []float64{-1, 1, 2, -2, 0, 1})
-	approx(t, "mask", Float32s(mk.M), []float64{0.5, 0, 0, 0, 1, 0})
-	approx(t, "log mask", Float32s(mk.LogM), []float64{math.Log(0.5), -1e30, -1e30, -1e30, 0, -1e30})
+	approx(t, "r", torchrt.Float32s(mk.R), []float64{-1, 1, 2, -2, 0, 1})
+	approx(t, "mask", torchrt.Float32s(mk.M), []float64{0.5, 0, 0, 0, 1, 0})
+	approx(t, "log mask", torchrt.Float32s(mk.LogM), []float64{math.Log(0.5), -1e30, -1e30, -1e30, 0, -1e30})
 	// Position window P = 2: column P − δ for 1 ≤ δ ≤ 2.
 	// Position window P = 2: column P − δ for 1 ≤ δ ≤ 2, column P (zeros) otherwise.
 	if mk.PosFrom != 0 {
@@ -80,13 +80,13 @@ func TestMaskAndSpanLossByHand(t *testing.T) {
 	}
 	// Only (j=0, i=0) is inside the ramp (0 < m < 1), with r = −1:
 	// α/(R·T·B) · Σ r = 1/(2·2·1) · (−1).
-	approx(t, "span loss", Float32s(a.SpanLoss(mk, 2)), []float64{-0.25})
+	approx(t, "span loss", torchrt.Float32s(a.SpanLoss(mk, 2)), []float64{-0.25})
 
 	// Random shortening to u·L = 0.05·10 = 0.5: r = 0.5 − δ, mask (0.25, 0, 0 | 0, 0.75, 0),
 	// span loss (−1.5 − 0.5)/4.
 	mk2 := a.BuildMasks(e, c, 1, 2, 0.05)
-	approx(t, "shortened mask", Float32s(mk2.M), []float64{0.25, 0, 0, 0, 0.75, 0})
-	approx(t, "shortened span loss", Float32s(a.SpanLoss(mk2, 2)), []float64{-0.5})
+	approx(t, "shortened mask", torchrt.Float32s(mk2.M), []float64{0.25, 0, 0, 0, 0.75, 0})
+	approx(t, "shortened span loss", torchrt.Float32s(a.SpanLoss(mk2, 2)), []float64{-0.5})
 }
 
 // With one key allowed per query, attention returns that key's value exactly, whatever
@@ -105,7 +105,7 @@ func TestAttendPicksTheOnlyLiveKey(t *testing.T) {
 	mk := a.BuildMasks(e, c, 1, 2, 0)
 	k, v := a.KeysValues(x)
 	pos := ts.MustRandn([]int64{2, 2}, gotch.Float, gotch.CPU)
-	out := Float32s(a.Attend(h, k, v, pos, mk, false))
+	out := torchrt.Float32s(a.Attend(h, k, v, pos, mk, false))
 	// Query 0 sees only key 0 (mask 0.5), query 1 only key 1.
 	approx(t, "output", out, []float64{1, 2, 3, 4})
 }
@@ -130,7 +130,7 @@ func TestRectangularRule(t *testing.T) {
 		1, 50, 1, 1, 1, 1, 1, 1, // stream 0: dead at 0, 2, 3, 4, 5 (the block's keys never)
 		50, 1, 50, 1, 50, 1, 1, 1, // stream 1: dead at 1, 3, 5
 	}
-	keep := keepIndices(Rectangular, 2, n, memLen, tt, ages, spans, 1, 2, 0)
+	keep := keepIndices(Pruning{Rule: Rectangular, Ramp: 1, Block: 2}, 2, n, memLen, tt, ages, spans)
 	want := [][]int{{1, 3, 4, 5, 6, 7}, {0, 2, 4, 5, 6, 7}}
 	for s := range want {
 		if len(keep[s]) != len(want[s]) {
@@ -143,12 +143,12 @@ func TestRectangularRule(t *testing.T) {
 		}
 	}
 	// Per key, one stream: every dead memory key goes.
-	per := keepIndices(PerKey, 1, n, memLen, tt, ages[:n], spans[:n], 1, 2, 0)
+	per := keepIndices(Pruning{Rule: PerKey, Ramp: 1, Block: 2}, 1, n, memLen, tt, ages[:n], spans[:n])
 	if len(per[0]) != 3 || per[0][0] != 1 || per[0][1] != 6 || per[0][2] != 7 {
 		t.Fatalf("per-key keeps %v, want [1 6 7]", per[0])
 	}
 	// The baseline keeps the last L.
-	last := keepIndices(LastL, 1, n, memLen, tt, ages[:n], spans[:n], 1, 2, 5)
+	last := keepIndices(Pruning{Rule: LastL, Ramp: 1, Block: 2, Last: 5}, 1, n, memLen, tt, ages[:n], spans[:n])
 	if len(last[0]) != 5 || last[0][0] != 3 {
 		t.Fatalf("last-L keeps %v, want [3 4 5 6 7]", last[0])
 	}

@@ -5,6 +5,8 @@ import (
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
+
+	"xspan/internal/torchrt"
 )
 
 // Memory is one layer's memory of earlier tokens for B parallel streams: the layer's
@@ -93,11 +95,20 @@ func dead(e float32, c int64, t int, ramp float64) bool {
 	return float64(e)-float64(c+int64(t))+ramp <= 0
 }
 
+// Pruning is how a memory drops keys: the rule and the settings it reads.
+type Pruning struct {
+	Rule  Rule
+	Ramp  float64 // R: a key is dead once its age passes its span by R
+	Block int     // Rectangular drops whole multiples of the block length
+	Last  int     // L: the keys LastL keeps
+}
+
 // keepIndices decides, for the keys [memory; block] of every stream after a block of t
 // tokens, which keys the new memory keeps (indices into each stream's row of n keys).
 // spans holds e_i (B×n); only memory keys (index < memLen) can be dropped.
-func keepIndices(rule Rule, b, n, memLen, t int, ages []float32, spans []float32, ramp float64, block int, maxLen int) [][]int {
+func keepIndices(p Pruning, b, n, memLen, t int, ages []float32, spans []float32) [][]int {
 	keep := make([][]int, b)
+	rule, ramp, block, maxLen := p.Rule, p.Ramp, p.Block, p.Last
 	switch rule {
 	case KeepAll:
 		for s := range keep {
@@ -179,14 +190,6 @@ func padKeep(k []int, n, want int) []int {
 	return out
 }
 
-// onDevice moves a tensor made on the CPU to dev (and frees the CPU copy).
-func onDevice(t *ts.Tensor, dev gotch.Device) *ts.Tensor {
-	if dev == gotch.CPU {
-		return t
-	}
-	return t.MustTo(dev, true)
-}
-
 func seq(from, to int) []int {
 	s := make([]int, 0, to-from)
 	for i := from; i < to; i++ {
@@ -197,11 +200,11 @@ func seq(from, to int) []int {
 
 // Update replaces the memory after a block of t tokens: x holds the keys [memory; block]
 // (B×n×d, the layer's input), ages their ages for this block, spans their spans. It keeps
-// the keys that rule keeps, detached from the graph, and ages them by t.
-func (m *Memory) Update(x *ts.Tensor, ages []float32, spans []float32, t int, rule Rule, ramp float64, block, maxLen int) {
+// the keys that p keeps, detached from the graph, and ages them by t.
+func (m *Memory) Update(x *ts.Tensor, ages []float32, spans []float32, t int, p Pruning) {
 	b := m.B
 	n := m.Len + t
-	keep := keepIndices(rule, b, n, m.Len, t, ages, spans, ramp, block, maxLen)
+	keep := keepIndices(p, b, n, m.Len, t, ages, spans)
 	newLen := len(keep[0])
 	all := newLen == n
 	var h *ts.Tensor
@@ -214,7 +217,7 @@ func (m *Memory) Update(x *ts.Tensor, ages []float32, spans []float32, t int, ru
 				idx = append(idx, int64(s*n+i))
 			}
 		}
-		it := onDevice(ts.MustOfSlice(idx), x.MustDevice())
+		it := torchrt.MustFromSlice(idx, []int64{int64(len(idx))}, x.MustDevice())
 		d := x.MustSize()[2]
 		flat := x.MustDetach(false).MustView([]int64{int64(b * n), d}, true)
 		h = flat.MustIndexSelect(0, it, true).MustView([]int64{int64(b), int64(newLen), d}, true)
@@ -234,11 +237,6 @@ func (m *Memory) Update(x *ts.Tensor, ages []float32, spans []float32, t int, ru
 	m.H, m.Ages, m.Len = h, newAges, newLen
 }
 
-// Tensor2D makes a B×N float tensor of vals on dev.
-func Tensor2D(vals []float32, b, n int, dev gotch.Device) *ts.Tensor {
-	return onDevice(ts.MustOfSlice(vals).MustView([]int64{int64(b), int64(n)}, true), dev)
-}
-
 // MeanAge is for statistics: the mean age of the memory's keys.
 func (m *Memory) MeanAge() float64 {
 	if len(m.Ages) == 0 {
@@ -249,28 +247,6 @@ func (m *Memory) MeanAge() float64 {
 		s += a
 	}
 	return float64(s) / float64(len(m.Ages))
-}
-
-// Float32s copies a float tensor's values to Go (from any device).
-func Float32s(t *ts.Tensor) []float32 {
-	c := t
-	if t.MustDevice() != gotch.CPU {
-		c = t.MustTo(gotch.CPU, false)
-	}
-	c2 := c.MustContiguous(false)
-	n := uint(1)
-	for _, s := range c2.MustSize() {
-		n *= uint(s)
-	}
-	out := make([]float32, n)
-	if n > 0 {
-		c2.MustCopyData(out, n)
-	}
-	c2.MustDrop()
-	if c != t {
-		c.MustDrop()
-	}
-	return out
 }
 
 // HasKV tells whether the decoding cache (keys, values, spans) is filled.
@@ -295,8 +271,8 @@ func (m *Memory) dropKV() {
 
 // AppendStep adds one token to a batch-1 memory with a filled decoding cache: its hidden
 // state h (1×1×d), key and value (1×K×1×d_h) and span, at age 0; then every age grows by
-// one and the keys that rule drops go. The token's own key is always kept.
-func (m *Memory) AppendStep(h, k, v *ts.Tensor, span float32, rule Rule, ramp float64, block, maxLen int) {
+// one and the keys that p drops go. The token's own key is always kept.
+func (m *Memory) AppendStep(h, k, v *ts.Tensor, span float32, p Pruning) {
 	cat := func(old, x *ts.Tensor, dim int64) *ts.Tensor {
 		if old == nil {
 			return x.MustShallowClone()
@@ -315,7 +291,7 @@ func (m *Memory) AppendStep(h, k, v *ts.Tensor, span float32, rule Rule, ramp fl
 	for i, a := range m.Ages {
 		ages[i] = float32(a)
 	}
-	keep := keepIndices(rule, 1, n, n-1, 1, ages, m.Spans, ramp, block, maxLen)[0]
+	keep := keepIndices(p, 1, n, n-1, 1, ages, m.Spans)[0]
 	for i := range m.Ages {
 		m.Ages[i]++
 	}
@@ -331,7 +307,7 @@ func (m *Memory) AppendStep(h, k, v *ts.Tensor, span float32, rule Rule, ramp fl
 		spans[j] = m.Spans[i]
 		newAges[j] = m.Ages[i]
 	}
-	it := onDevice(ts.MustOfSlice(idx), m.H.MustDevice())
+	it := torchrt.MustFromSlice(idx, []int64{int64(len(idx))}, m.H.MustDevice())
 	m.H = m.H.MustIndexSelect(1, it, true)
 	m.K = m.K.MustIndexSelect(2, it, true)
 	m.V = m.V.MustIndexSelect(2, it, true)

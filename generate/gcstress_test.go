@@ -15,6 +15,7 @@ import (
 
 	"xspan/generate"
 	"xspan/internal/torchrt"
+	"xspan/lm"
 )
 
 // trainLosses runs steps training blocks of a fresh copy of the tiny model (forward,
@@ -36,7 +37,7 @@ func trainLosses(t *testing.T, steps int) ([]float64, error) {
 			}
 		}
 		block := ts.MustOfSlice(ids).MustView([]int64{2, 17}, true)
-		res, err := m.Step(mem, block, true, rng)
+		res, err := m.Step(mem, block, lm.StepOptions{Train: true, RNG: rng})
 		block.MustDrop()
 		if err != nil {
 			return nil, err

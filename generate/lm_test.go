@@ -22,9 +22,8 @@ import (
 // 0.1·64 ≈ 6 tokens plus a ramp of 8, so memories expire within a few dozen tokens.
 func tinyLM(t *testing.T) *lm.Model {
 	t.Helper()
-	cfg := lm.Config{Vocab: 256, Layers: 2, Dim: 32, Heads: 2, FFN: 64, Block: 16,
-		Expire: true, MaxSpan: 64, Ramp: 8, PreDiv: 1, InitFrac: 0.1,
-		Batch: 1, LR: 1e-3, Seed: 1}
+	cfg := lm.Config{ModelConfig: lm.ModelConfig{Vocab: 256, Layers: 2, Dim: 32, Heads: 2, FFN: 64, Block: 16,
+		Expire: true, MaxSpan: 64, Ramp: 8, PreDiv: 1, InitFrac: 0.1}}
 	torchrt.Seed(1)
 	m, err := lm.New(cfg, gotch.CPU)
 	if err != nil {

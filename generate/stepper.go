@@ -12,7 +12,8 @@
 //   - TextStream: turns token ids into text as they come, holding back a UTF-8 sequence
 //     split across byte tokens until it is complete.
 //   - Generate: one prompt, one stream of tokens, stoppable through its context.
-//   - Reporter: --stats lines (tokens/s, live memories per layer, dropped, process RSS).
+//   - Stats and StatsPrinter: --stats lines (tokens/s, live memories per layer, dropped,
+//     process RSS).
 //   - Server: POST /v1/generate (JSON or Server-Sent Events), GET /healthz,
 //     GET /v1/model and a small HTML page, with a concurrency limit and a bounded queue.
 //   - Flatness: per-token time and live memory over a long generation, with and without

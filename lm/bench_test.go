@@ -15,7 +15,7 @@ import (
 )
 
 // benchmarkStep times forward + backward of one training block of a preset (batch 16, as
-// in shared/reference-cpu.md) after a few warm-up blocks have filled the memory, and
+// in the reference CPU figures of the README) after a few warm-up blocks have filled the memory, and
 // reports tokens/s and the live memory per layer.
 func benchmarkStep(b *testing.B, preset string) {
 	defer torchrt.Lock()()
@@ -34,7 +34,7 @@ func benchmarkStep(b *testing.B, preset string) {
 	mem := m.NewMemory(cfg.Batch)
 	step := func(i int) *StepResult {
 		blk := tensor2(tokens(cfg.Batch*(cfg.Block+1), cfg.Vocab, uint64(i)), cfg.Batch, cfg.Block+1)
-		res, err := m.Step(mem, blk, true, rng)
+		res, err := m.Step(mem, blk, StepOptions{Train: true, RNG: rng})
 		if err != nil {
 			b.Fatal(err)
 		}

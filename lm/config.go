@@ -5,19 +5,29 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"reflect"
 	"sort"
 	"strconv"
 	"strings"
 )
 
-// Config holds every hyperparameter of a run: the model's shape, Expire-Span's settings
-// and the training recipe, in one flat JSON object (nanoGPT style). Field names are the
-// keys of `xspan train --set key=value`.
+// Config is a run's whole configuration: the model (ModelConfig) and the recipe that
+// trains it (TrainConfig). Its JSON is one flat object (nanoGPT style) whose keys are the
+// fields' JSON names, and those are also the keys of `xspan train --set key=value`:
+// adding a key is adding a field (with its default in the presets and, if it can be
+// wrong, a rule in Validate); Set, ParseConfig and the printed config follow.
 type Config struct {
+	ModelConfig
+	TrainConfig
+}
+
+// ModelConfig is the model: its shape, which fixes the weights (see Hash), and the
+// settings of its forward pass.
+type ModelConfig struct {
 	// The vocabulary.
 	Vocab     int    `json:"vocab"`               // number of token ids
-	Tokenizer string `json:"tokenizer,omitempty"` // vocabulary reference (kind and hash), set from the dataset
+	Tokenizer string `json:"tokenizer,omitempty"` // the vocabulary's identity (tokenize.Spec.Ref), set from the dataset
 
 	// The Transformer.
 	Layers  int     `json:"layers"`   // N
@@ -40,50 +50,61 @@ type Config struct {
 	PreDiv   float64 `json:"pre_div"`   // span predictor input divisor
 	InitFrac float64 `json:"init_frac"` // p0: initial span as a fraction of MaxSpan
 	Noisy    bool    `json:"noisy"`     // random span shortening in training
+}
 
-	// Training.
+// TrainConfig is the training recipe.
+type TrainConfig struct {
 	Batch       int     `json:"batch"`        // streams per step
 	Steps       int     `json:"steps"`        // optimizer steps
 	LR          float64 `json:"lr"`           // peak learning rate
 	Warmup      int     `json:"warmup"`       // linear warm-up steps
-	Schedule    string  `json:"schedule"`     // constant | cosine | step
+	Schedule    string  `json:"schedule"`     // ScheduleConstant, ScheduleCosine or ScheduleStep
 	DecayAt     int     `json:"decay_at"`     // step schedule: step at which the rate drops
 	DecayLR     float64 `json:"decay_lr"`     // step schedule: the rate after DecayAt; cosine: the final rate
 	Clip        float64 `json:"clip"`         // global gradient-norm clip (0: none)
 	WeightDecay float64 `json:"weight_decay"` // decoupled weight decay (0: plain Adam)
-	Accumulate  int     `json:"accumulate"`   // micro-batches per step
+	Accumulate  int     `json:"accumulate"`   // micro-batches per step (0: 1)
 	EvalEvery   int     `json:"eval_every"`   // steps between validations (0: only at the end)
 	CkptEvery   int     `json:"ckpt_every"`   // steps between checkpoints (0: only at the end)
 	Seed        int64   `json:"seed"`
-	Recompute   bool    `json:"recompute"` // keep one layer's activations at a time, recomputing in backward (less memory, ~1.3× the time)
+	Recompute   bool    `json:"recompute"` // keep one layer's activations at a time, recomputing them in backward (less memory, about 1.4× the time)
 }
 
-// presets match the reference configurations of shared/expire-span.md and the CPU-sized
-// ones of shared/reference-cpu.md.
+// Learning-rate schedules after the warm-up, as the "schedule" key names them (see
+// train.Schedule for what each does). "" means constant.
+const (
+	ScheduleConstant = "constant"
+	ScheduleCosine   = "cosine"
+	ScheduleStep     = "step"
+)
+
+// presets are the reference implementation's enwik8 configurations (its configs for the
+// 8-layer small model and the 12-layer one of the paper) and two CPU-sized ones whose
+// figures the README compares with the reference run on the same machine.
 var presets = map[string]Config{
 	"tiny": {
-		Layers: 2, Dim: 128, Heads: 4, FFN: 512, Block: 128,
-		Expire: true, MaxSpan: 1024, Ramp: 128, Alpha: 1e-6, PreDiv: 1, InitFrac: 0.1, Noisy: true,
-		Batch: 16, Steps: 200, LR: 7e-4, Warmup: 50, Schedule: "constant", Clip: 0.3, Accumulate: 1,
-		EvalEvery: 100, CkptEvery: 100, Seed: 1,
+		ModelConfig{Layers: 2, Dim: 128, Heads: 4, FFN: 512, Block: 128,
+			Expire: true, MaxSpan: 1024, Ramp: 128, Alpha: 1e-6, PreDiv: 1, InitFrac: 0.1, Noisy: true},
+		TrainConfig{Batch: 16, Steps: 200, LR: 7e-4, Warmup: 50, Schedule: ScheduleConstant, Clip: 0.3, Accumulate: 1,
+			EvalEvery: 100, CkptEvery: 100, Seed: 1},
 	},
 	"small": {
-		Layers: 4, Dim: 256, Heads: 4, FFN: 1024, Block: 256,
-		Expire: true, MaxSpan: 4096, Ramp: 64, Alpha: 1e-6, PreDiv: 64, InitFrac: 0.1,
-		Batch: 16, Steps: 1000, LR: 3e-4, Warmup: 100, Schedule: "constant", Clip: 0.3, Accumulate: 1,
-		EvalEvery: 250, CkptEvery: 250, Seed: 1,
+		ModelConfig{Layers: 4, Dim: 256, Heads: 4, FFN: 1024, Block: 256,
+			Expire: true, MaxSpan: 4096, Ramp: 64, Alpha: 1e-6, PreDiv: 64, InitFrac: 0.1},
+		TrainConfig{Batch: 16, Steps: 1000, LR: 3e-4, Warmup: 100, Schedule: ScheduleConstant, Clip: 0.3, Accumulate: 1,
+			EvalEvery: 250, CkptEvery: 250, Seed: 1},
 	},
 	"enwik8-small": {
-		Vocab: 256, Layers: 8, Dim: 256, Heads: 4, FFN: 1024, Block: 256,
-		Expire: true, MaxSpan: 4096, Ramp: 64, Alpha: 1e-6, PreDiv: 64, InitFrac: 0.1,
-		Batch: 64, Steps: 100000, LR: 3e-4, Warmup: 8000, Schedule: "constant", Clip: 0.3, Accumulate: 1,
-		EvalEvery: 1000, CkptEvery: 1000, Seed: 1,
+		ModelConfig{Vocab: 256, Layers: 8, Dim: 256, Heads: 4, FFN: 1024, Block: 256,
+			Expire: true, MaxSpan: 4096, Ramp: 64, Alpha: 1e-6, PreDiv: 64, InitFrac: 0.1},
+		TrainConfig{Batch: 64, Steps: 100000, LR: 3e-4, Warmup: 8000, Schedule: ScheduleConstant, Clip: 0.3, Accumulate: 1,
+			EvalEvery: 1000, CkptEvery: 1000, Seed: 1},
 	},
 	"enwik8-12l": {
-		Vocab: 256, Layers: 12, Dim: 512, Heads: 8, FFN: 2048, Block: 512, Dropout: 0.3,
-		Expire: true, MaxSpan: 16384, Ramp: 128, Alpha: 1e-6, PreDiv: 1, InitFrac: 0.1, Noisy: true,
-		Batch: 512, Steps: 110000, LR: 7e-4, Warmup: 8000, Schedule: "step", DecayAt: 100000, DecayLR: 7e-5,
-		Clip: 0.3, Accumulate: 1, EvalEvery: 1000, CkptEvery: 1000, Seed: 1,
+		ModelConfig{Vocab: 256, Layers: 12, Dim: 512, Heads: 8, FFN: 2048, Block: 512, Dropout: 0.3,
+			Expire: true, MaxSpan: 16384, Ramp: 128, Alpha: 1e-6, PreDiv: 1, InitFrac: 0.1, Noisy: true},
+		TrainConfig{Batch: 512, Steps: 110000, LR: 7e-4, Warmup: 8000, Schedule: ScheduleStep, DecayAt: 100000, DecayLR: 7e-5,
+			Clip: 0.3, Accumulate: 1, EvalEvery: 1000, CkptEvery: 1000, Seed: 1},
 	},
 }
 
@@ -108,7 +129,7 @@ func Preset(name string) (Config, error) {
 }
 
 // EffectivePosWindow is P with its default applied.
-func (c Config) EffectivePosWindow() int {
+func (c ModelConfig) EffectivePosWindow() int {
 	if c.PosWindow > 0 {
 		return c.PosWindow
 	}
@@ -116,7 +137,7 @@ func (c Config) EffectivePosWindow() int {
 }
 
 // EffectiveInitCache is the initial cache length with its default applied.
-func (c Config) EffectiveInitCache() int {
+func (c ModelConfig) EffectiveInitCache() int {
 	switch {
 	case c.InitCache < 0:
 		return 0
@@ -126,13 +147,27 @@ func (c Config) EffectiveInitCache() int {
 	return c.InitCache
 }
 
-// Validate reports the first setting that cannot work.
-func (c Config) Validate() error {
-	type check struct {
-		bad bool
-		msg string
+// EffectiveAccumulate is the number of micro-batches per step with its default applied.
+func (c TrainConfig) EffectiveAccumulate() int { return max(c.Accumulate, 1) }
+
+// rule is one check of Validate: when bad, msg says what is wrong.
+type rule struct {
+	bad bool
+	msg string
+}
+
+func firstBroken(rules []rule) error {
+	for _, r := range rules {
+		if r.bad {
+			return fmt.Errorf("config: %s", r.msg)
+		}
 	}
-	for _, ch := range []check{
+	return nil
+}
+
+// Validate reports the first model setting that cannot work.
+func (c ModelConfig) Validate() error {
+	return firstBroken([]rule{
 		{c.Vocab < 2, fmt.Sprintf("vocab = %d: need at least 2 token ids", c.Vocab)},
 		{c.Layers < 1, fmt.Sprintf("layers = %d: need at least 1", c.Layers)},
 		{c.Dim < 1 || c.Heads < 1 || c.Dim%c.Heads != 0, fmt.Sprintf("dim = %d, heads = %d: dim must be a positive multiple of heads", c.Dim, c.Heads)},
@@ -146,77 +181,150 @@ func (c Config) Validate() error {
 		{c.Expire && c.PreDiv <= 0, fmt.Sprintf("pre_div = %g: must be positive", c.PreDiv)},
 		{c.Alpha < 0, fmt.Sprintf("alpha = %g: must not be negative", c.Alpha)},
 		{c.Dropout < 0 || c.Dropout >= 1, fmt.Sprintf("dropout = %g: must lie in [0, 1)", c.Dropout)},
+	})
+}
+
+// Validate reports the first training setting that cannot work. It is the one place
+// that knows the schedule names.
+func (c TrainConfig) Validate() error {
+	return firstBroken([]rule{
 		{c.Batch < 1, fmt.Sprintf("batch = %d: need at least 1", c.Batch)},
 		{c.Steps < 0, fmt.Sprintf("steps = %d: must not be negative", c.Steps)},
-		{c.LR <= 0, fmt.Sprintf("lr = %g: must be positive", c.LR)},
+		{!(c.LR > 0) || math.IsInf(c.LR, 0), fmt.Sprintf("lr = %g: must be positive", c.LR)},
 		{c.Warmup < 0, fmt.Sprintf("warmup = %d: must not be negative", c.Warmup)},
-		{c.Schedule != "" && c.Schedule != "constant" && c.Schedule != "cosine" && c.Schedule != "step", fmt.Sprintf("schedule = %q: constant, cosine or step", c.Schedule)},
+		{c.Schedule != "" && c.Schedule != ScheduleConstant && c.Schedule != ScheduleCosine && c.Schedule != ScheduleStep,
+			fmt.Sprintf("schedule = %q: %s, %s or %s", c.Schedule, ScheduleConstant, ScheduleCosine, ScheduleStep)},
+		{c.Schedule == ScheduleCosine && c.Steps <= c.Warmup, fmt.Sprintf("schedule = cosine: steps (%d) must exceed warmup (%d)", c.Steps, c.Warmup)},
+		{c.Schedule == ScheduleStep && c.DecayAt <= 0, fmt.Sprintf("schedule = step: decay_at = %d: want the step (> 0) from which decay_lr applies", c.DecayAt)},
+		{!(c.DecayLR >= 0) || math.IsInf(c.DecayLR, 0), fmt.Sprintf("decay_lr = %g: must not be negative", c.DecayLR)},
 		{c.Clip < 0, fmt.Sprintf("clip = %g: must not be negative", c.Clip)},
 		{c.WeightDecay < 0, fmt.Sprintf("weight_decay = %g: must not be negative", c.WeightDecay)},
 		{c.Accumulate < 0, fmt.Sprintf("accumulate = %d: must not be negative", c.Accumulate)},
-	} {
-		if ch.bad {
-			return fmt.Errorf("config: %s", ch.msg)
+		{c.Batch%c.EffectiveAccumulate() != 0, fmt.Sprintf("batch = %d is not a multiple of accumulate = %d", c.Batch, c.EffectiveAccumulate())},
+	})
+}
+
+// Validate reports the first setting that cannot work, the model's first.
+func (c Config) Validate() error {
+	if err := c.ModelConfig.Validate(); err != nil {
+		return err
+	}
+	return c.TrainConfig.Validate()
+}
+
+// Set assigns one key by its JSON name from its text form, as `--set key=value` does.
+func (c *Config) Set(key, value string) error {
+	f, ok := field(reflect.ValueOf(c).Elem(), key)
+	if !ok {
+		return fmt.Errorf("unknown config key %q (keys are the JSON field names of config.json)", key)
+	}
+	switch f.Kind() {
+	case reflect.Int, reflect.Int64:
+		n, err := strconv.ParseInt(value, 10, 64)
+		if err != nil {
+			return fmt.Errorf("config key %q: %q is not an integer", key, value)
 		}
+		f.SetInt(n)
+	case reflect.Float64:
+		x, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			return fmt.Errorf("config key %q: %q is not a number", key, value)
+		}
+		f.SetFloat(x)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(value)
+		if err != nil {
+			return fmt.Errorf("config key %q: %q is not true or false", key, value)
+		}
+		f.SetBool(b)
+	case reflect.String:
+		f.SetString(value)
+	default:
+		return fmt.Errorf("config key %q: a %s cannot be set from text", key, f.Kind())
 	}
 	return nil
 }
 
-// Set assigns one field by its JSON name from its text form, as `--set key=value` does.
-func (c *Config) Set(key, value string) error {
-	v := reflect.ValueOf(c).Elem()
-	t := v.Type()
-	for i := 0; i < t.NumField(); i++ {
-		name, _, _ := strings.Cut(t.Field(i).Tag.Get("json"), ",")
-		if name != key {
-			continue
+// Keys lists the config's keys in the order of config.json.
+func Keys() []string {
+	var keys []string
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := 0; i < t.NumField(); i++ {
+			sf := t.Field(i)
+			if sf.Anonymous {
+				walk(sf.Type)
+				continue
+			}
+			name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+			keys = append(keys, name)
 		}
-		f := v.Field(i)
-		switch f.Kind() {
-		case reflect.Int, reflect.Int64:
-			n, err := strconv.ParseInt(value, 10, 64)
-			if err != nil {
-				return fmt.Errorf("config key %q: %q is not an integer", key, value)
-			}
-			f.SetInt(n)
-		case reflect.Float64:
-			x, err := strconv.ParseFloat(value, 64)
-			if err != nil {
-				return fmt.Errorf("config key %q: %q is not a number", key, value)
-			}
-			f.SetFloat(x)
-		case reflect.Bool:
-			b, err := strconv.ParseBool(value)
-			if err != nil {
-				return fmt.Errorf("config key %q: %q is not true or false", key, value)
-			}
-			f.SetBool(b)
-		case reflect.String:
-			f.SetString(value)
-		}
-		return nil
 	}
-	return fmt.Errorf("unknown config key %q (keys are the JSON field names of config.json)", key)
+	walk(reflect.TypeOf(Config{}))
+	return keys
 }
 
-// modelFields are the fields that fix the shape and meaning of the weights.
-var modelFields = []string{"vocab", "layers", "dim", "heads", "ffn", "pre_norm", "pos_window", "block", "expire"}
+// field finds the field of struct v whose JSON name is key, in v or a struct it embeds.
+func field(v reflect.Value, key string) (reflect.Value, bool) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		if sf.Anonymous {
+			if f, ok := field(v.Field(i), key); ok {
+				return f, true
+			}
+			continue
+		}
+		if name, _, _ := strings.Cut(sf.Tag.Get("json"), ","); name == key {
+			return v.Field(i), true
+		}
+	}
+	return reflect.Value{}, false
+}
+
+// shape is what fixes the shapes and meaning of a model's weights: two configs of the
+// same shape can load each other's weights, whatever their block, spans or recipe. Its
+// JSON is what Hash digests, so its fields stay in this (alphabetical) order: checkpoints
+// record the hash.
+type shape struct {
+	Dim       int  `json:"dim"`
+	Expire    bool `json:"expire"`
+	FFN       int  `json:"ffn"`
+	Heads     int  `json:"heads"`
+	Layers    int  `json:"layers"`
+	PosWindow int  `json:"pos_window"` // the effective P
+	PreNorm   bool `json:"pre_norm"`
+	Vocab     int  `json:"vocab"`
+}
+
+func (c ModelConfig) shape() shape {
+	return shape{Dim: c.Dim, Expire: c.Expire, FFN: c.FFN, Heads: c.Heads, Layers: c.Layers,
+		PosWindow: c.EffectivePosWindow(), PreNorm: c.PreNorm, Vocab: c.Vocab}
+}
 
 // Hash identifies the weights' shape: two configs with the same Hash can load each
 // other's weights.
-func (c Config) Hash() string {
-	shape := map[string]any{}
-	b, _ := json.Marshal(c)
-	var all map[string]any
-	_ = json.Unmarshal(b, &all)
-	for _, k := range modelFields {
-		shape[k] = all[k]
-	}
-	shape["pos_window"] = c.EffectivePosWindow()
-	delete(shape, "block")
-	b, _ = json.Marshal(shape)
+func (c ModelConfig) Hash() string {
+	b, _ := json.Marshal(c.shape())
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:8])
+}
+
+// SameShape reports whether a model of config c can give its weights to one of other:
+// nil, or an error naming each shape key that differs.
+func (c ModelConfig) SameShape(other ModelConfig) error {
+	a, b := reflect.ValueOf(c.shape()), reflect.ValueOf(other.shape())
+	diff := ""
+	for i := 0; i < a.NumField(); i++ {
+		if x, y := a.Field(i).Interface(), b.Field(i).Interface(); x != y {
+			name, _, _ := strings.Cut(a.Type().Field(i).Tag.Get("json"), ",")
+			diff += fmt.Sprintf(" %s %v vs %v;", name, x, y)
+		}
+	}
+	if diff == "" {
+		return nil
+	}
+	return fmt.Errorf("the checkpoint's model config (hash %s) differs from this run's (hash %s):%s", c.Hash(), other.Hash(), diff)
 }
 
 // ParseConfig reads a config from JSON, rejecting unknown keys.

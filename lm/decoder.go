@@ -7,6 +7,7 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"xspan/expirespan"
+	"xspan/internal/torchrt"
 )
 
 // Decoder generates from one stream: a prompt is fed in blocks, then tokens one at a time
@@ -85,44 +86,37 @@ func (d *Decoder) Feed(tokens []int64) ([]float32, error) {
 	return out, nil
 }
 
-// block runs tokens through the block path and returns the last position's log-probs.
+// block runs tokens through the model's block path and returns the last position's
+// log-probs.
 func (d *Decoder) block(tokens []int64) ([]float32, error) {
-	in := ts.MustOfSlice(tokens).MustView([]int64{1, int64(len(tokens))}, true)
-	if d.m.dev != gotch.CPU {
-		in = in.MustTo(d.m.dev, true)
-	}
-	logp, _, err := d.m.Forward(d.mem, in, false, nil)
+	n := int64(len(tokens))
+	in := torchrt.MustFromSlice(tokens, []int64{1, n}, d.m.dev)
+	logp, spanLoss, _ := d.m.forward(d.mem, in, d.m.layerStep(d.mem, StepOptions{}))
 	in.MustDrop()
-	if err != nil {
-		return nil, err
-	}
-	last := logp.MustSelect(1, int64(len(tokens)-1), true)
-	vals := expirespan.Float32s(last)
+	spanLoss.MustDrop()
+	last := logp.MustSelect(1, n-1, true)
+	vals := torchrt.Float32s(last)
 	last.MustDrop()
 	return vals, nil
 }
 
-// step runs one token through every layer against the cached keys and values.
+// step runs one token through every layer: its query attends over the layer's cached
+// keys and values (made once per memory, when the block path created it), and its own
+// key, value and span join the cache. Each layer computes what layerForward does, for
+// one query.
 func (d *Decoder) step(token int64) []float32 {
 	m := d.m
-	in := ts.MustOfSlice([]int64{token}).MustView([]int64{1, 1}, true)
-	if m.dev != gotch.CPU {
-		in = in.MustTo(m.dev, true)
-	}
+	in := torchrt.MustFromSlice([]int64{token}, []int64{1, 1}, m.dev)
 	h := ts.MustEmbedding(m.emb, in, -1, false, false)
 	in.MustDrop()
+	pruning := m.pruning(d.mem.Rule)
 	for i, l := range m.layers {
 		mem := d.mem.Layers[i]
 		if !mem.HasKV() && mem.Len > 0 {
-			xn := mem.H
-			if m.Cfg.PreNorm {
-				xn = l.norm1.forward(mem.H)
-			}
+			xn := m.attnInput(l, mem.H)
 			k, v := l.attn.KeysValues(xn)
-			var spans []float32
-			if m.Cfg.Expire {
-				e := l.attn.Spans(xn)
-				spans = expirespan.Float32s(e)
+			e, spans := m.spans(l, xn)
+			if e != nil {
 				e.MustDrop()
 			} else {
 				spans = make([]float32, mem.Len)
@@ -132,20 +126,16 @@ func (d *Decoder) step(token int64) []float32 {
 			}
 			mem.SetKV(k, v, spans)
 		}
-		hn := h
-		if m.Cfg.PreNorm {
-			hn = l.norm1.forward(h)
-		}
+		hn := m.attnInput(l, h)
 		var a *ts.Tensor
 		if mem.Len == 0 {
 			a = ts.MustZeros(h.MustSize(), gotch.Float, m.dev)
 		} else {
-			ages := mem.KeyAges(0)
 			var e *ts.Tensor
 			if m.Cfg.Expire {
-				e = expirespan.Tensor2D(mem.Spans, 1, mem.Len, m.dev)
+				e = torchrt.MustFromSlice(mem.Spans, []int64{1, int64(mem.Len)}, m.dev)
 			}
-			mk := l.attn.BuildMasks(e, ages, 1, 1, 0)
+			mk := l.attn.BuildMasks(e, mem.KeyAges(0), 1, 1, 0)
 			a = l.attn.Attend(hn, mem.K, mem.V, m.pos, mk, false)
 			mk.Drop()
 			if e != nil {
@@ -154,29 +144,23 @@ func (d *Decoder) step(token int64) []float32 {
 		}
 		kNew, vNew := l.attn.KeysValues(hn)
 		var span float32
-		if m.Cfg.Expire {
-			e := l.attn.Spans(hn)
-			span = expirespan.Float32s(e)[0]
+		if e, spans := m.spans(l, hn); e != nil {
 			e.MustDrop()
+			span = spans[0]
 		}
 		out := l.residual(h, a, m.Cfg.PreNorm, false)
 		if hn != h {
 			hn.MustDrop()
 		}
 		a.MustDrop()
-		mem.AppendStep(h, kNew, vNew, span, d.mem.Rule, float64(m.Cfg.Ramp), m.Cfg.Block, m.Cfg.MaxSpan)
+		mem.AppendStep(h, kNew, vNew, span, pruning)
 		kNew.MustDrop()
 		vNew.MustDrop()
 		h.MustDrop()
 		h = out
 	}
-	if m.normF != nil {
-		hn := m.normF.forward(h)
-		h.MustDrop()
-		h = hn
-	}
-	logp := h.MustMatmul(m.wOut, true).MustAdd(m.bOut, true).MustLogSoftmax(-1, gotch.Float, true)
-	vals := expirespan.Float32s(logp)
+	logp := m.head(h, true)
+	vals := torchrt.Float32s(logp)
 	logp.MustDrop()
 	return vals
 }

@@ -1,7 +1,8 @@
 // Package lm is xspan's language model: token embedding, N Expire-Span Transformer layers
 // (post-norm, or pre-norm), and an untied output layer with log-softmax. Config holds every
-// hyperparameter; Model.Step runs one block with the memory carried across calls;
-// Decoder generates one token at a time.
+// hyperparameter; Model.Step runs one block with the memory carried across calls (the one
+// block path: training, evaluation and prompts); Decoder generates one token at a time
+// against cached keys and values.
 package lm
 
 import (
@@ -14,6 +15,7 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"xspan/expirespan"
+	"xspan/internal/torchrt"
 )
 
 // Model is the language model's weights with its config.
@@ -47,9 +49,10 @@ type layer struct {
 	w2, b2       *ts.Tensor // FFN×d, d
 }
 
-// New creates a model with freshly initialised weights on dev.
+// New creates a model with freshly initialised weights on dev. Only cfg's ModelConfig
+// matters to the model; the whole config goes with it into checkpoints.
 func New(cfg Config, dev gotch.Device) (*Model, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.ModelConfig.Validate(); err != nil {
 		return nil, err
 	}
 	vs := nn.NewVarStore(dev)
@@ -179,10 +182,11 @@ type Stats struct {
 
 // StepResult is what one block gives back.
 type StepResult struct {
-	TaskLoss *ts.Tensor  // scalar: mean NLL in nats over the block's B×T targets
+	TaskLoss *ts.Tensor  // scalar: mean NLL in nats over the block's scored targets
 	SpanLoss *ts.Tensor  // scalar: α-scaled span loss summed over layers (0 outside training)
 	TokenNLL *ts.Tensor  // B×T per-token NLL in nats, detached
-	Spans    [][]float32 // per layer, the B×N spans of the keys the block attended over (for dumps)
+	LogProbs *ts.Tensor  // B×T×V log-probabilities, detached; only with StepOptions.LogProbs
+	Spans    [][]float32 // per layer, the B×N spans of the keys the block attended over
 	Stats    Stats
 
 	backward func(scale float64) error // set by the recomputing path
@@ -211,26 +215,32 @@ func (r *StepResult) Backward(scale float64) error {
 
 // Drop frees the result's tensors.
 func (r *StepResult) Drop() {
-	for _, t := range []*ts.Tensor{r.TaskLoss, r.SpanLoss, r.TokenNLL} {
+	for _, t := range []*ts.Tensor{r.TaskLoss, r.SpanLoss, r.TokenNLL, r.LogProbs} {
 		if t != nil {
 			t.MustDrop()
 		}
 	}
 }
 
-// Step runs one block: block holds B×(T+1) token ids (inputs are the first T columns,
-// targets the last T). The memory is read, then updated in place (detached and pruned).
-// In training, rng draws the random span shortening (when the config asks for it) and
-// dropout is on.
-func (m *Model) Step(mem *Memory, block *ts.Tensor, train bool, rng *rand.Rand) (*StepResult, error) {
-	return m.StepMasked(mem, block, nil, train, rng)
+// StepOptions say how Step runs a block and what it returns beyond the losses.
+type StepOptions struct {
+	// Train turns dropout on, and the random span shortening when the config asks for
+	// it, drawn from RNG; with Cfg.Recompute, training recomputes layers in Backward.
+	Train bool
+	RNG   *rand.Rand
+	// Mask (B×T, 1 where a target counts) scores only some targets (the copy task):
+	// TaskLoss is then Σ nll·mask / Σ mask (0, with a graph, when the block scores
+	// nothing: the memory must still be carried through it). nil scores every target.
+	Mask *ts.Tensor
+	// LogProbs keeps the log-probabilities in StepResult.LogProbs (for predictions).
+	LogProbs bool
 }
 
-// StepMasked is Step for datasets that score only some targets (the copy task): mask is
-// B×T, 1 where a target counts, and TaskLoss is Σ nll·mask / Σ mask (0, with a graph, when
-// the block scores nothing: the memory must still be carried through it). A nil mask
-// scores every target.
-func (m *Model) StepMasked(mem *Memory, block, mask *ts.Tensor, train bool, rng *rand.Rand) (*StepResult, error) {
+// Step runs one block: block holds B×(T+1) token ids (inputs are the first T columns,
+// targets the last T). The memory is read, then updated in place (detached and pruned).
+// It is the model's one block path: training, evaluation and a decoder's prompt all run
+// through it.
+func (m *Model) Step(mem *Memory, block *ts.Tensor, o StepOptions) (*StepResult, error) {
 	sz := block.MustSize()
 	if len(sz) != 2 || sz[1] < 2 {
 		return nil, fmt.Errorf("lm: block of shape %v: want B×(T+1) with T ≥ 1", sz)
@@ -239,23 +249,22 @@ func (m *Model) StepMasked(mem *Memory, block, mask *ts.Tensor, train bool, rng 
 		return nil, fmt.Errorf("lm: block of %d streams for a memory of %d", sz[0], mem.Batch())
 	}
 	t := sz[1] - 1
-	if mask != nil {
-		if msz := mask.MustSize(); len(msz) != 2 || msz[0] != sz[0] || msz[1] != t {
+	if o.Mask != nil {
+		if msz := o.Mask.MustSize(); len(msz) != 2 || msz[0] != sz[0] || msz[1] != t {
 			return nil, fmt.Errorf("lm: mask of shape %v for a block of %d×%d targets", msz, sz[0], t)
 		}
 	}
-	if train && m.Cfg.Recompute {
-		return m.stepRecompute(mem, block, mask, rng)
+	if o.Train && m.Cfg.Recompute {
+		return m.stepRecompute(mem, block, o)
 	}
 	in := block.MustNarrow(1, 0, t, false)
 	tgt := block.MustNarrow(1, 1, t, false)
-	logp, spanLoss, res, err := m.forward(mem, in, train, rng)
+	logp, spanLoss, res := m.forward(mem, in, m.layerStep(mem, o))
 	in.MustDrop()
-	if err != nil {
-		tgt.MustDrop()
-		return nil, err
+	if o.LogProbs {
+		res.LogProbs = logp.MustDetach(false)
 	}
-	res.TaskLoss, res.TokenNLL = taskLoss(logp, tgt, mask)
+	res.TaskLoss, res.TokenNLL = taskLoss(logp, tgt, o.Mask)
 	res.SpanLoss = spanLoss
 	return res, nil
 }
@@ -270,54 +279,77 @@ func taskLoss(logp, tgt, mask *ts.Tensor) (loss, tokenNLL *ts.Tensor) {
 	if mask == nil {
 		loss = nll.MustMean(gotch.Float, false)
 	} else {
-		scored := mask.MustSum(gotch.Float, false).Float64Values()[0]
+		scored := torchrt.Float64(mask.MustSum(gotch.Float, false))
 		loss = nll.MustMul(mask, false).MustSum(gotch.Float, true).MustMulScalar(ts.FloatScalar(1/math.Max(scored, 1)), true)
 	}
 	return loss, nll.MustDetach(true)
 }
 
-// Forward returns the B×T×V log-probabilities of the next token after each input token
-// (B×T ids), carrying the memory as Step does. The span loss is not computed.
-func (m *Model) Forward(mem *Memory, input *ts.Tensor, train bool, rng *rand.Rand) (*ts.Tensor, *Stats, error) {
-	logp, sl, res, err := m.forward(mem, input, train, rng)
-	if err != nil {
-		return nil, nil, err
-	}
-	sl.MustDrop()
-	return logp, &res.Stats, nil
+// layerStep is how the layers run over one block.
+type layerStep struct {
+	train   bool
+	shorten float64 // random span shortening, a fraction of L (0: none)
+	pruning expirespan.Pruning
+	update  bool // update the memory (false when a layer is recomputed)
 }
 
-func (m *Model) forward(mem *Memory, input *ts.Tensor, train bool, rng *rand.Rand) (logp, spanLoss *ts.Tensor, res *StepResult, err error) {
-	t := int(input.MustSize()[1])
-	shorten := 0.0
-	if train && m.Cfg.Expire && m.Cfg.Noisy && rng != nil {
-		shorten = max(rng.Float64(), 1e-6)
+// layerStep draws the block's random span shortening (training with Cfg.Noisy) and says
+// how mem prunes.
+func (m *Model) layerStep(mem *Memory, o StepOptions) layerStep {
+	ls := layerStep{train: o.Train, pruning: m.pruning(mem.Rule), update: true}
+	if o.Train && m.Cfg.Expire && m.Cfg.Noisy && o.RNG != nil {
+		ls.shorten = max(o.RNG.Float64(), 1e-6)
 	}
-	res = &StepResult{Stats: Stats{
-		MeanSpan: make([]float64, len(m.layers)), MaxSpan: make([]float64, len(m.layers)), Live: make([]float64, len(m.layers)),
-	}}
+	return ls
+}
+
+// pruning is the model's pruning settings under rule.
+func (m *Model) pruning(rule expirespan.Rule) expirespan.Pruning {
+	return expirespan.Pruning{Rule: rule, Ramp: float64(m.Cfg.Ramp), Block: m.Cfg.Block, Last: m.Cfg.MaxSpan}
+}
+
+// forward runs the layers and the head over B×T input ids with the memory carried, and
+// returns the B×T×V log-probabilities, the span loss and the spans and statistics.
+func (m *Model) forward(mem *Memory, input *ts.Tensor, ls layerStep) (logp, spanLoss *ts.Tensor, res *StepResult) {
+	t := int(input.MustSize()[1])
+	res = &StepResult{Stats: newStats(len(m.layers))}
 	h := ts.MustEmbedding(m.emb, input, -1, false, false)
 	spanLoss = ts.MustZeros([]int64{1}, gotch.Float, m.dev).MustSqueeze(true)
 	for i, l := range m.layers {
-		out, sl, spans := m.layerForward(l, h, mem.Layers[i], t, train, shorten, mem.Rule, true)
+		out, sl, spans := m.layerForward(l, h, mem.Layers[i], t, ls)
 		h.MustDrop()
 		h = out
 		if sl != nil {
 			spanLoss = spanLoss.MustAdd(sl, true)
 			sl.MustDrop()
 		}
-		res.Spans = append(res.Spans, spans)
-		res.Stats.MeanSpan[i], res.Stats.MaxSpan[i] = meanMax(spans)
-		res.Stats.Live[i] = float64(mem.Layers[i].Len)
+		res.addLayer(i, spans, mem.Layers[i].Len)
 	}
+	return m.head(h, true), spanLoss, res
+}
+
+// head turns the last layer's output (B×T×d) into log-probabilities (B×T×V): the final
+// norm (pre-norm), the output layer and log-softmax.
+func (m *Model) head(h *ts.Tensor, del bool) *ts.Tensor {
 	if m.normF != nil {
 		hn := m.normF.forward(h)
-		h.MustDrop()
-		h = hn
+		if del {
+			h.MustDrop()
+		}
+		h, del = hn, true
 	}
-	logits := h.MustMatmul(m.wOut, true).MustAdd(m.bOut, true)
-	logp = logits.MustLogSoftmax(-1, gotch.Float, true)
-	return logp, spanLoss, res, nil
+	return h.MustMatmul(m.wOut, del).MustAdd(m.bOut, true).MustLogSoftmax(-1, gotch.Float, true)
+}
+
+func newStats(layers int) Stats {
+	return Stats{MeanSpan: make([]float64, layers), MaxSpan: make([]float64, layers), Live: make([]float64, layers)}
+}
+
+// addLayer records layer i's spans and its memory's length after the block.
+func (r *StepResult) addLayer(i int, spans []float32, live int) {
+	r.Spans = append(r.Spans, spans)
+	r.Stats.MeanSpan[i], r.Stats.MaxSpan[i] = meanMax(spans)
+	r.Stats.Live[i] = float64(live)
 }
 
 func meanMax(xs []float32) (mean, mx float64) {
@@ -335,51 +367,62 @@ func meanMax(xs []float32) (mean, mx float64) {
 // layerForward runs one layer over a block: attention over [memory; block], residuals,
 // norms and the feed-forward block, then the memory update. It returns the layer's output,
 // its span loss (training with expiry only) and the keys' spans.
-func (m *Model) layerForward(l *layer, h *ts.Tensor, mem *expirespan.Memory, t int, train bool, shorten float64, rule expirespan.Rule, update bool) (*ts.Tensor, *ts.Tensor, []float32) {
+func (m *Model) layerForward(l *layer, h *ts.Tensor, mem *expirespan.Memory, t int, ls layerStep) (*ts.Tensor, *ts.Tensor, []float32) {
 	x := h
 	if mem.Len > 0 {
 		x = ts.MustCat([]*ts.Tensor{mem.H, h}, 1)
 	}
 	ages := mem.KeyAges(t)
-	xn, hn := x, h
-	if m.Cfg.PreNorm {
-		xn = l.norm1.forward(x)
+	xn, hn := m.attnInput(l, x), h
+	if xn != x {
 		hn = xn.MustNarrow(1, int64(mem.Len), int64(t), false)
 	}
-	var e *ts.Tensor
-	var spans []float32
-	if m.Cfg.Expire {
-		e = l.attn.Spans(xn)
-		spans = expirespan.Float32s(e)
-	}
-	mk := l.attn.BuildMasks(e, ages, mem.B, t, shorten)
+	e, spans := m.spans(l, xn)
+	mk := l.attn.BuildMasks(e, ages, mem.B, t, ls.shorten)
 	k, v := l.attn.KeysValues(xn)
-	a := l.attn.Attend(hn, k, v, m.pos, mk, train)
+	a := l.attn.Attend(hn, k, v, m.pos, mk, ls.train)
 	k.MustDrop()
 	v.MustDrop()
 	var sl *ts.Tensor
-	if train && m.Cfg.Expire && m.Cfg.Alpha > 0 {
+	if ls.train && m.Cfg.Expire && m.Cfg.Alpha > 0 {
 		sl = l.attn.SpanLoss(mk, t)
 	}
 	mk.Drop()
 	if e != nil {
 		e.MustDrop()
 	}
-	if m.Cfg.PreNorm {
+	if xn != x {
 		xn.MustDrop()
-		if hn != xn {
-			hn.MustDrop()
-		}
+		hn.MustDrop()
 	}
-	out := l.residual(h, a, m.Cfg.PreNorm, train)
+	out := l.residual(h, a, m.Cfg.PreNorm, ls.train)
 	a.MustDrop()
-	if update {
-		mem.Update(x, ages, spans, t, rule, float64(m.Cfg.Ramp), m.Cfg.Block, m.Cfg.MaxSpan)
+	if ls.update {
+		mem.Update(x, ages, spans, t, ls.pruning)
 	}
 	if x != h {
 		x.MustDrop()
 	}
 	return out, sl, spans
+}
+
+// attnInput is what a layer's attention projects from x: LN1(x) with pre-norm (a new
+// tensor, for the caller to free), x itself with post-norm.
+func (m *Model) attnInput(l *layer, x *ts.Tensor) *ts.Tensor {
+	if m.Cfg.PreNorm {
+		return l.norm1.forward(x)
+	}
+	return x
+}
+
+// spans returns the spans a layer gives the keys xn, as a tensor and in Go; nil without
+// expiry.
+func (m *Model) spans(l *layer, xn *ts.Tensor) (*ts.Tensor, []float32) {
+	if !m.Cfg.Expire {
+		return nil, nil
+	}
+	e := l.attn.Spans(xn)
+	return e, torchrt.Float32s(e)
 }
 
 // residual finishes a layer from its input h and attention output a: post-norm

@@ -65,17 +65,16 @@ func logProbs(t *testing.T, m *Model, mem *Memory, ids []int64, b, n int, blocks
 	start := 0
 	for _, l := range blocks {
 		in := all.MustNarrow(1, int64(start), int64(l), false)
-		lp, _, err := m.Forward(mem, in, false, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		lp, spanLoss, _ := m.forward(mem, in, m.layerStep(mem, StepOptions{}))
+		spanLoss.MustDrop()
+		in.MustDrop()
 		out = append(out, lp)
 		start += l
 	}
 	if start != n {
 		t.Fatalf("blocks cover %d of %d tokens", start, n)
 	}
-	return expirespan.Float32s(ts.MustCat(out, 1))
+	return torchrt.Float32s(ts.MustCat(out, 1))
 }
 
 func maxDiff(a, b []float32) float64 {
@@ -229,7 +228,7 @@ func TestSpansShrinkWithLargeAlpha(t *testing.T) {
 	var first, last float64
 	for step := 0; step < 30; step++ {
 		blk := tensor2(tokens(cfg.Batch*(cfg.Block+1), cfg.Vocab, uint64(step)), cfg.Batch, cfg.Block+1)
-		res, err := m.Step(mem, blk, true, rng)
+		res, err := m.Step(mem, blk, StepOptions{Train: true, RNG: rng})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -317,32 +316,6 @@ func TestMemorySaveLoad(t *testing.T) {
 	}
 }
 
-func TestConfigSetAndValidate(t *testing.T) {
-	c, err := Preset("tiny")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Set("lr", "0.001"); err != nil || c.LR != 0.001 {
-		t.Fatalf("Set lr: %v %v", err, c.LR)
-	}
-	if err := c.Set("noisy", "false"); err != nil || c.Noisy {
-		t.Fatalf("Set noisy: %v", err)
-	}
-	if err := c.Set("nope", "1"); err == nil {
-		t.Fatal("unknown key accepted")
-	}
-	if err := c.Set("layers", "x"); err == nil {
-		t.Fatal("bad integer accepted")
-	}
-	c.Vocab = 0
-	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "vocab") {
-		t.Fatalf("Validate with vocab 0: %v", err)
-	}
-	if _, err := Preset("huge"); err == nil {
-		t.Fatal("unknown preset accepted")
-	}
-}
-
 func TestStepMasked(t *testing.T) {
 	defer torchrt.Lock()()
 	cfg := testConfig()
@@ -355,7 +328,7 @@ func TestStepMasked(t *testing.T) {
 		if mask != nil {
 			mk = ts.MustOfSlice(mask).MustView([]int64{2, 8}, true)
 		}
-		res, err := m.StepMasked(mem, blk, mk, false, nil)
+		res, err := m.Step(mem, blk, StepOptions{Mask: mk})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -394,11 +367,11 @@ func TestRecomputeGivesTheSameGradients(t *testing.T) {
 		rngA, rngB := torchrt.Seed(13), torchrt.Seed(13)
 		for step := 0; step < 4; step++ {
 			blk := tensor2(tokens(cfg.Batch*(cfg.Block+1), cfg.Vocab, uint64(step)), cfg.Batch, cfg.Block+1)
-			ra, err := plain.Step(memA, blk, true, rngA)
+			ra, err := plain.Step(memA, blk, StepOptions{Train: true, RNG: rngA})
 			if err != nil {
 				t.Fatal(err)
 			}
-			rb, err := re.Step(memB, blk, true, rngB)
+			rb, err := re.Step(memB, blk, StepOptions{Train: true, RNG: rngB})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -415,8 +388,8 @@ func TestRecomputeGivesTheSameGradients(t *testing.T) {
 			}
 			pa, pb := plain.NamedParameters(), re.NamedParameters()
 			for i := range pa {
-				ga := expirespan.Float32s(pa[i].Tensor.MustGrad(false))
-				gb := expirespan.Float32s(pb[i].Tensor.MustGrad(false))
+				ga := torchrt.Float32s(pa[i].Tensor.MustGrad(false))
+				gb := torchrt.Float32s(pb[i].Tensor.MustGrad(false))
 				scale := 0.0
 				for _, v := range ga {
 					scale = math.Max(scale, math.Abs(float64(v)))

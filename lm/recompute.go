@@ -1,8 +1,6 @@
 package lm
 
 import (
-	"math/rand/v2"
-
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
 
@@ -10,19 +8,17 @@ import (
 	"xspan/internal/torchrt"
 )
 
-// stepRecompute is StepMasked for training with Cfg.Recompute: the forward pass runs
+// stepRecompute is Step for training with Cfg.Recompute: the forward pass runs
 // without a graph, keeping only each layer's input and the memory it read; Backward then
 // recomputes one layer at a time with a graph, from the last to the first, so that the
 // activations of a single layer are alive at once instead of all of them. The memory is
 // updated by the forward pass exactly as without recomputation.
-func (m *Model) stepRecompute(mem *Memory, block, mask *ts.Tensor, rng *rand.Rand) (*StepResult, error) {
+func (m *Model) stepRecompute(mem *Memory, block *ts.Tensor, o StepOptions) (*StepResult, error) {
 	t := block.MustSize()[1] - 1
 	in := block.MustNarrow(1, 0, t, false)
 	tgt := block.MustNarrow(1, 1, t, false)
-	shorten := 0.0
-	if m.Cfg.Expire && m.Cfg.Noisy && rng != nil {
-		shorten = max(rng.Float64(), 1e-6)
-	}
+	ls := m.layerStep(mem, o)
+	rng := o.RNG
 	// Dropout must draw the same masks when a layer is recomputed: each layer runs from a
 	// seed of its own, both times.
 	seeds := make([]int64, len(m.layers))
@@ -36,9 +32,7 @@ func (m *Model) stepRecompute(mem *Memory, block, mask *ts.Tensor, rng *rand.Ran
 		mem   *expirespan.Memory // what the layer read: its memory before the update
 	}
 	keep := make([]saved, len(m.layers))
-	res := &StepResult{Stats: Stats{
-		MeanSpan: make([]float64, len(m.layers)), MaxSpan: make([]float64, len(m.layers)), Live: make([]float64, len(m.layers)),
-	}}
+	res := &StepResult{Stats: newStats(len(m.layers))}
 	var hL *ts.Tensor
 	spanLoss := 0.0
 	ts.NoGrad(func() {
@@ -53,29 +47,23 @@ func (m *Model) stepRecompute(mem *Memory, block, mask *ts.Tensor, rng *rand.Ran
 			if m.Cfg.Dropout > 0 {
 				torchrt.SeedTorch(seeds[i])
 			}
-			out, sl, spans := m.layerForward(l, h, lm, int(t), true, shorten, mem.Rule, true)
+			out, sl, spans := m.layerForward(l, h, lm, int(t), ls)
 			if sl != nil {
-				spanLoss += sl.Float64Values()[0]
+				spanLoss += torchrt.Float64(sl)
 				sl.MustDrop()
 			}
 			h = out
-			res.Spans = append(res.Spans, spans)
-			res.Stats.MeanSpan[i], res.Stats.MaxSpan[i] = meanMax(spans)
-			res.Stats.Live[i] = float64(lm.Len)
+			res.addLayer(i, spans, lm.Len)
 		}
 		hL = h
 	})
 	// The head runs with a graph from a leaf that stands for the last layer's output.
 	top := hL.MustDetach(true).MustSetRequiresGrad(true, true)
-	hn := top
-	if m.normF != nil {
-		hn = m.normF.forward(top)
+	logp := m.head(top, false)
+	if o.LogProbs {
+		res.LogProbs = logp.MustDetach(false)
 	}
-	logp := hn.MustMatmul(m.wOut, false).MustAdd(m.bOut, true).MustLogSoftmax(-1, gotch.Float, true)
-	if hn != top {
-		hn.MustDrop()
-	}
-	res.TaskLoss, res.TokenNLL = taskLoss(logp, tgt, mask)
+	res.TaskLoss, res.TokenNLL = taskLoss(logp, tgt, o.Mask)
 	res.SpanLoss = ts.MustOfSlice([]float32{float32(spanLoss)}).MustSqueeze(true)
 
 	res.backward = func(scale float64) error {
@@ -100,7 +88,9 @@ func (m *Model) stepRecompute(mem *Memory, block, mask *ts.Tensor, rng *rand.Ran
 			if m.Cfg.Dropout > 0 {
 				torchrt.SeedTorch(seeds[i])
 			}
-			out, sl, _ := m.layerForward(m.layers[i], x, keep[i].mem, int(t), true, shorten, mem.Rule, false)
+			redo := ls
+			redo.update = false
+			out, sl, _ := m.layerForward(m.layers[i], x, keep[i].mem, int(t), redo)
 			// d(loss)/d(params of layer i) = ⟨g, d out/d params⟩: back-propagate out·g.
 			l := out.MustMul(g, true).MustSum(gotch.Float, true)
 			if sl != nil {

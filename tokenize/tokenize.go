@@ -14,6 +14,9 @@
 package tokenize
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -53,6 +56,19 @@ type Spec struct {
 	// SHA256 its hex digest.
 	File   string `json:"file,omitempty"`
 	SHA256 string `json:"sha256,omitempty"`
+}
+
+// Ref is the vocabulary's identity: its kind and a hash of the Spec (and, for an hf
+// vocabulary, of its tokenizer file's digest), such as "char:1f2e3d4c5b6a7980". Two
+// vocabularies with the same Ref give the same ids to the same text. A config's
+// "tokenizer" key holds it, and checkpoints, resumes and evaluations compare it.
+func (s Spec) Ref() string {
+	js, _ := json.Marshal(s)
+	if s.Kind == KindHF {
+		js = append(js, s.SHA256...)
+	}
+	sum := sha256.Sum256(js)
+	return s.Kind + ":" + hex.EncodeToString(sum[:8])
 }
 
 // FromSpec rebuilds the vocabulary that spec describes. Relative file names are taken

@@ -13,6 +13,7 @@ import (
 	"github.com/sugarme/gotch/ts"
 
 	"xspan/dataset"
+	"xspan/internal/torchrt"
 	"xspan/lm"
 )
 
@@ -97,7 +98,7 @@ func tinyConfig(steps int) lm.Config {
 func paramValues(m *lm.Model) map[string][]float64 {
 	out := map[string][]float64{}
 	for _, n := range m.NamedParameters() {
-		out[n.Name] = values(n.Tensor)
+		out[n.Name] = torchrt.Float64s(n.Tensor)
 	}
 	return out
 }

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"time"
 
+	"xspan/checkpoint"
+	"xspan/eval"
 	"xspan/internal/torchrt"
 )
 
@@ -27,12 +29,12 @@ func (t *trainer) loop(ctx context.Context) error {
 		t.prog.logf("resumed %s at step %d (%d tokens seen)", t.run, t.step, t.tokens)
 	}
 	t.prog.logf("model: %d parameters, %d layers, dim %d; %s, %d intra-op threads; %d steps of %d×%d tokens",
-		t.res.NumParams, t.cfg.Layers, t.cfg.Dim, deviceName(t.o.dev), torchrt.Threads(), total, t.cfg.Batch, t.cfg.Block)
+		t.res.NumParams, t.cfg.Layers, t.cfg.Dim, torchrt.DeviceName(t.o.dev), torchrt.Threads(), total, t.cfg.Batch, t.cfg.Block)
 	if !hasValid {
 		t.prog.logf("dataset has no valid split: no validation, no best checkpoint")
 	}
 	var iv interval
-	var valid *EvalResult
+	var valid *eval.Result
 	first := t.step
 	wall := time.Now()
 	for t.step < total {
@@ -43,7 +45,7 @@ func (t *trainer) loop(ctx context.Context) error {
 		out, err := t.trainStep()
 		if err != nil {
 			if errors.Is(err, ErrNonFinite) || errors.Is(err, torchrt.ErrLibtorch) {
-				last, _ := Latest(t.run)
+				last, _ := checkpoint.Latest(t.run)
 				if last == "" {
 					last = "none written yet"
 				}
@@ -72,24 +74,24 @@ func (t *trainer) loop(ctx context.Context) error {
 		iv.tokens += stepTokens
 		lr := t.sched.LR(t.step - 1)
 		if t.o.onStep != nil {
-			t.o.onStep(t.step, &Row{Kind: RowTrain, Step: t.step, Tokens: t.tokens, Loss: out.loss,
+			t.o.onStep(t.step, &checkpoint.Row{Kind: checkpoint.RowTrain, Step: t.step, Tokens: t.tokens, Loss: out.loss,
 				BPC: out.loss / math.Ln2 / t.unit.PerToken, SpanLoss: out.span, LR: lr, GradNorm: out.norm,
 				MeanSpan: out.stats.MeanSpan, MaxSpan: out.stats.MaxSpan, Live: out.stats.Live})
 		}
 		if t.step%int64(t.o.logEvery) == 0 || t.step == total {
 			n := float64(iv.n)
-			row := &Row{Kind: RowTrain, Step: t.step, Tokens: t.tokens, Time: time.Since(wall).Seconds(),
+			row := &checkpoint.Row{Kind: checkpoint.RowTrain, Step: t.step, Tokens: t.tokens, Time: time.Since(wall).Seconds(),
 				Loss: iv.loss / n, BPC: iv.loss / n / math.Ln2 / t.unit.PerToken, SpanLoss: iv.span / n, LR: lr,
 				GradNorm: iv.norm / n, TokPerSec: float64(iv.tokens) / iv.secs,
 				MeanSpan: out.stats.MeanSpan, MaxSpan: out.stats.MaxSpan, Live: out.stats.Live,
-				RSS: float64(RSS()) / (1 << 20)}
+				RSS: float64(torchrt.RSS()) / (1 << 20)}
 			if err := t.metrics.Write(row); err != nil {
 				return err
 			}
 			t.prog.step(t.step, row, true)
 			iv = interval{}
 		} else {
-			t.prog.step(t.step, &Row{Loss: out.loss, BPC: out.loss / math.Ln2 / t.unit.PerToken, TokPerSec: float64(stepTokens) / dt}, false)
+			t.prog.step(t.step, &checkpoint.Row{Loss: out.loss, BPC: out.loss / math.Ln2 / t.unit.PerToken, TokPerSec: float64(stepTokens) / dt}, false)
 		}
 		last := t.step == total
 		ckptNow := (t.cfg.CkptEvery > 0 && t.step%int64(t.cfg.CkptEvery) == 0) || last
@@ -117,7 +119,7 @@ func (t *trainer) loop(ctx context.Context) error {
 				return err
 			}
 			if improved {
-				if err := setBest(t.run, t.step); err != nil {
+				if err := checkpoint.SetBest(t.run, t.step); err != nil {
 					return err
 				}
 				t.res.Best = dir
@@ -134,11 +136,11 @@ func (t *trainer) loop(ctx context.Context) error {
 				return err
 			}
 		} else {
-			t.res.Checkpoint, _ = Latest(t.run)
+			t.res.Checkpoint, _ = checkpoint.Latest(t.run)
 		}
 	}
 	if t.res.Best == "" {
-		t.res.Best, _ = Best(t.run)
+		t.res.Best, _ = checkpoint.Best(t.run)
 	}
 	return nil
 }
@@ -155,16 +157,16 @@ func (t *trainer) interrupted() error {
 }
 
 // validate measures the model on the valid split and logs it.
-func (t *trainer) validate(ctx context.Context, wall time.Time) (*EvalResult, error) {
+func (t *trainer) validate(ctx context.Context, wall time.Time) (*eval.Result, error) {
 	b := t.o.evalBatch
 	if b == 0 {
 		b = t.cfg.Batch
 	}
-	v, err := Evaluate(ctx, t.model, t.reader, "valid", WithEvalBatch(b), WithMaxBlocks(t.o.evalBlocks))
+	v, err := eval.Run(ctx, t.model, t.reader, "valid", eval.WithBatch(b), eval.WithMaxBlocks(t.o.evalBlocks))
 	if err != nil {
 		return nil, fmt.Errorf("validation at step %d: %w", t.step, err)
 	}
-	row := &Row{Kind: RowEval, Step: t.step, Tokens: t.tokens, Time: time.Since(wall).Seconds(), Split: "valid",
+	row := &checkpoint.Row{Kind: checkpoint.RowEval, Step: t.step, Tokens: t.tokens, Time: time.Since(wall).Seconds(), Split: "valid",
 		Loss: v.Loss, BPC: v.BPC, BitsPerToken: v.BitsPerToken, Unit: v.Unit.Name, EvalTokens: v.Tokens,
 		MeanSpan: v.MeanSpan, Live: v.MeanLive}
 	if err := t.metrics.Write(row); err != nil {

@@ -8,6 +8,8 @@ import (
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
+
+	"xspan/internal/torchrt"
 )
 
 // Adam is the Adam optimiser (Kingma and Ba) over a fixed list of parameter tensors, with
@@ -112,7 +114,7 @@ func (a *Adam) Step(lr float64) error {
 	if math.IsNaN(lr) || lr < 0 {
 		return fmt.Errorf("adam: learning rate %g", lr)
 	}
-	defer noGrad()()
+	defer torchrt.NoGrad()()
 
 	a.step++
 	bc1 := 1 - math.Pow(a.beta1, float64(a.step))
@@ -190,7 +192,7 @@ func ClipGradNorm(params []*ts.Tensor, maxNorm float64) float64 {
 	if sq == nil {
 		return 0
 	}
-	total := value(sq)
+	total := torchrt.Float64(sq)
 	sq.MustDrop()
 	norm := math.Sqrt(total)
 	if maxNorm <= 0 || math.IsNaN(norm) || math.IsInf(norm, 0) {

@@ -6,6 +6,8 @@ import (
 	"os"
 
 	"github.com/sugarme/gotch"
+
+	"xspan/checkpoint"
 )
 
 type options struct {
@@ -18,7 +20,7 @@ type options struct {
 	logEvery   int
 	evalBatch  int
 	evalBlocks int64
-	onStep     func(step int64, r *Row)
+	onStep     func(step int64, r *checkpoint.Row)
 	noFinal    bool
 }
 
@@ -52,7 +54,7 @@ func WithResume(on bool) Option {
 }
 
 // WithInitFrom starts from the weights of a checkpoint (a path or run as for
-// LoadCheckpoint) of the same model shape: fine-tuning, with a fresh optimiser.
+// checkpoint.Load) of the same model shape: fine-tuning, with a fresh optimiser.
 func WithInitFrom(pathOrRun string) Option {
 	return func(o *options) error { o.initFrom = pathOrRun; return nil }
 }
@@ -80,12 +82,12 @@ func WithLogEvery(n int) Option {
 	}
 }
 
-// WithValidBatch sets the streams of the validations during training (default: the
+// WithValidBatch sets the streams of the validations during training (default 0: the
 // training batch).
 func WithValidBatch(b int) Option {
 	return func(o *options) error {
 		if b < 0 {
-			return fmt.Errorf("validation batch %d: want ≥ 1", b)
+			return fmt.Errorf("validation batch %d: want ≥ 1, or 0 for the training batch", b)
 		}
 		o.evalBatch = b
 		return nil
@@ -100,7 +102,7 @@ func WithValidBlocks(n int64) Option {
 
 // WithOnStep sets a function called after every step with the step's figures (Tokens,
 // Loss, BPC, SpanLoss, LR, GradNorm of that step alone).
-func WithOnStep(fn func(step int64, r *Row)) Option {
+func WithOnStep(fn func(step int64, r *checkpoint.Row)) Option {
 	return func(o *options) error { o.onStep = fn; return nil }
 }
 

@@ -8,6 +8,8 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
+
+	"xspan/checkpoint"
 )
 
 // progress shows how training goes: a progress bar on a terminal, plain lines otherwise.
@@ -69,7 +71,7 @@ func newProgress(w io.Writer, first, total int64, bar bool) *progress {
 
 // step reports step (updates done) with the latest figures; a plain line is printed only
 // when logLine is set.
-func (p *progress) step(step int64, r *Row, logLine bool) {
+func (p *progress) step(step int64, r *checkpoint.Row, logLine bool) {
 	note := p.slowNote(r.TokPerSec, logLine)
 	if p.bar != nil {
 		slow := ""

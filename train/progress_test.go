@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+	"xspan/checkpoint"
 )
 
 // A logged interval far below the run's best throughput says so; one near it does not.
@@ -11,7 +12,7 @@ func TestProgressSaysWhenThroughputCollapses(t *testing.T) {
 	var out bytes.Buffer
 	p := newProgress(&out, 0, 40, false)
 	for i, tps := range []float64{9000, 10000, 8000, 3000} {
-		p.step(int64(10*(i+1)), &Row{Loss: 2, BPC: 2.9, TokPerSec: tps}, true)
+		p.step(int64(10*(i+1)), &checkpoint.Row{Loss: 2, BPC: 2.9, TokPerSec: tps}, true)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(lines) != 4 {

@@ -2,9 +2,6 @@ package train
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,10 +12,9 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/sugarme/gotch"
-	"github.com/sugarme/gotch/ts"
-
+	"xspan/checkpoint"
 	"xspan/dataset"
+	"xspan/eval"
 	"xspan/internal/torchrt"
 	"xspan/lm"
 	"xspan/tokenize"
@@ -43,8 +39,8 @@ type Result struct {
 	// checkpoint writing).
 	Seconds   float64
 	TokPerSec float64
-	Valid     *EvalResult // the last validation, if any
-	Unit      Unit
+	Valid     *eval.Result // the last validation, if any
+	Unit      dataset.Unit
 	// Checkpoint is the last checkpoint written and Best the best one ("" if none).
 	Checkpoint string
 	Best       string
@@ -57,7 +53,7 @@ type trainer struct {
 	run      string
 	reader   *dataset.Reader
 	vocab    tokenize.Vocab
-	unit     Unit
+	unit     dataset.Unit
 	model    *lm.Model
 	opt      *Adam
 	sched    Schedule
@@ -69,7 +65,7 @@ type trainer struct {
 	epoch    int64
 	best     float64
 	bestStep int64
-	metrics  *MetricsWriter
+	metrics  *checkpoint.MetricsWriter
 	prog     *progress
 	res      Result
 }
@@ -108,43 +104,19 @@ func (t *trainer) close() {
 	}
 }
 
-// vocabRef names a vocabulary by kind and a hash of its spec.
-func vocabRef(v tokenize.Vocab) string {
-	js, _ := json.Marshal(v.Spec())
-	if hf, ok := v.(*tokenize.HF); ok {
-		js = append(js, hf.SHA256()...)
-	}
-	sum := sha256.Sum256(js)
-	return v.Kind() + ":" + hex.EncodeToString(sum[:8])
-}
-
-// LoadRunConfig reads the config a run folder was started with (RUN/config.json).
-func LoadRunConfig(run string) (lm.Config, error) {
-	path := filepath.Join(run, ConfigName)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return lm.Config{}, err
-	}
-	c, err := lm.ParseConfig(data)
-	if err != nil {
-		return lm.Config{}, fmt.Errorf("%s: %w", path, err)
-	}
-	return c, nil
-}
-
 func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 	o := &t.o
 	var resumeDir string
-	var hdr *Header
+	var hdr *checkpoint.Header
 	if o.resume {
-		dir, err := Latest(t.run)
+		dir, err := checkpoint.Latest(t.run)
 		if err != nil {
 			return err
 		}
 		if dir == "" {
 			return fmt.Errorf("--resume: %s holds no checkpoint to resume", t.run)
 		}
-		if hdr, err = ReadHeader(dir); err != nil {
+		if hdr, err = checkpoint.ReadHeader(dir); err != nil {
 			return err
 		}
 		if !hdr.HasOptim || hdr.Memories == 0 {
@@ -154,7 +126,7 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 		if dataDir == "" {
 			dataDir = hdr.Data.Dir
 		}
-	} else if steps, err := listSteps(t.run); err != nil {
+	} else if steps, err := checkpoint.Steps(t.run); err != nil {
 		return err
 	} else if len(steps) > 0 {
 		return fmt.Errorf("%s already holds a run (checkpoints up to step %d): continue it with --resume, or choose another --out", t.run, steps[len(steps)-1])
@@ -174,22 +146,14 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 		return fmt.Errorf("config vocab = %d, but dataset %s has a %s vocabulary of %d ids", cfg.Vocab, dataDir, t.vocab.Kind(), t.vocab.Size())
 	}
 	cfg.Vocab = t.vocab.Size()
-	cfg.Tokenizer = vocabRef(t.vocab)
-	if cfg.Accumulate < 1 {
-		cfg.Accumulate = 1
-	}
+	cfg.Tokenizer = t.vocab.Spec().Ref()
+	cfg.Accumulate = cfg.EffectiveAccumulate()
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	if cfg.Batch%cfg.Accumulate != 0 {
-		return fmt.Errorf("config: batch %d is not a multiple of accumulate %d", cfg.Batch, cfg.Accumulate)
-	}
 	t.groups = cfg.Accumulate
-	t.sched = Schedule{Kind: cfg.Schedule, Peak: cfg.LR, Warmup: int64(cfg.Warmup), Steps: int64(cfg.Steps), DecayAt: int64(cfg.DecayAt), Final: cfg.DecayLR}
-	if err := t.sched.Validate(); err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	if t.unit, err = UnitOf(r.Manifest(), "train"); err != nil {
+	t.sched = ScheduleOf(cfg.TrainConfig)
+	if t.unit, err = r.Manifest().Unit("train"); err != nil {
 		return err
 	}
 	if t.batcher, err = dataset.NewBatcher(r, "train", cfg.Batch, cfg.Block); err != nil {
@@ -203,7 +167,7 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", resumeDir, err)
 		}
-		if err := sameShape(old, cfg); err != nil {
+		if err := old.SameShape(cfg.ModelConfig); err != nil {
 			return fmt.Errorf("--resume: %w", err)
 		}
 		if hdr.Data.Streams != cfg.Batch || hdr.Data.Block != cfg.Block || hdr.Memories != cfg.Accumulate {
@@ -217,8 +181,7 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 	if err := os.MkdirAll(t.run, 0o755); err != nil {
 		return err
 	}
-	js, _ := json.MarshalIndent(cfg, "", "  ")
-	if err := writeFileAtomic(filepath.Join(t.run, ConfigName), append(js, '\n')); err != nil {
+	if err := checkpoint.WriteRunConfig(t.run, cfg); err != nil {
 		return err
 	}
 	torchrt.Seed(cfg.Seed) // the initial weights
@@ -226,17 +189,17 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 		return err
 	}
 	if o.initFrom != "" && hdr == nil {
-		ck, err := OpenCheckpoint(o.initFrom)
+		ck, err := checkpoint.Open(o.initFrom)
 		if err != nil {
 			return fmt.Errorf("--init-from: %w", err)
 		}
-		if err := sameShape(ck.Config, cfg); err != nil {
+		if err := ck.Config.SameShape(cfg.ModelConfig); err != nil {
 			return fmt.Errorf("--init-from %s: %w", ck.Path, err)
 		}
-		if vocabRef(ck.Vocab) != cfg.Tokenizer {
+		if ck.Vocab.Spec().Ref() != cfg.Tokenizer {
 			return fmt.Errorf("--init-from %s: its vocabulary differs from dataset %s's", ck.Path, dataDir)
 		}
-		if err := t.model.LoadWeights(filepath.Join(ck.Path, WeightsName)); err != nil {
+		if err := ck.LoadWeights(t.model); err != nil {
 			return fmt.Errorf("--init-from: %w", err)
 		}
 	}
@@ -254,49 +217,30 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 			t.mems = append(t.mems, t.model.NewMemory(cfg.Batch/t.groups))
 		}
 	}
-	mpath := filepath.Join(t.run, MetricsName)
+	mpath := filepath.Join(t.run, checkpoint.MetricsName)
 	if hdr == nil {
 		// A fresh run: a metrics file left by an attempt without checkpoints goes.
 		if err := os.Remove(mpath); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
-	if t.metrics, err = OpenMetrics(mpath, keepUpTo); err != nil {
+	if t.metrics, err = checkpoint.OpenMetrics(mpath, keepUpTo); err != nil {
 		return err
 	}
 	t.res = Result{Run: t.run, NumParams: t.model.NumParams(), Unit: t.unit, Step: t.step, Tokens: t.tokens}
 	return nil
 }
 
-// sameShape reports whether a checkpoint's config old can give its weights to cfg.
-func sameShape(old, cfg lm.Config) error {
-	if old.Hash() == cfg.Hash() {
-		return nil
-	}
-	a, _ := json.Marshal(old)
-	b, _ := json.Marshal(cfg)
-	var ma, mb map[string]any
-	json.Unmarshal(a, &ma)
-	json.Unmarshal(b, &mb)
-	diff := ""
-	for _, k := range []string{"vocab", "layers", "dim", "heads", "ffn", "pre_norm", "pos_window", "block", "expire"} {
-		if fmt.Sprint(ma[k]) != fmt.Sprint(mb[k]) {
-			diff += fmt.Sprintf(" %s %v vs %v;", k, ma[k], mb[k])
-		}
-	}
-	return fmt.Errorf("the checkpoint's model config (hash %s) differs from this run's (hash %s):%s", old.Hash(), cfg.Hash(), diff)
-}
-
 // restore loads a checkpoint's full state for an exact resume.
-func (t *trainer) restore(dir string, h *Header) error {
-	if err := t.model.LoadWeights(filepath.Join(dir, WeightsName)); err != nil {
+func (t *trainer) restore(dir string, h *checkpoint.Header) error {
+	if err := t.model.LoadWeights(filepath.Join(dir, checkpoint.WeightsName)); err != nil {
 		return fmt.Errorf("%s: %w", dir, err)
 	}
-	if err := t.opt.Load(filepath.Join(dir, OptimName)); err != nil {
+	if err := t.opt.Load(filepath.Join(dir, checkpoint.OptimName)); err != nil {
 		return err
 	}
 	for i := 0; i < h.Memories; i++ {
-		mem, err := t.model.LoadMemory(filepath.Join(dir, MemoryName(i)))
+		mem, err := t.model.LoadMemory(filepath.Join(dir, checkpoint.MemoryName(i)))
 		if err != nil {
 			return err
 		}
@@ -379,34 +323,25 @@ func (t *trainer) next() ([]int64, []float32, error) {
 }
 
 func (t *trainer) microStep(ids []int64, mask []float32, rows, width int64, g int, rng *rand.Rand, out *stepOut) error {
-	x, err := ts.OfSlice(ids)
+	x, err := torchrt.FromSlice(ids, []int64{rows, width}, t.o.dev)
 	if err != nil {
 		return err
 	}
-	x = x.MustView([]int64{rows, width}, true)
-	if t.o.dev != gotch.CPU {
-		x = x.MustTo(t.o.dev, true)
-	}
-	var sr *lm.StepResult
+	o := lm.StepOptions{Train: true, RNG: rng}
 	if mask != nil {
-		mk := ts.MustOfSlice(mask).MustView([]int64{rows, width - 1}, true)
-		if t.o.dev != gotch.CPU {
-			mk = mk.MustTo(t.o.dev, true)
-		}
-		sr, err = t.model.StepMasked(t.mems[g], x, mk, true, rng)
-		mk.MustDrop()
-	} else {
-		sr, err = t.model.Step(t.mems[g], x, true, rng)
+		o.Mask = torchrt.MustFromSlice(mask, []int64{rows, width - 1}, t.o.dev)
+		defer o.Mask.MustDrop()
 	}
+	sr, err := t.model.Step(t.mems[g], x, o)
 	x.MustDrop()
 	if err != nil {
 		return err
 	}
 	defer sr.Drop()
-	loss := value(sr.TaskLoss)
+	loss := torchrt.Float64(sr.TaskLoss)
 	span := 0.0
 	if sr.SpanLoss != nil {
-		span = value(sr.SpanLoss)
+		span = torchrt.Float64(sr.SpanLoss)
 	}
 	if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(span) || math.IsInf(span, 0) {
 		return fmt.Errorf("step %d: loss is %v (span loss %v): %w", t.step+1, loss, span, ErrNonFinite)
@@ -429,30 +364,27 @@ func (t *trainer) microStep(ids []int64, mask []float32, rows, width int64, g in
 }
 
 // checkpoint writes the current state as a checkpoint and prunes old ones.
-func (t *trainer) checkpoint(valid *EvalResult) (string, error) {
-	h := Header{
+func (t *trainer) checkpoint(valid *eval.Result) (string, error) {
+	h := checkpoint.Header{
 		Step: t.step, Tokens: t.tokens,
-		Data: DataState{Dir: t.reader.Dir(), Split: "train", Streams: t.cfg.Batch, Block: t.cfg.Block,
+		Data: checkpoint.DataState{Dir: t.reader.Dir(), Split: "train", Streams: t.cfg.Batch, Block: t.cfg.Block,
 			Position: t.batcher.Position(), StreamLen: t.batcher.StreamLen(), Epoch: t.epoch},
-		RNG:       RNGState{Seed: t.cfg.Seed, Scheme: "per-step: libtorch and Go generators seeded with seed*1000003+step"},
-		Vocab:     VocabRef{Kind: t.vocab.Kind(), Size: t.vocab.Size(), Dataset: t.reader.Dir()},
+		RNG:       checkpoint.RNGState{Seed: t.cfg.Seed, Scheme: "per-step: libtorch and Go generators seeded with seed*1000003+step"},
+		Vocab:     checkpoint.NewVocabRef(t.vocab, t.reader.Dir()),
 		BestValid: t.best, BestStep: t.bestStep,
 		Threads: torchrt.Threads(),
-		Device:  deviceName(t.o.dev),
+		Device:  torchrt.DeviceName(t.o.dev),
 		Time:    time.Now().UTC().Format(time.RFC3339),
-	}
-	if hf, ok := t.vocab.(*tokenize.HF); ok {
-		h.Vocab.SHA256 = hf.SHA256()
 	}
 	if valid != nil {
 		h.Valid = valid.Summary()
 	}
-	dir, err := writeCheckpoint(t.run, &checkpointState{header: h, model: t.model, opt: t.opt, memories: t.mems, vocab: t.vocab})
+	dir, err := checkpoint.Write(t.run, &checkpoint.State{Header: h, Model: t.model, Optim: t.opt, Memories: t.mems, Vocab: t.vocab})
 	if err != nil {
 		return "", err
 	}
 	t.res.Checkpoint = dir
-	if err := prune(t.run, t.o.keep); err != nil {
+	if err := checkpoint.Prune(t.run, t.o.keep); err != nil {
 		return dir, err
 	}
 	return dir, nil

@@ -11,6 +11,8 @@ import (
 
 	"github.com/sugarme/gotch"
 
+	"xspan/checkpoint"
+	"xspan/dataset"
 	"xspan/internal/torchrt"
 )
 
@@ -31,7 +33,7 @@ func TestResumeBitIdentical(t *testing.T) {
 
 	losses := map[string][]float64{}
 	record := func(key string) Option {
-		return WithOnStep(func(step int64, r *Row) { losses[key] = append(losses[key], r.Loss, r.SpanLoss, r.GradNorm) })
+		return WithOnStep(func(step int64, r *checkpoint.Row) { losses[key] = append(losses[key], r.Loss, r.SpanLoss, r.GradNorm) })
 	}
 	runA := filepath.Join(t.TempDir(), "a")
 	resA, err := Run(context.Background(), cfg, data, runA, quiet(), record("a"), WithoutFinalEval())
@@ -44,7 +46,7 @@ func TestResumeBitIdentical(t *testing.T) {
 
 	runB := filepath.Join(t.TempDir(), "b")
 	ctx, cancel := context.WithCancel(context.Background())
-	stop := WithOnStep(func(step int64, r *Row) {
+	stop := WithOnStep(func(step int64, r *checkpoint.Row) {
 		losses["b"] = append(losses["b"], r.Loss, r.SpanLoss, r.GradNorm)
 		if step == n {
 			cancel()
@@ -54,8 +56,8 @@ func TestResumeBitIdentical(t *testing.T) {
 	if !errors.Is(err, ErrInterrupted) {
 		t.Fatalf("interrupted run: err = %v, want ErrInterrupted", err)
 	}
-	last, err := Latest(runB)
-	if err != nil || filepath.Base(last) != StepDirName(n) {
+	last, err := checkpoint.Latest(runB)
+	if err != nil || filepath.Base(last) != checkpoint.StepDirName(n) {
 		t.Fatalf("latest checkpoint after interrupt: %q, %v", last, err)
 	}
 	// Starting over in the same folder without --resume is refused.
@@ -70,11 +72,11 @@ func TestResumeBitIdentical(t *testing.T) {
 		t.Fatalf("resumed run: step %d, steps this call %d", resB.Step, resB.Steps)
 	}
 
-	ma, ca, err := LoadCheckpoint(runA, gotch.CPU)
+	ma, ca, err := checkpoint.Load(runA, gotch.CPU)
 	if err != nil {
 		t.Fatal(err)
 	}
-	mb, cb, err := LoadCheckpoint(runB, gotch.CPU)
+	mb, cb, err := checkpoint.Load(runB, gotch.CPU)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +95,7 @@ func TestResumeBitIdentical(t *testing.T) {
 		}
 	}
 	// Optimiser states agree too.
-	for _, f := range []string{OptimName, MemoryName(0), MemoryName(1)} {
+	for _, f := range []string{checkpoint.OptimName, checkpoint.MemoryName(0), checkpoint.MemoryName(1)} {
 		a, _ := os.ReadFile(filepath.Join(ca.Path, f))
 		b, _ := os.ReadFile(filepath.Join(cb.Path, f))
 		if len(a) == 0 || string(a) != string(b) {
@@ -101,13 +103,13 @@ func TestResumeBitIdentical(t *testing.T) {
 		}
 	}
 	// Metrics: the resumed run's log has each step once.
-	rows, err := ReadMetrics(filepath.Join(runB, MetricsName))
+	rows, err := checkpoint.ReadMetrics(filepath.Join(runB, checkpoint.MetricsName))
 	if err != nil {
 		t.Fatal(err)
 	}
 	seen := map[int64]int{}
 	for _, r := range rows {
-		if r.Kind == RowTrain {
+		if r.Kind == checkpoint.RowTrain {
 			seen[r.Step]++
 		}
 	}
@@ -136,19 +138,19 @@ func TestTrainCheckpointsAndBest(t *testing.T) {
 		t.Fatalf("final validation: %+v", res.Valid)
 	}
 	// Learning happened: the validation at the end beats a uniform guess over the vocabulary.
-	ck, err := OpenCheckpoint(run)
+	ck, err := checkpoint.Open(run)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if uniform := math.Log2(float64(ck.Config.Vocab)); res.Valid.BPC >= uniform {
 		t.Errorf("valid bpc %.3f after 12 steps, uniform %.3f", res.Valid.BPC, uniform)
 	}
-	steps, _ := listSteps(run)
-	best, err := Best(run)
+	steps, _ := checkpoint.Steps(run)
+	best, err := checkpoint.Best(run)
 	if err != nil || best == "" {
 		t.Fatalf("best: %q, %v", best, err)
 	}
-	bh, err := ReadHeader(best)
+	bh, err := checkpoint.ReadHeader(best)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,35 +165,44 @@ func TestTrainCheckpointsAndBest(t *testing.T) {
 	if bh.Valid == nil || bh.Valid.BPC != bh.BestValid {
 		t.Errorf("best header: valid %+v, best_valid %v", bh.Valid, bh.BestValid)
 	}
-	// Every way of naming a checkpoint resolves.
-	for name, p := range map[string]string{"run": run, "best": filepath.Join(run, BestName), "dir": best} {
-		_, c, err := LoadCheckpoint(p, gotch.CPU)
-		if err != nil {
-			t.Fatalf("LoadCheckpoint(%s): %v", name, err)
-		}
-		if c.Vocab.Size() != cfg.Vocab && c.Vocab.Size() != c.Config.Vocab {
-			t.Errorf("%s: vocab size %d", name, c.Vocab.Size())
-		}
-	}
-	// The metrics log has train rows every 5 steps (and the last) and eval rows every 3.
-	rows, err := ReadMetrics(filepath.Join(run, MetricsName))
+	// Every way of naming a checkpoint resolves, to the checkpoint it names, with the
+	// dataset's vocabulary.
+	r, err := dataset.Open(data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var train, eval []int64
+	latest, _ := checkpoint.Latest(run)
+	for name, want := range map[string]string{run: latest, filepath.Join(run, checkpoint.BestName): best, best: best} {
+		_, c, err := checkpoint.Load(name, gotch.CPU)
+		if err != nil {
+			t.Fatalf("checkpoint.Load(%s): %v", name, err)
+		}
+		if filepath.Clean(c.Path) != filepath.Clean(want) {
+			t.Errorf("checkpoint.Load(%s) opened %s, want %s", name, c.Path, want)
+		}
+		if err := c.CheckVocab(r); err != nil {
+			t.Errorf("checkpoint.Load(%s): %v", name, err)
+		}
+	}
+	// The metrics log has train rows every 5 steps (and the last) and eval rows every 3.
+	rows, err := checkpoint.ReadMetrics(filepath.Join(run, checkpoint.MetricsName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var trainRows, evalRows []int64
 	for _, r := range rows {
 		switch r.Kind {
-		case RowTrain:
-			train = append(train, r.Step)
+		case checkpoint.RowTrain:
+			trainRows = append(trainRows, r.Step)
 			if len(r.MeanSpan) != cfg.Layers || len(r.Live) != cfg.Layers || r.TokPerSec <= 0 || r.LR <= 0 {
 				t.Errorf("train row incomplete: %+v", r)
 			}
-		case RowEval:
-			eval = append(eval, r.Step)
+		case checkpoint.RowEval:
+			evalRows = append(evalRows, r.Step)
 		}
 	}
-	if len(train) != 3 || train[2] != 12 || len(eval) != 4 {
-		t.Errorf("metrics: train rows at %v, eval rows at %v", train, eval)
+	if len(trainRows) != 3 || trainRows[2] != 12 || len(evalRows) != 4 {
+		t.Errorf("metrics: train rows at %v, eval rows at %v", trainRows, evalRows)
 	}
 	// A config of another shape is refused on resume, naming the field.
 	other := cfg
@@ -204,7 +215,7 @@ func TestTrainCheckpointsAndBest(t *testing.T) {
 	ft := filepath.Join(t.TempDir(), "ft")
 	cfg2 := cfg
 	cfg2.Steps, cfg2.EvalEvery, cfg2.CkptEvery = 2, 0, 0
-	r2, err := Run(context.Background(), cfg2, data, ft, quiet(), WithInitFrom(filepath.Join(run, BestName)), WithoutFinalEval())
+	r2, err := Run(context.Background(), cfg2, data, ft, quiet(), WithInitFrom(filepath.Join(run, checkpoint.BestName)), WithoutFinalEval())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,33 +235,33 @@ func TestCheckpointErrors(t *testing.T) {
 	if _, err := Run(context.Background(), cfg, data, run, quiet(), WithoutFinalEval()); err != nil {
 		t.Fatal(err)
 	}
-	dir, _ := Latest(run)
-	hdrPath := filepath.Join(dir, HeaderName)
+	dir, _ := checkpoint.Latest(run)
+	hdrPath := filepath.Join(dir, checkpoint.HeaderName)
 	orig, _ := os.ReadFile(hdrPath)
 
 	check := func(what, content, want string) {
 		t.Helper()
 		os.WriteFile(hdrPath, []byte(content), 0o644)
-		_, _, err := LoadCheckpoint(dir, gotch.CPU)
+		_, _, err := checkpoint.Load(dir, gotch.CPU)
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err = %v, want it to mention %q", what, err, want)
 		}
 	}
-	check("another format version", strings.Replace(string(orig), Magic+" 1", Magic+" 2", 1), "format version 2")
+	check("another format version", strings.Replace(string(orig), checkpoint.Magic+" 1", checkpoint.Magic+" 2", 1), "format version 2")
 	check("no magic", "{}\n", "not an xspan checkpoint")
 	check("edited config", strings.Replace(string(orig), `"dim": 32`, `"dim": 48`, 1), "config hash")
 	os.WriteFile(hdrPath, orig, 0o644)
-	if _, _, err := LoadCheckpoint(dir, gotch.CPU); err != nil {
+	if _, _, err := checkpoint.Load(dir, gotch.CPU); err != nil {
 		t.Fatalf("restored header: %v", err)
 	}
 	// Weights that do not fit the config.
-	os.WriteFile(filepath.Join(dir, WeightsName), []byte("junk"), 0o644)
-	if _, _, err := LoadCheckpoint(dir, gotch.CPU); err == nil {
+	os.WriteFile(filepath.Join(dir, checkpoint.WeightsName), []byte("junk"), 0o644)
+	if _, _, err := checkpoint.Load(dir, gotch.CPU); err == nil {
 		t.Error("junk weights: no error")
 	}
 	for _, p := range []string{filepath.Join(run, "nope"), t.TempDir()} {
-		if _, err := ResolveCheckpoint(p); err == nil {
-			t.Errorf("ResolveCheckpoint(%s): no error", p)
+		if _, err := checkpoint.Resolve(p); err == nil {
+			t.Errorf("Resolve(%s): no error", p)
 		}
 	}
 	if _, err := Run(context.Background(), cfg, data, filepath.Join(t.TempDir(), "x"), quiet(), WithResume(true)); err == nil || !strings.Contains(err.Error(), "no checkpoint") {
@@ -265,20 +276,26 @@ func TestNonFiniteLossStops(t *testing.T) {
 	cfg.LR, cfg.Warmup, cfg.Clip = 1e30, 0, 0
 	cfg.CkptEvery = 1
 	run := filepath.Join(t.TempDir(), "run")
-	res, err := Run(context.Background(), cfg, data, run, quiet(), WithoutFinalEval())
-	if !errors.Is(err, ErrNonFinite) {
-		t.Fatalf("lr 1e30: err = %v, want ErrNonFinite", err)
+	res, errStop := Run(context.Background(), cfg, data, run, quiet(), WithoutFinalEval())
+	if !errors.Is(errStop, ErrNonFinite) {
+		t.Fatalf("lr 1e30: err = %v, want ErrNonFinite", errStop)
 	}
-	if !strings.Contains(err.Error(), "last good checkpoint") {
-		t.Errorf("message lacks the last good checkpoint: %v", err)
+	if !strings.Contains(errStop.Error(), "last good checkpoint") {
+		t.Errorf("message lacks the last good checkpoint: %v", errStop)
 	}
-	// Every checkpoint written is whole and loads.
-	if last, _ := Latest(run); last != "" {
-		if _, _, err := LoadCheckpoint(last, gotch.CPU); err != nil {
-			t.Errorf("last good checkpoint: %v", err)
-		}
-		if h, _ := ReadHeader(last); h.Step != res.Step {
-			t.Errorf("last checkpoint at step %d, run stopped after %d", h.Step, res.Step)
-		}
+	// The first update is finite (the weights are still the initial ones), so with a
+	// checkpoint every step there is a last good one, of the last step done, and it loads.
+	last, err := checkpoint.Latest(run)
+	if err != nil || last == "" {
+		t.Fatalf("no checkpoint after a non-finite loss at step %d: %q, %v", res.Step+1, last, err)
+	}
+	if !strings.Contains(errStop.Error(), last) {
+		t.Errorf("the error does not name the last good checkpoint %s: %v", last, errStop)
+	}
+	if _, _, err := checkpoint.Load(last, gotch.CPU); err != nil {
+		t.Errorf("last good checkpoint: %v", err)
+	}
+	if h, err := checkpoint.ReadHeader(last); err != nil || h.Step != res.Step || res.Step < 1 {
+		t.Errorf("last checkpoint %+v (%v); the run stopped after step %d", h, err, res.Step)
 	}
 }

@@ -145,7 +145,7 @@ func runBenchCopy(args []string) error {
 }
 
 const benchPrepDescription = `
-Writes --size MB of word-like text (dataset.BenchText, the input of the dataset
+Writes --size MB of word-like text (bench.Text, the input of the dataset
 package's BenchmarkPrep) and prepares it with a char vocabulary, beside plain zstd
 compression of the same bytes at the same level measured just before (the ceiling).`
 

@@ -8,7 +8,9 @@ import (
 	"runtime/pprof"
 	"strings"
 
+	"xspan/checkpoint"
 	"xspan/dataset"
+	"xspan/eval"
 	"xspan/internal/torchrt"
 	"xspan/lm"
 	"xspan/train"
@@ -22,7 +24,8 @@ const benchTrainDescription = `
 Trains a preset for --steps steps on a dataset (no checkpoints but the last, no
 validation on the way), then validates on the whole valid split with the memory carried,
 and prints training tokens per second (steps only), peak resident memory while training
-and while validating, and the validation bpc: the figures of shared/reference-cpu.md.
+and while validating, and the validation bpc, beside the reference implementation's figures on the same kind of
+machine (README, Results: "Training on the CPU").
 
 The reference's data: the first 2,000,000 bytes of 'bible -f "Gen1:1-Rev22:21"'
 (Debian's bible-kjv), newlines dropped, char vocabulary, split 1.8M/100k/100k:
@@ -32,7 +35,8 @@ The reference's data: the first 2,000,000 bytes of 'bible -f "Gen1:1-Rev22:21"'
   xspan bench-train --data kjv --preset tiny --steps 200
   xspan bench-train --data kjv --preset small --steps 30`
 
-// Reference figures of shared/reference-cpu.md (2 vCPUs, PyTorch 1.13.1).
+// The reference implementation's figures (the authors' PyTorch code on PyTorch 1.13.1,
+// 2 vCPUs, the data above), as the README's Results give them.
 var benchReference = map[string]struct {
 	tokPerSec float64
 	peakMiB   float64
@@ -91,7 +95,7 @@ func runBenchTrain(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
-	if err := train.ResetPeakRSS(); err != nil {
+	if err := torchrt.ResetPeakRSS(); err != nil {
 		fmt.Fprintln(os.Stderr, "note:", err)
 	}
 	if *cpuProfile != "" {
@@ -112,12 +116,12 @@ func runBenchTrain(args []string) error {
 	if err != nil {
 		return err
 	}
-	trainPeak := train.PeakRSS()
+	trainPeak := torchrt.PeakRSS()
 
-	var valid *train.EvalResult
+	var valid *eval.Result
 	var validPeak int64
 	if !*noValid {
-		m, ck, err := train.LoadCheckpoint(run, dev)
+		m, ck, err := checkpoint.Load(run, dev)
 		if err != nil {
 			return err
 		}
@@ -125,18 +129,18 @@ func runBenchTrain(args []string) error {
 		if err != nil {
 			return err
 		}
-		if err := train.ResetPeakRSS(); err != nil {
+		if err := torchrt.ResetPeakRSS(); err != nil {
 			fmt.Fprintln(os.Stderr, "note:", err)
 		}
 		b := *validBatch
 		if b == 0 {
 			b = ck.Config.Batch
 		}
-		valid, err = train.Evaluate(ctx, m, r, "valid", train.WithEvalBatch(b))
+		valid, err = eval.Run(ctx, m, r, "valid", eval.WithBatch(b))
 		if err != nil {
 			return err
 		}
-		validPeak = train.PeakRSS()
+		validPeak = torchrt.PeakRSS()
 	}
 
 	c := cfg
@@ -151,7 +155,7 @@ func runBenchTrain(args []string) error {
 			valid.BPC, valid.Unit.Abbrev, valid.Tokens, valid.Batch, valid.Seconds, mib(validPeak), evalFloats(valid.MeanLive, "%.0f"))
 	}
 	if ref, ok := benchReference[*preset]; ok {
-		fmt.Printf("reference (shared/reference-cpu.md): %.0f tokens/s, peak RSS %.0f MiB, valid bpc %s\n", ref.tokPerSec, ref.peakMiB, ref.bpc)
+		fmt.Printf("reference (PyTorch 1.13.1, 2 vCPUs): %.0f tokens/s, peak RSS %.0f MiB, valid bpc %s\n", ref.tokPerSec, ref.peakMiB, ref.bpc)
 		fmt.Printf("ratio: %.2fx the tokens/s, %.2fx the peak memory\n", res.TokPerSec/ref.tokPerSec, mib(trainPeak)/ref.peakMiB)
 	}
 	return nil

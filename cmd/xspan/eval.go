@@ -9,9 +9,10 @@ import (
 	"path/filepath"
 	"strings"
 
+	"xspan/checkpoint"
 	"xspan/dataset"
+	"xspan/eval"
 	"xspan/internal/torchrt"
-	"xspan/train"
 )
 
 func init() {
@@ -74,7 +75,7 @@ func runEval(args []string) error {
 	if err != nil {
 		return usageErrorf("--device: %v", err)
 	}
-	m, ck, err := train.LoadCheckpoint(*ckpt, dev)
+	m, ck, err := checkpoint.Load(*ckpt, dev)
 	if err != nil {
 		return err
 	}
@@ -91,7 +92,7 @@ func runEval(args []string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	opts := []train.EvalOption{train.WithEvalBatch(*batch), train.WithMaxBlocks(*maxBlocks)}
+	opts := []eval.Option{eval.WithBatch(*batch), eval.WithMaxBlocks(*maxBlocks)}
 	var tmp *os.File
 	if *dump != "" {
 		tmp, err = os.CreateTemp(filepath.Dir(*dump), "."+filepath.Base(*dump)+".tmp*")
@@ -100,9 +101,9 @@ func runEval(args []string) error {
 		}
 		defer os.Remove(tmp.Name())
 		defer tmp.Close()
-		opts = append(opts, train.WithDump(tmp, ck.Vocab))
+		opts = append(opts, eval.WithDump(tmp, ck.Vocab))
 	}
-	res, err := train.Evaluate(ctx, m, r, *split, opts...)
+	res, err := eval.Run(ctx, m, r, *split, opts...)
 	if err != nil {
 		return err
 	}
@@ -119,7 +120,7 @@ func runEval(args []string) error {
 			Checkpoint string `json:"checkpoint"`
 			Step       int64  `json:"step"`
 			Data       string `json:"data"`
-			*train.EvalResult
+			*eval.Result
 		}{ck.Path, ck.Step, dir, res}
 		js, _ := json.MarshalIndent(out, "", "  ")
 		fmt.Println(string(js))

@@ -15,11 +15,11 @@ import (
 
 	"golang.org/x/term"
 
+	"xspan/checkpoint"
 	"xspan/generate"
 	"xspan/internal/torchrt"
 	"xspan/lm"
 	"xspan/tokenize"
-	"xspan/train"
 )
 
 func init() {
@@ -77,7 +77,7 @@ func (f *modelFlags) check() error {
 func (f *modelFlags) load(logf func(string, ...any)) (*lmModel, error) {
 	dev, note, err := torchrt.ParseDevice(f.device)
 	if err != nil {
-		return nil, err
+		return nil, usageErrorf("--device: %v", err)
 	}
 	torchrt.SetThreads(f.threads)
 	logf("%s; intra-op threads: %d", note, torchrt.Threads())
@@ -96,7 +96,7 @@ func (f *modelFlags) load(logf func(string, ...any)) (*lmModel, error) {
 		return &lmModel{m: m, vocab: tokenize.Byte{}, pruning: true,
 			info: map[string]any{"preset": f.preset, "random_init": true, "config": cfg, "params": m.NumParams(), "device": strings.TrimPrefix(note, "device: ")}}, nil
 	}
-	m, ck, err := train.LoadCheckpoint(f.ckpt, dev)
+	m, ck, err := checkpoint.Load(f.ckpt, dev)
 	if err != nil {
 		return nil, err
 	}
@@ -301,7 +301,7 @@ func runGenerate(args []string) error {
 		if err != nil {
 			if errors.Is(err, context.Canceled) {
 				fmt.Println()
-				return errors.New("interrupted")
+				return errInterrupted
 			}
 			return err
 		}

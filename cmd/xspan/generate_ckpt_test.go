@@ -31,9 +31,11 @@ func tinyCharRun(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := lm.Config{Vocab: man.Vocab.Size, Layers: 1, Dim: 16, Heads: 2, FFN: 32, Block: 16,
-		Expire: true, MaxSpan: 64, Ramp: 8, PreDiv: 1, InitFrac: 0.1, Alpha: 1e-6,
-		Batch: 2, Steps: 2, LR: 1e-3, Warmup: 1, Schedule: "constant", Accumulate: 1, Seed: 1}
+	cfg := lm.Config{
+		ModelConfig: lm.ModelConfig{Vocab: man.Vocab.Size, Layers: 1, Dim: 16, Heads: 2, FFN: 32, Block: 16,
+			Expire: true, MaxSpan: 64, Ramp: 8, PreDiv: 1, InitFrac: 0.1, Alpha: 1e-6},
+		TrainConfig: lm.TrainConfig{Batch: 2, Steps: 2, LR: 1e-3, Warmup: 1, Schedule: lm.ScheduleConstant, Accumulate: 1, Seed: 1},
+	}
 	run := filepath.Join(dir, "run")
 	if _, err := train.Run(context.Background(), cfg, data, run, train.WithDevice(gotch.CPU), train.WithOutput(io.Discard), train.WithoutFinalEval()); err != nil {
 		t.Fatal(err)

@@ -6,6 +6,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"strings"
 
 	"xspan/internal/torchrt"
+	"xspan/train"
 )
 
 // command is one subcommand: its name, a one-line summary, and the function that parses
@@ -84,8 +86,12 @@ func main() {
 	os.Exit(runMain(os.Args[1:]))
 }
 
+// errInterrupted is returned by a command stopped by Ctrl-C (or SIGTERM) that has no
+// error of its own to say so (train's is train.ErrInterrupted).
+var errInterrupted = errors.New("interrupted")
+
 // runMain dispatches to a subcommand and returns the exit status: 0 on success, 1 on a
-// failure, 2 on a usage error.
+// failure, 2 on a usage error, 130 after Ctrl-C (as a shell reports SIGINT).
 func runMain(args []string) int {
 	if len(args) == 0 {
 		printHelp(os.Stderr)
@@ -116,6 +122,9 @@ func runMain(args []string) int {
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(os.Stderr, "xspan %s: %v\nrun 'xspan %s -h' for help\n", name, err, name)
 		return 2
+	case errors.Is(err, errInterrupted) || errors.Is(err, train.ErrInterrupted) || errors.Is(err, context.Canceled):
+		fmt.Fprintf(os.Stderr, "xspan %s: %v\n", name, err)
+		return 130
 	default:
 		fmt.Fprintf(os.Stderr, "xspan %s: %v\n", name, err)
 		return 1

@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 
+	"xspan/checkpoint"
 	"xspan/dataset"
+	"xspan/eval"
 	"xspan/internal/torchrt"
-	"xspan/train"
+	"xspan/report"
 )
 
 func init() {
@@ -50,11 +52,11 @@ func runReport(args []string) error {
 	if run == "" || fs.NArg() > 0 {
 		return usageErrorf("want one run folder")
 	}
-	rows, err := train.ReadMetrics(filepath.Join(run, train.MetricsName))
+	rows, err := checkpoint.ReadMetrics(filepath.Join(run, checkpoint.MetricsName))
 	if err != nil {
 		return err
 	}
-	var spans *train.SpanSample
+	var spans *eval.SpanSample
 	if !*noSpans {
 		spans, err = reportSpans(run, *ckpt, *data, *split, *sample, *threads)
 		if err != nil {
@@ -62,7 +64,7 @@ func runReport(args []string) error {
 		}
 	}
 	var buf bytes.Buffer
-	if err := train.ReportPNG(&buf, filepath.Base(filepath.Clean(run)), rows, spans); err != nil {
+	if err := report.PNG(&buf, filepath.Base(filepath.Clean(run)), rows, spans); err != nil {
 		return fmt.Errorf("%s: %w", run, err)
 	}
 	path := *out
@@ -77,9 +79,9 @@ func runReport(args []string) error {
 		os.Remove(tmp)
 		return err
 	}
-	var last *train.Row
+	var last *checkpoint.Row
 	for i := range rows {
-		if rows[i].Kind == train.RowEval {
+		if rows[i].Kind == checkpoint.RowEval {
 			last = &rows[i]
 		}
 	}
@@ -95,11 +97,11 @@ func runReport(args []string) error {
 }
 
 // reportSpans samples the spans of a run's checkpoint over the start of a split.
-func reportSpans(run, ckpt, data, split string, tokens int64, threads int) (*train.SpanSample, error) {
+func reportSpans(run, ckpt, data, split string, tokens int64, threads int) (*eval.SpanSample, error) {
 	if ckpt == "" {
 		ckpt = run
-		if best, _ := train.Best(run); best != "" {
-			ckpt = filepath.Join(run, train.BestName)
+		if best, _ := checkpoint.Best(run); best != "" {
+			ckpt = filepath.Join(run, checkpoint.BestName)
 		}
 	}
 	defer torchrt.Lock()()
@@ -108,7 +110,7 @@ func reportSpans(run, ckpt, data, split string, tokens int64, threads int) (*tra
 	if err != nil {
 		return nil, err
 	}
-	m, ck, err := train.LoadCheckpoint(ckpt, dev)
+	m, ck, err := checkpoint.Load(ckpt, dev)
 	if err != nil {
 		return nil, err
 	}
@@ -127,7 +129,7 @@ func reportSpans(run, ckpt, data, split string, tokens int64, threads int) (*tra
 		return nil, err
 	}
 	blocks := max(1, tokens/int64(ck.Config.Block))
-	s, err := train.SampleSpans(context.Background(), m, r, split, blocks)
+	s, err := eval.SampleSpans(context.Background(), m, r, split, blocks)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 
+	"xspan/checkpoint"
 	"xspan/dataset"
 	"xspan/internal/torchrt"
 	"xspan/lm"
@@ -96,7 +97,7 @@ func runTrain(args []string) error {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if *resume && (set["preset"] || set["config"] || set["init-from"]) {
-		return usageErrorf("--resume takes the config from %s; --preset, --config and --init-from do not apply", filepath.Join(*out, train.ConfigName))
+		return usageErrorf("--resume takes the config from %s; --preset, --config and --init-from do not apply", filepath.Join(*out, checkpoint.ConfigName))
 	}
 	if set["preset"] && set["config"] {
 		return usageErrorf("give --preset or --config, not both")
@@ -109,7 +110,7 @@ func runTrain(args []string) error {
 	var err error
 	switch {
 	case *resume:
-		cfg, err = train.LoadRunConfig(*out)
+		cfg, err = checkpoint.ReadRunConfig(*out)
 	case *configFile != "":
 		var b []byte
 		if b, err = os.ReadFile(*configFile); err == nil {

@@ -5,7 +5,6 @@ import (
 	"os"
 
 	"xspan/internal/torchrt"
-	"xspan/train"
 )
 
 func init() {
@@ -18,7 +17,7 @@ func runVersion(args []string) error {
 		return err
 	}
 	defer torchrt.Lock()()
-	fmt.Printf("xspan %s\n", train.Version())
+	fmt.Printf("xspan %s\n", torchrt.Version())
 	fmt.Printf("%s\n", torchrt.LibtorchVersion())
 	fmt.Printf("native library: %s\n", torchrt.NativeLibrary())
 	for _, d := range torchrt.CUDADevices() {

@@ -1,7 +1,9 @@
-package train
+// Package report draws a run's report: its learning curves (training and validation
+// bpc against tokens seen), its memory over training (mean span and live memories per
+// layer), and a histogram of the spans a checkpoint gives a sample of text.
+package report
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"image/color"
@@ -15,45 +17,21 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
 
-	"xspan/dataset"
-	"xspan/lm"
+	"xspan/checkpoint"
+	"xspan/eval"
 )
 
-// SpanSample is the spans a checkpoint gives the tokens of a stretch of text.
-type SpanSample struct {
-	Step    int64       // the checkpoint's step
-	Split   string      // where the text came from
-	MaxSpan float64     // the model's L
-	Spans   [][]float32 // per layer, one span per token
-}
-
-// SampleSpans runs the model over the first blocks of a split (one stream, memory
-// carried) and returns the span it gives each token, per layer.
-func SampleSpans(ctx context.Context, m *lm.Model, r *dataset.Reader, split string, blocks int64) (*SpanSample, error) {
-	if !m.Cfg.Expire {
-		return nil, errors.New("the model has no learned spans (expire is off)")
-	}
-	s := &SpanSample{Split: split, MaxSpan: float64(m.Cfg.MaxSpan), Spans: make([][]float32, m.Cfg.Layers)}
-	_, err := Evaluate(ctx, m, r, split, WithMaxBlocks(blocks), withSpans(func(l int, sp []float32) {
-		s.Spans[l] = append(s.Spans[l], sp...)
-	}))
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
-// ReportPNG draws a run's report as a PNG: training and validation bpc against tokens
+// PNG draws a run's report as a PNG: training and validation bpc against tokens
 // seen, the mean span and the live memory per layer over training, and, when sample is
 // given, a histogram of its spans per layer.
-func ReportPNG(w io.Writer, title string, rows []Row, sample *SpanSample) error {
+func PNG(w io.Writer, title string, rows []checkpoint.Row, sample *eval.SpanSample) error {
 	var trainXY, validXY plotter.XYs
 	unit := "bpc"
 	var spanXY, liveXY []plotter.XYs
 	for _, r := range rows {
 		x := float64(r.Tokens)
 		switch r.Kind {
-		case RowTrain:
+		case checkpoint.RowTrain:
 			trainXY = append(trainXY, plotter.XY{X: x, Y: r.BPC})
 			for l := range r.MeanSpan {
 				for len(spanXY) <= l {
@@ -67,7 +45,7 @@ func ReportPNG(w io.Writer, title string, rows []Row, sample *SpanSample) error 
 				}
 				liveXY[l] = append(liveXY[l], plotter.XY{X: x, Y: r.Live[l]})
 			}
-		case RowEval:
+		case checkpoint.RowEval:
 			validXY = append(validXY, plotter.XY{X: x, Y: r.BPC})
 			if r.Unit != "" {
 				unit = r.Unit
@@ -133,7 +111,7 @@ func ReportPNG(w io.Writer, title string, rows []Row, sample *SpanSample) error 
 }
 
 // spanHistogram plots, per layer, how many tokens got each span (40 bins over [0, L]).
-func spanHistogram(s *SpanSample) (*plot.Plot, error) {
+func spanHistogram(s *eval.SpanSample) (*plot.Plot, error) {
 	p := plot.New()
 	n := 0
 	if len(s.Spans) > 0 {

@@ -1,4 +1,4 @@
-package dataset
+package bench
 
 import (
 	"context"
@@ -11,11 +11,13 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+
+	"xspan/dataset"
 )
 
-// BenchText returns size bytes of word-like ASCII text with some Unicode, about as
+// Text returns size bytes of word-like ASCII text with some Unicode, about as
 // compressible as English prose, the same on every call: the input of the prep benchmark.
-func BenchText(size int) []byte {
+func Text(size int) []byte {
 	rng := rand.New(rand.NewPCG(42, 42))
 	var words []string
 	for range 5000 {
@@ -69,7 +71,7 @@ func ZstdCeiling(text []byte, level int) float64 {
 		}()
 	}
 	for t := text; len(t) > 0; {
-		n := min(len(t), DefaultShardTokens)
+		n := min(len(t), dataset.DefaultShardTokens)
 		next <- t[:n]
 		t = t[n:]
 	}
@@ -81,14 +83,14 @@ func ZstdCeiling(text []byte, level int) float64 {
 // PrepThroughput measures one prep of the file in (holding text) into out, removed
 // first, beside ZstdCeiling of text at the default level, measured just before. It
 // returns both in MB/s of input.
-func PrepThroughput(ctx context.Context, text []byte, in, out string, opts ...Option) (prepMBs, ceilMBs float64, err error) {
-	ceilMBs = ZstdCeiling(text, DefaultLevel)
+func PrepThroughput(ctx context.Context, text []byte, in, out string, opts ...dataset.Option) (prepMBs, ceilMBs float64, err error) {
+	ceilMBs = ZstdCeiling(text, dataset.DefaultLevel)
 	runtime.GC()
 	if err := os.RemoveAll(out); err != nil {
 		return 0, 0, err
 	}
 	start := time.Now()
-	if _, err := Prep(ctx, out, []string{in}, opts...); err != nil {
+	if _, err := dataset.Prep(ctx, out, []string{in}, opts...); err != nil {
 		return 0, 0, err
 	}
 	return float64(len(text)) / 1e6 / time.Since(start).Seconds(), ceilMBs, nil

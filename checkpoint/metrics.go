@@ -1,4 +1,4 @@
-package train
+package checkpoint
 
 import (
 	"bufio"
@@ -26,7 +26,7 @@ type Row struct {
 
 	// Training rows: averages over the steps since the last logged row.
 	Loss      float64 `json:"loss,omitempty"` // task loss, nats per token
-	BPC       float64 `json:"bpc,omitempty"`  // in the run's unit (see Unit)
+	BPC       float64 `json:"bpc,omitempty"`  // in the run's unit (see dataset.Unit)
 	SpanLoss  float64 `json:"span_loss,omitempty"`
 	LR        float64 `json:"lr,omitempty"`
 	GradNorm  float64 `json:"grad_norm,omitempty"`
@@ -71,7 +71,7 @@ func OpenMetrics(path string, keepUpTo int64) (*MetricsWriter, error) {
 			buf.WriteByte('\n')
 		}
 		if dropped {
-			if err := writeFileAtomic(path, buf.Bytes()); err != nil {
+			if err := WriteFileAtomic(path, buf.Bytes()); err != nil {
 				return nil, err
 			}
 		}

@@ -1,4 +1,4 @@
-package train
+package eval_test
 
 import (
 	"bufio"
@@ -11,25 +11,28 @@ import (
 
 	"github.com/sugarme/gotch"
 
+	"xspan/checkpoint"
 	"xspan/dataset"
+	"xspan/eval"
 	"xspan/internal/torchrt"
+	"xspan/train"
 )
 
-// TestEvalBatchAgreement evaluates one split with one stream and with four. The figures
+// TestBatchAgreement evaluates one split with one stream and with four. The figures
 // differ only by the stream cuts: each of the four streams starts with an empty memory
 // (its first tokens see less context), and each drops its tail shorter than a block. So
 // batch 4 may only be slightly worse, and on the tokens both score the per-token bits
 // agree closely.
-func TestEvalBatchAgreement(t *testing.T) {
+func TestBatchAgreement(t *testing.T) {
 	defer torchrt.Lock()()
 	data := testData(t)
 	cfg := tinyConfig(40)
 	cfg.Dropout = 0
 	run := filepath.Join(t.TempDir(), "run")
-	if _, err := Run(context.Background(), cfg, data, run, quiet(), WithoutFinalEval()); err != nil {
+	if _, err := train.Run(context.Background(), cfg, data, run, train.WithOutput(nil), train.WithoutFinalEval()); err != nil {
 		t.Fatal(err)
 	}
-	m, ck, err := LoadCheckpoint(run, gotch.CPU)
+	m, ck, err := checkpoint.Load(run, gotch.CPU)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,11 +43,11 @@ func TestEvalBatchAgreement(t *testing.T) {
 	n, _ := r.SplitLen("valid")
 
 	var dump bytes.Buffer
-	one, err := Evaluate(context.Background(), m, r, "valid", WithDump(&dump, ck.Vocab))
+	one, err := eval.Run(context.Background(), m, r, "valid", eval.WithDump(&dump, ck.Vocab))
 	if err != nil {
 		t.Fatal(err)
 	}
-	four, err := Evaluate(context.Background(), m, r, "valid", WithEvalBatch(4))
+	four, err := eval.Run(context.Background(), m, r, "valid", eval.WithBatch(4))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +82,7 @@ func TestEvalBatchAgreement(t *testing.T) {
 	var bits float64
 	var withSpan int64
 	for sc.Scan() {
-		var l dumpLine
+		var l eval.DumpLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 			t.Fatal(err)
 		}
@@ -109,10 +112,10 @@ func TestEvalBatchAgreement(t *testing.T) {
 	if got := bits / float64(one.Tokens); math.Abs(got-one.BitsPerToken) > 1e-6 {
 		t.Errorf("dump bits average %v, result %v", got, one.BitsPerToken)
 	}
-	if _, err := Evaluate(context.Background(), m, r, "valid", WithEvalBatch(2), WithDump(&dump, nil)); err == nil {
+	if _, err := eval.Run(context.Background(), m, r, "valid", eval.WithBatch(2), eval.WithDump(&dump, nil)); err == nil {
 		t.Error("dump with batch 2: no error")
 	}
-	if _, err := Evaluate(context.Background(), m, r, "nope"); err == nil {
+	if _, err := eval.Run(context.Background(), m, r, "nope"); err == nil {
 		t.Error("unknown split: no error")
 	}
 }

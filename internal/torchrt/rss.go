@@ -1,4 +1,4 @@
-package train
+package torchrt
 
 import (
 	"bufio"

@@ -1,4 +1,4 @@
-package train
+package checkpoint
 
 import (
 	"bytes"
@@ -48,24 +48,5 @@ func TestMetricsResumeAndTornLine(t *testing.T) {
 	os.WriteFile(path, bad, 0o644)
 	if _, err := ReadMetrics(path); err == nil || !strings.Contains(err.Error(), ":2:") {
 		t.Fatalf("bad line: err = %v", err)
-	}
-}
-
-func TestReportPNG(t *testing.T) {
-	rows := []Row{
-		{Kind: RowTrain, Step: 1, Tokens: 100, BPC: 5, MeanSpan: []float64{10, 12}, Live: []float64{20, 22}},
-		{Kind: RowTrain, Step: 2, Tokens: 200, BPC: 4, MeanSpan: []float64{11, 13}, Live: []float64{21, 23}},
-		{Kind: RowEval, Step: 2, Tokens: 200, BPC: 4.2, Unit: "bits per character"},
-	}
-	var buf bytes.Buffer
-	sample := &SpanSample{Step: 2, Split: "valid", MaxSpan: 64, Spans: [][]float32{{1, 5, 60}, {3, 3, 3}}}
-	if err := ReportPNG(&buf, "run", rows, sample); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.HasPrefix(buf.Bytes(), []byte("\x89PNG")) {
-		t.Fatal("not a PNG")
-	}
-	if err := ReportPNG(&buf, "run", rows[2:], nil); err == nil {
-		t.Fatal("no training rows: no error")
 	}
 }

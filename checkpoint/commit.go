@@ -1,0 +1,75 @@
+package checkpoint
+
+import (
+	"os"
+	"path/filepath"
+)
+
+// Everything this package writes goes to a temporary name first and is renamed once
+// synced, so that a reader (or a run killed half-way) never sees half a file or folder.
+
+// writeFileSync writes data to path and syncs it to disk.
+func writeFileSync(path string, data []byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// WriteFileAtomic writes data to path through a temporary file beside it and a rename.
+func WriteFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := writeFileSync(tmp, data); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// commitDir syncs the files of the finished temporary folder tmp and renames it to
+// final, replacing a folder of that name (a checkpoint of the same step written before).
+func commitDir(tmp, final string) error {
+	ents, err := os.ReadDir(tmp)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		f, err := os.Open(filepath.Join(tmp, e.Name()))
+		if err != nil {
+			return err
+		}
+		err = f.Sync()
+		f.Close()
+		if err != nil {
+			return err
+		}
+	}
+	if _, err := os.Stat(final); err == nil {
+		old := final + ".old"
+		os.RemoveAll(old)
+		if err := os.Rename(final, old); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, final); err != nil {
+			return err
+		}
+		return os.RemoveAll(old)
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(final)); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}

@@ -1,0 +1,128 @@
+package dataset
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// folder is a dataset folder being written: shards go into a hidden temporary folder
+// beside out, and install checks the manifest by reading it back, writes it and renames
+// the folder to out. Until then nothing looks like a dataset, so an error, a cancelled
+// context or a crash leaves nothing behind that a reader would take for one.
+type folder struct {
+	out, tmp  string
+	replace   bool // out exists and is replaced at install
+	installed bool
+}
+
+// newFolder starts writing a dataset folder at out. An existing out is an error unless
+// force is set, and even then it is replaced only if it is an empty folder or holds a
+// manifest.json.
+func newFolder(out string, force bool) (*folder, error) {
+	if out == "" {
+		return nil, errors.New("no output folder")
+	}
+	replace, err := checkOut(out, force)
+	if err != nil {
+		return nil, err
+	}
+	tmp, err := tempDirBeside(out)
+	if err != nil {
+		return nil, err
+	}
+	return &folder{out: out, tmp: tmp, replace: replace}, nil
+}
+
+// discard removes the temporary folder unless it was installed; deferred by writers.
+func (f *folder) discard() {
+	if !f.installed {
+		os.RemoveAll(f.tmp)
+	}
+}
+
+// writeFile writes one file of the folder.
+func (f *folder) writeFile(name string, data []byte) error {
+	if err := os.WriteFile(filepath.Join(f.tmp, name), data, 0o644); err != nil {
+		return fileError(filepath.Join(f.tmp, name), err)
+	}
+	return nil
+}
+
+// install writes m as the manifest, once it reads back, and renames the folder to out,
+// replacing out if it exists.
+func (f *folder) install(m *Manifest) error {
+	data, err := m.Marshal()
+	if err != nil {
+		return err
+	}
+	if _, err := ParseManifest(data); err != nil {
+		return fmt.Errorf("the manifest written would not read back: %w", err)
+	}
+	if err := f.writeFile(ManifestName, data); err != nil {
+		return err
+	}
+	if !f.replace {
+		if err := os.Rename(f.tmp, f.out); err != nil {
+			return fileError(f.out, err)
+		}
+		f.installed = true
+		return nil
+	}
+	old := f.tmp + ".old"
+	if err := os.Rename(f.out, old); err != nil {
+		return fileError(f.out, err)
+	}
+	if err := os.Rename(f.tmp, f.out); err != nil {
+		os.Rename(old, f.out)
+		return fileError(f.out, err)
+	}
+	f.installed = true
+	return os.RemoveAll(old)
+}
+
+// checkOut reports whether out exists and may be replaced, or why it may not.
+func checkOut(out string, force bool) (exists bool, err error) {
+	st, err := os.Stat(out)
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fileError(out, err)
+	}
+	if !force {
+		return false, fmt.Errorf("%s: already exists (use --force to replace it)", out)
+	}
+	if !st.IsDir() {
+		return false, fmt.Errorf("%s: exists and is not a folder; not replacing it", out)
+	}
+	ents, err := os.ReadDir(out)
+	if err != nil {
+		return false, fileError(out, err)
+	}
+	if len(ents) > 0 {
+		if _, err := os.Stat(filepath.Join(out, ManifestName)); err != nil {
+			return false, fmt.Errorf("%s: exists and is not a dataset folder (no %s); not replacing it", out, ManifestName)
+		}
+	}
+	return true, nil
+}
+
+// tempDirBeside makes a hidden temporary folder next to out (creating out's parent), so
+// that the finished dataset can be renamed into place.
+func tempDirBeside(out string) (string, error) {
+	parent, base := filepath.Split(filepath.Clean(out))
+	if parent == "" {
+		parent = "."
+	}
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		return "", fileError(parent, err)
+	}
+	tmp, err := os.MkdirTemp(parent, "."+base+".tmp-")
+	if err != nil {
+		return "", fileError(parent, err)
+	}
+	return tmp, nil
+}
