@@ -38,6 +38,9 @@ type Row struct {
 	Live     []float64 `json:"live,omitempty"`
 	// RSS is the process's resident memory in MiB when the row was written.
 	RSS float64 `json:"rss_mib,omitempty"`
+	// GPUPeak is the CUDA caching allocator's peak allocation since the run (or resume)
+	// began, in MiB; 0 on the CPU.
+	GPUPeak float64 `json:"gpu_peak_mib,omitempty"`
 
 	// Evaluation rows.
 	Split        string  `json:"split,omitempty"`

@@ -68,7 +68,16 @@ type TrainConfig struct {
 	CkptEvery   int     `json:"ckpt_every"`   // steps between checkpoints (0: only at the end)
 	Seed        int64   `json:"seed"`
 	Recompute   bool    `json:"recompute"` // keep one layer's activations at a time, recomputing them in backward (less memory, about 1.4× the time)
+	Precision   string  `json:"precision"` // PrecisionFP32 ("" too), PrecisionTF32 or PrecisionBF16
 }
+
+// Precisions of training, as the "precision" key names them. Weights and the optimizer
+// stay float32 in all three.
+const (
+	PrecisionFP32 = "fp32" // float32 throughout
+	PrecisionTF32 = "tf32" // float32, with TF32 matrix products on CUDA (the CPU ignores it)
+	PrecisionBF16 = "bf16" // autocast to bfloat16 around the forward pass (CPU and CUDA)
+)
 
 // Learning-rate schedules after the warm-up, as the "schedule" key names them (see
 // train.Schedule for what each does). "" means constant.
@@ -86,25 +95,25 @@ var presets = map[string]Config{
 		ModelConfig{Layers: 2, Dim: 128, Heads: 4, FFN: 512, Block: 128,
 			Expire: true, MaxSpan: 1024, Ramp: 128, Alpha: 1e-6, PreDiv: 1, InitFrac: 0.1, Noisy: true},
 		TrainConfig{Batch: 16, Steps: 200, LR: 7e-4, Warmup: 50, Schedule: ScheduleConstant, Clip: 0.3, Accumulate: 1,
-			EvalEvery: 100, CkptEvery: 100, Seed: 1},
+			EvalEvery: 100, CkptEvery: 100, Seed: 1, Precision: PrecisionFP32},
 	},
 	"small": {
 		ModelConfig{Layers: 4, Dim: 256, Heads: 4, FFN: 1024, Block: 256,
 			Expire: true, MaxSpan: 4096, Ramp: 64, Alpha: 1e-6, PreDiv: 64, InitFrac: 0.1},
 		TrainConfig{Batch: 16, Steps: 1000, LR: 3e-4, Warmup: 100, Schedule: ScheduleConstant, Clip: 0.3, Accumulate: 1,
-			EvalEvery: 250, CkptEvery: 250, Seed: 1},
+			EvalEvery: 250, CkptEvery: 250, Seed: 1, Precision: PrecisionFP32},
 	},
 	"enwik8-small": {
 		ModelConfig{Vocab: 256, Layers: 8, Dim: 256, Heads: 4, FFN: 1024, Block: 256,
 			Expire: true, MaxSpan: 4096, Ramp: 64, Alpha: 1e-6, PreDiv: 64, InitFrac: 0.1},
 		TrainConfig{Batch: 64, Steps: 100000, LR: 3e-4, Warmup: 8000, Schedule: ScheduleConstant, Clip: 0.3, Accumulate: 1,
-			EvalEvery: 1000, CkptEvery: 1000, Seed: 1},
+			EvalEvery: 1000, CkptEvery: 1000, Seed: 1, Precision: PrecisionFP32},
 	},
 	"enwik8-12l": {
 		ModelConfig{Vocab: 256, Layers: 12, Dim: 512, Heads: 8, FFN: 2048, Block: 512, Dropout: 0.3,
 			Expire: true, MaxSpan: 16384, Ramp: 128, Alpha: 1e-6, PreDiv: 1, InitFrac: 0.1, Noisy: true},
 		TrainConfig{Batch: 512, Steps: 110000, LR: 7e-4, Warmup: 8000, Schedule: ScheduleStep, DecayAt: 100000, DecayLR: 7e-5,
-			Clip: 0.3, Accumulate: 1, EvalEvery: 1000, CkptEvery: 1000, Seed: 1},
+			Clip: 0.3, Accumulate: 1, EvalEvery: 1000, CkptEvery: 1000, Seed: 1, Precision: PrecisionFP32},
 	},
 }
 
@@ -201,6 +210,8 @@ func (c TrainConfig) Validate() error {
 		{c.WeightDecay < 0, fmt.Sprintf("weight_decay = %g: must not be negative", c.WeightDecay)},
 		{c.Accumulate < 0, fmt.Sprintf("accumulate = %d: must not be negative", c.Accumulate)},
 		{c.Batch%c.EffectiveAccumulate() != 0, fmt.Sprintf("batch = %d is not a multiple of accumulate = %d", c.Batch, c.EffectiveAccumulate())},
+		{c.Precision != "" && c.Precision != PrecisionFP32 && c.Precision != PrecisionTF32 && c.Precision != PrecisionBF16,
+			fmt.Sprintf("precision = %q: %s, %s or %s", c.Precision, PrecisionFP32, PrecisionTF32, PrecisionBF16)},
 	})
 }
 

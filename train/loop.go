@@ -37,6 +37,7 @@ func (t *trainer) loop(ctx context.Context) error {
 	var valid *eval.Result
 	first := t.step
 	wall := time.Now()
+	torchrt.ResetCUDAPeak(t.o.dev)
 	for t.step < total {
 		if ctx.Err() != nil {
 			return t.interrupted()
@@ -85,6 +86,9 @@ func (t *trainer) loop(ctx context.Context) error {
 				GradNorm: iv.norm / n, TokPerSec: float64(iv.tokens) / iv.secs,
 				MeanSpan: out.stats.MeanSpan, MaxSpan: out.stats.MaxSpan, Live: out.stats.Live,
 				RSS: float64(torchrt.RSS()) / (1 << 20)}
+			if _, peak, ok := torchrt.CUDAMemory(t.o.dev); ok {
+				row.GPUPeak = float64(peak) / (1 << 20)
+			}
 			if err := t.metrics.Write(row); err != nil {
 				return err
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/sugarme/gotch"
 	"io"
 	"io/fs"
 	"math"
@@ -86,6 +87,11 @@ func Run(ctx context.Context, cfg lm.Config, dataDir, run string, opts ...Option
 		return nil, err
 	}
 	defer t.close()
+	// TF32 is a process-wide setting of libtorch's: on for this run, off again after it.
+	if err := torchrt.SetTF32(t.cfg.Precision == lm.PrecisionTF32); err != nil {
+		return nil, err
+	}
+	defer torchrt.SetTF32(false)
 	err := t.loop(ctx)
 	res := t.res
 	return &res, err
@@ -326,6 +332,14 @@ func (t *trainer) microStep(ids []int64, mask []float32, rows, width int64, g in
 	x, err := torchrt.FromSlice(ids, []int64{rows, width}, t.o.dev)
 	if err != nil {
 		return err
+	}
+	if t.cfg.Precision == lm.PrecisionBF16 {
+		// Autocast spans the backward pass too: the recomputing path runs its forward there.
+		end, err := torchrt.Autocast(t.o.dev, gotch.BFloat16)
+		if err != nil {
+			return err
+		}
+		defer end()
 	}
 	o := lm.StepOptions{Train: true, RNG: rng}
 	if mask != nil {
