@@ -30,9 +30,12 @@ build: setup
 vet: setup
 	$(GO) vet ./...
 
-test: setup
+# test also runs the GPU proof script's CPU path (scripts/gpu-check.sh --device cpu --quick)
+# on the binary that make build gives, before the Go tests.
+test: build
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.build/*'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
+	./scripts/gpu-check.sh --device cpu --quick --out out/gpu-check-quick
 	$(GO) test -count=1 -timeout 40m ./...
 
 demo: build
