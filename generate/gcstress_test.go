@@ -2,8 +2,11 @@ package generate_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -16,6 +19,7 @@ import (
 	"xspan/generate"
 	"xspan/internal/torchrt"
 	"xspan/lm"
+	"xspan/tokenize"
 )
 
 // trainLosses runs steps training blocks of a fresh copy of the tiny model (forward,
@@ -172,3 +176,47 @@ func fail2() {
 	a := ts.MustZeros([]int64{2, 3}, gotch.Float, gotch.CPU)
 	a.MustMatmul(a, false)
 }
+
+// failingStepper is a model whose op fails inside libtorch on the third call.
+type failingStepper struct{ calls int }
+
+func (f *failingStepper) Feed(tokens []int64) ([]float32, error) {
+	f.calls++
+	if f.calls == 3 {
+		a := ts.MustZeros([]int64{2, 3}, gotch.Float, gotch.CPU)
+		a.MustMatmul(a, false) // 2×3 by 2×3: libtorch throws, the Must wrapper panics
+	}
+	return make([]float32, 256), nil
+}
+
+func (f *failingStepper) Live() []int    { return []int{0} }
+func (f *failingStepper) Dropped() int64 { return 0 }
+
+// A libtorch failure in one generation is that generation's error; served, it is that
+// request's 500, and the server goes on answering.
+func TestLibtorchFailureFailsOneGeneration(t *testing.T) {
+	defer torchrt.Lock()()
+	_, err := generate.Generate(context.Background(), &failingStepper{}, tokenize.Byte{}, []int64{65}, generate.Options{MaxNewTokens: 10, Sampler: generate.SamplerConfig{TopP: 1}}, nil)
+	if !errors.Is(err, torchrt.ErrLibtorch) {
+		t.Fatalf("err = %v, want a libtorch error", err)
+	}
+	srv := generate.NewServer(failingModel{}, generate.ServerConfig{MaxConcurrent: 1})
+	for i := range 2 {
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/generate", strings.NewReader(`{"prompt":"A","max_new_tokens":10}`)))
+		if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), "libtorch") {
+			t.Fatalf("request %d: %d %s, want 500 naming libtorch", i, rec.Code, rec.Body.String())
+		}
+	}
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("healthz after failures: %d", rec.Code)
+	}
+}
+
+type failingModel struct{}
+
+func (failingModel) NewStepper() (generate.Stepper, error) { return &failingStepper{}, nil }
+func (failingModel) Vocab() tokenize.Vocab                 { return tokenize.Byte{} }
+func (failingModel) Info() any                             { return "failing" }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"xspan/internal/torchrt"
 	"xspan/tokenize"
 )
 
@@ -68,7 +69,10 @@ func (r Result) TokensPerSec() float64 {
 // calling emit (when not nil) with each token and its text as soon as it is drawn. It
 // stops early, with the context's error and a Result whose Stop is StopCancelled, when
 // ctx ends; an error from emit stops it too and is returned.
-func Generate(ctx context.Context, st Stepper, vocab tokenize.Vocab, prompt []int64, opts Options, emit func(Token) error) (Result, error) {
+func Generate(ctx context.Context, st Stepper, vocab tokenize.Vocab, prompt []int64, opts Options, emit func(Token) error) (_ Result, err error) {
+	// A failed libtorch op in the model fails this generation (a server answers 500), never
+	// the process.
+	defer torchrt.Recover(&err)
 	res := Result{PromptTokens: len(prompt), Seed: opts.Sampler.Seed}
 	if len(prompt) == 0 {
 		return res, ErrEmptyPrompt
