@@ -256,12 +256,28 @@ func (t *trainer) restore(dir string, h *checkpoint.Header) error {
 		}
 		t.mems = append(t.mems, mem)
 	}
+	if err := t.batcher.SetStart(t.epochStart(h.Data.Epoch)); err != nil {
+		return fmt.Errorf("%s: epoch %d: %w", dir, h.Data.Epoch, err)
+	}
 	if err := t.batcher.SetPosition(h.Data.Position); err != nil {
 		return fmt.Errorf("%s: data position: %w", dir, err)
 	}
 	t.step, t.tokens, t.epoch = h.Step, h.Tokens, h.Data.Epoch
 	t.best, t.bestStep = h.BestValid, h.BestStep
 	return nil
+}
+
+// epochStart is where the streams of an epoch begin: 0 in the first, then an offset
+// below M drawn from the run's seed and the epoch (the reference draws one at random
+// after each pass, so that blocks do not always fall on the same boundaries). Being a
+// function of the seed and the epoch, it needs nothing in the checkpoint to resume.
+// Streams of examples (the copy task) keep their boundaries.
+func (t *trainer) epochStart(epoch int64) int64 {
+	if epoch == 0 || t.batcher.ExampleLen() > 0 {
+		return 0
+	}
+	r := rand.New(rand.NewPCG(uint64(t.cfg.Seed), uint64(epoch)^0x5eed))
+	return r.Int64N(int64(t.cfg.Block))
 }
 
 // stepSeed is the seed of both generators at a step.
@@ -280,9 +296,9 @@ func (t *trainer) trainStep() (_ *stepOut, err error) {
 	defer torchrt.Recover(&err)
 	ids, mask, err := t.next()
 	if errors.Is(err, io.EOF) {
-		// A new epoch: the streams start over, and so do their memories.
+		// A new epoch: the streams start over at another offset, with fresh memories.
 		t.epoch++
-		if err := t.batcher.SetPosition(0); err != nil {
+		if err := t.batcher.SetStart(t.epochStart(t.epoch)); err != nil {
 			return nil, err
 		}
 		for i, m := range t.mems {
