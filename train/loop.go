@@ -95,7 +95,11 @@ func (t *trainer) loop(ctx context.Context) error {
 			t.prog.step(t.step, row, true)
 			iv = interval{}
 		} else {
-			t.prog.step(t.step, &checkpoint.Row{Loss: out.loss, BPC: out.loss / math.Ln2 / t.unit.PerToken, TokPerSec: float64(stepTokens) / dt}, false)
+			row := &checkpoint.Row{Loss: out.loss, BPC: out.loss / math.Ln2 / t.unit.PerToken, TokPerSec: float64(stepTokens) / dt, LR: lr, GradNorm: out.norm}
+			if t.prog.bar != nil {
+				row.RSS = float64(torchrt.RSS()) / (1 << 20)
+			}
+			t.prog.step(t.step, row, false)
 		}
 		last := t.step == total
 		ckptNow := (t.cfg.CkptEvery > 0 && t.step%int64(t.cfg.CkptEvery) == 0) || last
