@@ -112,14 +112,16 @@ func runBlocks(t *testing.T, m *lm.Model, rule expirespan.Rule, xOf []int64, v i
 		for j, r := range bl.Inputs {
 			in[j] = xOf[r]
 		}
+		// A block is the inputs and, last, the final target (Step's B×(T+1) layout).
+		in = append(in, xOf[bl.Targets[len(bl.Targets)-1]])
 		input := ts.MustOfSlice(in).MustView([]int64{1, int64(len(in))}, true)
-		logp, _, err := m.Forward(mem, input, false, nil)
+		res, err := m.Step(mem, input, lm.StepOptions{LogProbs: true})
 		input.MustDrop()
 		if err != nil {
 			t.Fatal(err)
 		}
-		lp := logp.Float64Values()
-		logp.MustDrop()
+		lp := res.LogProbs.Float64Values()
+		res.Drop()
 		for j, r := range bl.Targets {
 			got := lp[j*v+int(xOf[r])]
 			d := math.Abs(got - bl.LogP[j])
