@@ -12,6 +12,7 @@ import (
 	"xspan/dataset"
 	"xspan/eval"
 	"xspan/internal/torchrt"
+	"xspan/lm"
 	"xspan/report"
 )
 
@@ -63,8 +64,12 @@ func runReport(args []string) error {
 			return fmt.Errorf("span histogram: %w (use --no-spans to leave it out)", err)
 		}
 	}
+	var cfg *lm.Config
+	if c, err := checkpoint.ReadRunConfig(run); err == nil {
+		cfg = &c
+	}
 	var buf bytes.Buffer
-	if err := report.PNG(&buf, filepath.Base(filepath.Clean(run)), rows, spans); err != nil {
+	if err := report.PNG(&buf, report.Title(filepath.Base(filepath.Clean(run)), cfg, rows), rows, spans); err != nil {
 		return fmt.Errorf("%s: %w", run, err)
 	}
 	path := *out
