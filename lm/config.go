@@ -204,8 +204,19 @@ func (c TrainConfig) Validate() error {
 	})
 }
 
-// Validate reports the first setting that cannot work, the model's first.
+// Validate reports the first setting that cannot work: a float key that is NaN or
+// infinite (whatever set it), then the model's, then the recipe's.
 func (c Config) Validate() error {
+	v := reflect.ValueOf(c)
+	for _, sf := range reflect.VisibleFields(v.Type()) {
+		if sf.Type.Kind() != reflect.Float64 {
+			continue
+		}
+		if x := v.FieldByIndex(sf.Index).Float(); math.IsNaN(x) || math.IsInf(x, 0) {
+			name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+			return fmt.Errorf("config: %s = %g: must be a finite number", name, x)
+		}
+	}
 	if err := c.ModelConfig.Validate(); err != nil {
 		return err
 	}
@@ -229,6 +240,9 @@ func (c *Config) Set(key, value string) error {
 		x, err := strconv.ParseFloat(value, 64)
 		if err != nil {
 			return fmt.Errorf("config key %q: %q is not a number", key, value)
+		}
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return fmt.Errorf("config key %q: %q is not a finite number", key, value)
 		}
 		f.SetFloat(x)
 	case reflect.Bool:
