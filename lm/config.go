@@ -200,6 +200,9 @@ func (c TrainConfig) Validate() error {
 		{c.Clip < 0, fmt.Sprintf("clip = %g: must not be negative", c.Clip)},
 		{c.WeightDecay < 0, fmt.Sprintf("weight_decay = %g: must not be negative", c.WeightDecay)},
 		{c.Accumulate < 0, fmt.Sprintf("accumulate = %d: must not be negative", c.Accumulate)},
+		{c.EvalEvery < 0, fmt.Sprintf("eval_every = %d: must not be negative (0: at the end only)", c.EvalEvery)},
+		{c.CkptEvery < 0, fmt.Sprintf("ckpt_every = %d: must not be negative (0: at the end only)", c.CkptEvery)},
+		{c.Seed < 0, fmt.Sprintf("seed = %d: must not be negative", c.Seed)},
 		{c.Batch%c.EffectiveAccumulate() != 0, fmt.Sprintf("batch = %d is not a multiple of accumulate = %d", c.Batch, c.EffectiveAccumulate())},
 	})
 }

@@ -97,6 +97,9 @@ func TestConfigValidate(t *testing.T) {
 		{"weight_decay", func(c *Config) { c.WeightDecay = -1 }},
 		{"accumulate", func(c *Config) { c.Accumulate = -1 }},
 		{"multiple of accumulate", func(c *Config) { c.Batch, c.Accumulate = 6, 4 }},
+		{"eval_every", func(c *Config) { c.EvalEvery = -1 }},
+		{"ckpt_every", func(c *Config) { c.CkptEvery = -1 }},
+		{"seed", func(c *Config) { c.Seed = -1 }},
 	} {
 		c := valid
 		tc.edit(&c)

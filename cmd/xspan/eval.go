@@ -61,6 +61,9 @@ func runEval(e *env, args []string) error {
 	if *batch < 1 {
 		return usageErrorf("--batch %d: want ≥ 1", *batch)
 	}
+	if *maxBlocks < 0 {
+		return usageErrorf("--max-blocks %d: must not be negative (0: all)", *maxBlocks)
+	}
 	if *dump != "" && *batch != 1 {
 		return usageErrorf("--dump needs --batch 1")
 	}
