@@ -1,8 +1,19 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"xspan/checkpoint"
 )
 
 // Out-of-range values are usage errors (exit 2, a message naming the value), caught
@@ -38,6 +49,105 @@ func TestCLIBoundsAreUsageErrors(t *testing.T) {
 		code, stdout, stderr := run(t, c.args...)
 		if code != 2 || !strings.Contains(stderr, c.want) || stdout != "" {
 			t.Errorf("xspan %s: exit %d, %q; want exit 2 with %q", strings.Join(c.args, " "), code, stderr, c.want)
+		}
+	}
+}
+
+// A command whose output cannot be written fails (exit 1) and says so.
+func TestCLIFullStdoutFails(t *testing.T) {
+	t.Parallel()
+	full, err := os.OpenFile("/dev/full", os.O_WRONLY, 0)
+	if err != nil {
+		t.Skip("no /dev/full")
+	}
+	defer full.Close()
+	dir := t.TempDir()
+	in := filepath.Join(dir, "corpus.txt")
+	os.WriteFile(in, testText(), 0o644)
+	data := filepath.Join(dir, "ds")
+	if code, _, stderr := run(t, "prep", "--input", in, "--out", data, "--vocab", "char"); code != 0 {
+		t.Fatalf("prep: exit %d: %s", code, stderr)
+	}
+	for _, args := range [][]string{
+		{"inspect", data},
+		{"inspect", data, "--sample", "0"},
+		{"cat", data, "--split", "valid"},
+		{"train", "--print-config"},
+		{"help"},
+		{"train", "-h"},
+	} {
+		var stderr bytes.Buffer
+		code := runMain(&env{stdin: strings.NewReader(""), stdout: full, stderr: &stderr}, args)
+		if code != 1 || !strings.Contains(stderr.String(), "standard output") || !strings.Contains(stderr.String(), "no space left") {
+			t.Errorf("xspan %s > /dev/full: exit %d, %q; want exit 1 with the write error", strings.Join(args, " "), code, stderr.String())
+		}
+	}
+}
+
+// buildXspan builds the binary into a temporary folder.
+func buildXspan(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go toolchain to build the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "xspan")
+	if out, err := exec.Command(goBin, "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// SIGINT, SIGTERM and SIGHUP stop training after the step under way with a checkpoint,
+// and the exit status is the shell's for the signal: 130, 143, 129.
+func TestCLITrainSignalsCheckpointAndExit(t *testing.T) {
+	bin := buildXspan(t)
+	dir := t.TempDir()
+	in := filepath.Join(dir, "corpus.txt")
+	os.WriteFile(in, testText(), 0o644)
+	data := filepath.Join(dir, "ds")
+	if code, _, stderr := run(t, "prep", "--input", in, "--out", data, "--vocab", "char"); code != 0 {
+		t.Fatalf("prep: exit %d: %s", code, stderr)
+	}
+	for _, c := range []struct {
+		sig  syscall.Signal
+		code int
+	}{{syscall.SIGINT, 130}, {syscall.SIGTERM, 143}, {syscall.SIGHUP, 129}} {
+		runDir := filepath.Join(dir, "run-"+c.sig.String())
+		args := append([]string{"train", "--data", data, "--out", runDir, "--steps", "100000"}, trainTinyArgs...)
+		args = append(args, "--log-every", "1", "--eval-every", "0", "--ckpt-every", "0")
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		cmd := exec.CommandContext(ctx, bin, args...)
+		stderr, _ := cmd.StderrPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		// Wait for the second step, then signal.
+		var log strings.Builder
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			log.WriteString(sc.Text() + "\n")
+			if strings.HasPrefix(sc.Text(), "step 2/") {
+				cmd.Process.Signal(c.sig)
+				break
+			}
+		}
+		io.Copy(&log, stderr)
+		err := cmd.Wait()
+		cancel()
+		code := cmd.ProcessState.ExitCode()
+		if code != c.code {
+			t.Errorf("%v: exit %d (%v), want %d:\n%s", c.sig, code, err, c.code, log.String())
+		}
+		latest, err := checkpoint.Latest(runDir)
+		if err != nil || latest == "" {
+			t.Errorf("%v: no checkpoint in %s (%v):\n%s", c.sig, runDir, err, log.String())
+		}
+		if !strings.Contains(log.String(), "continue with --resume") {
+			t.Errorf("%v: stderr does not say how to continue:\n%s", c.sig, log.String())
 		}
 	}
 }

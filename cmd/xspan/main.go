@@ -119,6 +119,8 @@ func runMain(e *env, args []string) int {
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(stderr, "xspan %s: %v\nrun 'xspan %s -h' for help\n", name, err, name)
 		return 2
+	case stdout.Err() != nil:
+		return writeStatus(stdout, stderr, name, 1) // the failed write, whatever it made the command say
 	case errors.Is(err, errInterrupted) || errors.Is(err, train.ErrInterrupted) || errors.Is(err, context.Canceled):
 		fmt.Fprintf(stderr, "xspan %s: %v\n", name, err)
 		if n := ce.caught.Load(); n > 0 {
