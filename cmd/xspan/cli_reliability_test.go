@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"xspan/checkpoint"
+	"xspan/dataset"
 )
 
 // Out-of-range values are usage errors (exit 2, a message naming the value), caught
@@ -149,5 +150,65 @@ func TestCLITrainSignalsCheckpointAndExit(t *testing.T) {
 		if !strings.Contains(log.String(), "continue with --resume") {
 			t.Errorf("%v: stderr does not say how to continue:\n%s", c.sig, log.String())
 		}
+	}
+}
+
+// Messages say what is wrong: how two vocabularies of one kind and size differ; that a
+// file given as --ckpt is no pointer (not its first line as a path); that --dump names a
+// folder, before any evaluation.
+func TestCLIMessagesSayWhatDiffers(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	prep := func(name string, text string) *dataset.Reader {
+		in := filepath.Join(dir, name+".txt")
+		os.WriteFile(in, []byte(strings.Repeat(text, 400)), 0o644)
+		out := filepath.Join(dir, name)
+		if code, _, stderr := run(t, "prep", "--input", in, "--out", out, "--vocab", "char"); code != 0 {
+			t.Fatalf("prep: exit %d: %s", code, stderr)
+		}
+		r, err := dataset.Open(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	a := prep("a", "hello world, a line\n")
+	b := prep("b", "hellö wörld, a line\n")
+	va, _ := a.Vocab()
+	vb, _ := b.Vocab()
+	if va.Size() != vb.Size() {
+		t.Fatalf("vocabularies of %d and %d ids", va.Size(), vb.Size())
+	}
+	ck := &checkpoint.Checkpoint{Path: "ck", Vocab: va}
+	err := ck.CheckVocab(b)
+	if err == nil || !strings.Contains(err.Error(), `extra 1 character "ö"`) || !strings.Contains(err.Error(), `missing 1 character "o"`) {
+		t.Errorf("vocabulary mismatch: %v", err)
+	}
+	if err := ck.CheckVocab(a); err != nil {
+		t.Errorf("the same vocabulary: %v", err)
+	}
+
+	notes := filepath.Join(dir, "notes.txt")
+	os.WriteFile(notes, []byte("Hello world\nsecond line\n"), 0o644)
+	code, _, stderr := run(t, "eval", "--ckpt", notes, "--device", "cpu")
+	if code != 1 || !strings.Contains(stderr, notes+" is a file, but not a pointer file") || strings.Contains(stderr, "Hello world") {
+		t.Errorf("--ckpt a text file: exit %d, %q", code, stderr)
+	}
+	run := filepath.Join(dir, "run")
+	os.MkdirAll(filepath.Join(run, "checkpoints"), 0o755)
+	os.WriteFile(filepath.Join(run, "best"), []byte("checkpoints/step-5\n"), 0o644)
+	code, _, stderr = runWith(t, nil, "eval", "--ckpt", filepath.Join(run, "best"), "--device", "cpu")
+	if code != 1 || !strings.Contains(stderr, "was it pruned?") {
+		t.Errorf("--ckpt a pointer to a pruned checkpoint: exit %d, %q", code, stderr)
+	}
+
+	// The checkpoint does not exist, but the dump's path is checked first.
+	code, _, stderr = runWith(t, nil, "eval", "--ckpt", filepath.Join(dir, "no-such-run"), "--dump", dir)
+	if code != 2 || !strings.Contains(stderr, "--dump "+dir+" is a folder") {
+		t.Errorf("--dump DIR: exit %d, %q", code, stderr)
+	}
+	code, _, stderr = runWith(t, nil, "eval", "--ckpt", filepath.Join(dir, "no-such-run"), "--dump", filepath.Join(dir, "no-such-folder", "d.jsonl"))
+	if code != 1 || !strings.Contains(stderr, "--dump: ") || strings.Contains(stderr, "no-such-run") {
+		t.Errorf("--dump in a missing folder: exit %d, %q", code, stderr)
 	}
 }

@@ -70,6 +70,19 @@ func runEval(e *env, args []string) error {
 	if err := df.check(); err != nil {
 		return err
 	}
+	// The dump's file is made before the evaluation, so that a bad path fails first.
+	var tmp *os.File
+	if *dump != "" {
+		if st, err := os.Stat(*dump); err == nil && st.IsDir() {
+			return usageErrorf("--dump %s is a folder: want the path of a file to write", *dump)
+		}
+		var err error
+		if tmp, err = os.CreateTemp(filepath.Dir(*dump), "."+filepath.Base(*dump)+".tmp*"); err != nil {
+			return fmt.Errorf("--dump: %w", err)
+		}
+		defer os.Remove(tmp.Name())
+		defer tmp.Close()
+	}
 	defer torchrt.Lock()()
 	dev, note, err := df.open()
 	if err != nil {
@@ -93,14 +106,7 @@ func runEval(e *env, args []string) error {
 	ctx, stop := e.interruptible()
 	defer stop()
 	opts := []eval.Option{eval.WithBatch(*batch), eval.WithMaxBlocks(*maxBlocks)}
-	var tmp *os.File
-	if *dump != "" {
-		tmp, err = os.CreateTemp(filepath.Dir(*dump), "."+filepath.Base(*dump)+".tmp*")
-		if err != nil {
-			return err
-		}
-		defer os.Remove(tmp.Name())
-		defer tmp.Close()
+	if tmp != nil {
 		opts = append(opts, eval.WithDump(tmp, ck.Vocab))
 	}
 	res, err := eval.Run(ctx, m, r, *split, opts...)
