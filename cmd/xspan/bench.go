@@ -224,7 +224,7 @@ func runBenchGen(e *env, args []string) error {
 	}
 	marks, err := parseMarks(*marksFlag)
 	if err != nil {
-		return usageErrorf("--marks: %v", err)
+		return usageErrorf("--marks: %w", err)
 	}
 	switch {
 	case *tokens < 1:

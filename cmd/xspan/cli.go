@@ -169,7 +169,7 @@ func (f *flagSet) parse(e *env, args []string) ([]string, error) {
 				f.printHelp(e.stdout)
 				return nil, err
 			}
-			return nil, usageErrorf("%v", err)
+			return nil, usageErrorf("%w", err)
 		}
 		rest := f.Args()
 		if len(rest) == 0 {
@@ -297,7 +297,7 @@ func (d *deviceFlags) open() (dev gotch.Device, note string, err error) {
 	n := torchrt.SetThreads(d.threads)
 	dev, note, err = torchrt.ParseDevice(d.device)
 	if err != nil {
-		return gotch.CPU, "", usageErrorf("--device: %v", err)
+		return gotch.CPU, "", usageErrorf("--device: %w", err)
 	}
 	return dev, note + "; " + plural(n, "thread"), nil
 }
@@ -402,13 +402,13 @@ func (c *configFlags) base(set map[string]bool) (lm.Config, error) {
 		}
 		cfg, err := lm.ParseConfig(b)
 		if err != nil {
-			return lm.Config{}, usageErrorf("--config %s: %v", c.file, err)
+			return lm.Config{}, usageErrorf("--config %s: %w", c.file, err)
 		}
 		return cfg, nil
 	}
 	cfg, err := lm.Preset(c.preset)
 	if err != nil {
-		return lm.Config{}, usageErrorf("--preset: %v", err)
+		return lm.Config{}, usageErrorf("--preset: %w", err)
 	}
 	return cfg, nil
 }
@@ -419,13 +419,13 @@ func (c *configFlags) apply(cfg *lm.Config) error {
 	for i, k := range c.keys {
 		if k.given {
 			if err := cfg.Set(k.key, k.text); err != nil {
-				return usageErrorf("--%s: %v", configKeyFlags[i].flag, err)
+				return usageErrorf("--%s: %w", configKeyFlags[i].flag, err)
 			}
 		}
 	}
 	for _, kv := range c.sets {
 		if err := cfg.Set(kv.key, kv.value); err != nil {
-			return usageErrorf("--set %s=%s: %v", kv.key, kv.value, err)
+			return usageErrorf("--set %s=%s: %w", kv.key, kv.value, err)
 		}
 	}
 	check := *cfg
@@ -433,7 +433,7 @@ func (c *configFlags) apply(cfg *lm.Config) error {
 		check.Vocab = 2 // set from the dataset later
 	}
 	if err := check.Validate(); err != nil {
-		return usageErrorf("%v", err)
+		return usageErrorf("%w", err)
 	}
 	return nil
 }

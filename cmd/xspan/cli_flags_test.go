@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -223,4 +225,26 @@ func writeTemp(t *testing.T, s string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// Commands' errors wrap their causes: a missing file is fs.ErrNotExist, a bad value a
+// usage error that still holds the parser's error.
+func TestCLIErrorsWrapTheirCause(t *testing.T) {
+	t.Parallel()
+	e := &env{stdin: strings.NewReader(""), stdout: io.Discard, stderr: io.Discard}
+	missing := filepath.Join(t.TempDir(), "missing")
+	for _, c := range []struct {
+		run    func(*env, []string) error
+		args   []string
+		target error
+	}{
+		{runInspect, []string{missing}, fs.ErrNotExist},
+		{runCat, []string{missing, "--split", "train"}, fs.ErrNotExist},
+		{runTrain, []string{"--print-config", "--config", missing}, fs.ErrNotExist},
+		{runTrain, []string{"--print-config", "--steps", "many"}, errUsage},
+	} {
+		if err := c.run(e, c.args); !errors.Is(err, c.target) {
+			t.Errorf("%q: %v, want one that is %v", c.args, err, c.target)
+		}
+	}
 }

@@ -36,6 +36,7 @@ func testText() []byte {
 }
 
 func TestCLIPrepInspectCat(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	text := testText()
 	in := filepath.Join(dir, "corpus.txt")
@@ -78,6 +79,7 @@ func TestCLIPrepInspectCat(t *testing.T) {
 }
 
 func TestCLIErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	in := filepath.Join(dir, "corpus.txt")
 	os.WriteFile(in, testText(), 0o644)

@@ -74,7 +74,7 @@ func runPrep(e *env, args []string) error {
 	set := fs.visited()
 	lvl, err := parseLevel(*level)
 	if err != nil {
-		return usageErrorf("--level: %v", err)
+		return usageErrorf("--level: %w", err)
 	}
 	if *synthetic != "" || set["synthetic"] {
 		if *synthetic != dataset.TaskCopy {
@@ -106,7 +106,7 @@ func runPrep(e *env, args []string) error {
 	if set["split"] {
 		fr, err := parseSplit(*split)
 		if err != nil {
-			return usageErrorf("--split: %v", err)
+			return usageErrorf("--split: %w", err)
 		}
 		opts = append(opts, dataset.WithSplit(fr[0], fr[1], fr[2]))
 	}
@@ -123,7 +123,7 @@ func runPrep(e *env, args []string) error {
 	}
 	// Bad option values (say --format or --newlines) are usage errors.
 	if err := dataset.CheckOptions(opts...); err != nil {
-		return usageErrorf("%v", err)
+		return usageErrorf("%w", err)
 	}
 	ctx, stop := e.interruptible()
 	defer stop()
@@ -148,7 +148,7 @@ func runPrep(e *env, args []string) error {
 // prepCopy writes a copy-task dataset.
 func prepCopy(e *env, out string, task dataset.CopyTask, level, shardTokens int, force bool) error {
 	if err := task.Check(); err != nil {
-		return usageErrorf("%v", err)
+		return usageErrorf("%w", err)
 	}
 	opts := []dataset.Option{
 		dataset.WithLevel(level), dataset.WithShardTokens(shardTokens), dataset.WithForce(force),
@@ -156,7 +156,7 @@ func prepCopy(e *env, out string, task dataset.CopyTask, level, shardTokens int,
 		dataset.WithProgress(newProgress(e.stderr, "prep")),
 	}
 	if err := dataset.CheckOptions(opts...); err != nil {
-		return usageErrorf("%v", err)
+		return usageErrorf("%w", err)
 	}
 	ctx, stop := e.interruptible()
 	defer stop()
