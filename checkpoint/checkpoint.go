@@ -85,9 +85,9 @@ func (ck *Checkpoint) CheckVocab(r *dataset.Reader) error {
 	if err != nil {
 		return err
 	}
-	if v.Spec().Ref() != ck.Vocab.Spec().Ref() {
-		return fmt.Errorf("dataset %s has a %s vocabulary of %d ids, not the %s vocabulary of %d ids that checkpoint %s was trained with",
-			r.Dir(), v.Kind(), v.Size(), ck.Vocab.Kind(), ck.Vocab.Size(), ck.Path)
+	if diff := v.Spec().Diff(ck.Vocab.Spec()); diff != "" {
+		return fmt.Errorf("dataset %s has a %s vocabulary of %d ids that is not the one checkpoint %s was trained with (%s, %d ids): %s",
+			r.Dir(), v.Kind(), v.Size(), ck.Path, ck.Vocab.Kind(), ck.Vocab.Size(), diff)
 	}
 	return nil
 }

@@ -112,6 +112,9 @@ func SetBest(run string, step int64) error {
 	return WriteFileAtomic(filepath.Join(run, BestName), []byte(rel+"\n"))
 }
 
+// maxPointerSize bounds a pointer file: a larger file is something else.
+const maxPointerSize = 4096
+
 // readPointer reads a pointer file: one line naming a folder relative to the file's
 // folder (or absolute).
 func readPointer(path string) (string, error) {
@@ -176,11 +179,18 @@ func Resolve(pathOrRun string) (string, error) {
 		return "", fmt.Errorf("checkpoint %s: %w", pathOrRun, errors.Unwrap(err))
 	}
 	if !st.IsDir() {
+		notPointer := fmt.Errorf("%s is a file, but not a pointer file like RUN/best: --ckpt takes a checkpoint folder, a run folder or a pointer file", pathOrRun)
+		if st.Size() > maxPointerSize {
+			return "", notPointer
+		}
 		target, err := readPointer(pathOrRun)
 		if err != nil {
 			return "", err
 		}
 		if _, err := os.Stat(filepath.Join(target, HeaderName)); err != nil {
+			if filepath.Base(pathOrRun) != BestName && filepath.Base(filepath.Dir(target)) != Dir {
+				return "", notPointer // its first line names no checkpoint folder: some other file
+			}
 			return "", fmt.Errorf("%s names %s, which is not a checkpoint (was it pruned?)", pathOrRun, target)
 		}
 		return target, nil

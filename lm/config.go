@@ -209,14 +209,28 @@ func (c TrainConfig) Validate() error {
 		{c.Clip < 0, fmt.Sprintf("clip = %g: must not be negative", c.Clip)},
 		{c.WeightDecay < 0, fmt.Sprintf("weight_decay = %g: must not be negative", c.WeightDecay)},
 		{c.Accumulate < 0, fmt.Sprintf("accumulate = %d: must not be negative", c.Accumulate)},
+		{c.EvalEvery < 0, fmt.Sprintf("eval_every = %d: must not be negative (0: at the end only)", c.EvalEvery)},
+		{c.CkptEvery < 0, fmt.Sprintf("ckpt_every = %d: must not be negative (0: at the end only)", c.CkptEvery)},
+		{c.Seed < 0, fmt.Sprintf("seed = %d: must not be negative", c.Seed)},
 		{c.Batch%c.EffectiveAccumulate() != 0, fmt.Sprintf("batch = %d is not a multiple of accumulate = %d", c.Batch, c.EffectiveAccumulate())},
 		{c.Precision != "" && c.Precision != PrecisionFP32 && c.Precision != PrecisionTF32 && c.Precision != PrecisionBF16,
 			fmt.Sprintf("precision = %q: %s, %s or %s", c.Precision, PrecisionFP32, PrecisionTF32, PrecisionBF16)},
 	})
 }
 
-// Validate reports the first setting that cannot work, the model's first.
+// Validate reports the first setting that cannot work: a float key that is NaN or
+// infinite (whatever set it), then the model's, then the recipe's.
 func (c Config) Validate() error {
+	v := reflect.ValueOf(c)
+	for _, sf := range reflect.VisibleFields(v.Type()) {
+		if sf.Type.Kind() != reflect.Float64 {
+			continue
+		}
+		if x := v.FieldByIndex(sf.Index).Float(); math.IsNaN(x) || math.IsInf(x, 0) {
+			name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+			return fmt.Errorf("config: %s = %g: must be a finite number", name, x)
+		}
+	}
 	if err := c.ModelConfig.Validate(); err != nil {
 		return err
 	}
@@ -240,6 +254,9 @@ func (c *Config) Set(key, value string) error {
 		x, err := strconv.ParseFloat(value, 64)
 		if err != nil {
 			return fmt.Errorf("config key %q: %q is not a number", key, value)
+		}
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return fmt.Errorf("config key %q: %q is not a finite number", key, value)
 		}
 		f.SetFloat(x)
 	case reflect.Bool:

@@ -39,12 +39,10 @@ func TestCLIGenerateSameSeedSameText(t *testing.T) {
 	pf := filepath.Join(dir, "prompt.txt")
 	os.WriteFile(pf, []byte("Hello there"), 0o644)
 	d, _ := mustRun(t, genArgs("--prompt-file", pf, "--seed", "5", "--top-k", "40", "--top-p", "0.9")...)
-	in, _ := os.Open(pf)
-	defer in.Close()
-	old := os.Stdin
-	os.Stdin = in
-	e, _ := mustRun(t, genArgs("--seed", "5", "--top-k", "40", "--top-p", "0.9")...)
-	os.Stdin = old
+	code, e, stderr := runWith(t, strings.NewReader("Hello there"), genArgs("--seed", "5", "--top-k", "40", "--top-p", "0.9")...)
+	if code != 0 {
+		t.Fatalf("prompt from stdin: exit %d: %s", code, stderr)
+	}
 	if d != a || e != a {
 		t.Errorf("prompt from a file %q or stdin %q differs from --prompt %q", d, e, a)
 	}

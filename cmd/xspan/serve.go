@@ -1,12 +1,8 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"log"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"xspan/generate"
@@ -33,7 +29,7 @@ generation. Bad JSON or values get 400 with a message; bodies over --max-body ge
 SIGINT or SIGTERM shuts down: no new connections, running requests get --grace to finish,
 then they are cancelled.`
 
-func runServe(args []string) error {
+func runServe(e *env, args []string) error {
 	fs := newFlagSet("serve", "(--ckpt PATH_OR_RUN | --preset NAME --random) [--addr HOST:PORT] [flags]", serveDescription)
 	var mf modelFlags
 	mf.register(fs)
@@ -47,11 +43,12 @@ func runServe(args []string) error {
 	unk := fs.String("unk", "error", "prompt characters outside a char vocabulary: error (400) or replace (with <unk>)")
 	grace := fs.Duration("grace", 10*time.Second, "on shutdown, how long running requests may finish")
 	quiet := fs.Bool("quiet", false, "do not log each request")
-	if err := parseFlags(fs, args); err != nil {
+	pos, err := fs.parse(e, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected arguments %q", fs.Args())
+	if len(pos) > 0 {
+		return usageErrorf("unexpected arguments %q", pos)
 	}
 	if err := mf.check(); err != nil {
 		return err
@@ -78,7 +75,7 @@ func runServe(args []string) error {
 		return usageErrorf("--grace %v: must not be negative", *grace)
 	}
 
-	logger := log.New(os.Stderr, "serve: ", log.LstdFlags)
+	logger := log.New(e.stderr, "serve: ", log.LstdFlags)
 	model, err := func() (*lmModel, error) {
 		defer torchrt.Lock()()
 		return mf.load(func(f string, a ...any) { logger.Printf(f, a...) })
@@ -94,7 +91,7 @@ func runServe(args []string) error {
 		cfg.Logf = logger.Printf
 	}
 	srv := generate.NewServer(model, cfg)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := e.interruptible()
 	defer stop()
 	err = generate.ListenAndServe(ctx, *addr, srv, *grace, func(a string) {
 		logger.Printf("listening on http://%s (up to %d generations at once, %d queued)", a, *maxConc, *maxQueue)

@@ -1,15 +1,9 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
-	"os"
-	"os/signal"
 	"path/filepath"
-	"strings"
-	"syscall"
 
 	"xspan/checkpoint"
 	"xspan/dataset"
@@ -36,48 +30,10 @@ checkpoint exactly; settings that change the model's shape are refused then.
 Ctrl-C stops after the step under way and writes a checkpoint first. A NaN or infinite
 loss stops the run before the update, leaving the last good checkpoint.`
 
-// trainConfigFlags maps flags to config keys; a flag given on the command line sets its key.
-var trainConfigFlags = []struct{ flag, key, usage string }{
-	{"steps", "steps", "optimizer steps"},
-	{"batch", "batch", "streams per step"},
-	{"block", "block", "tokens per stream per step (M)"},
-	{"lr", "lr", "peak learning rate"},
-	{"warmup", "warmup", "linear warm-up steps"},
-	{"schedule", "schedule", "learning-rate schedule after warm-up: constant, cosine or step"},
-	{"clip", "clip", "gradient clipping by global norm (0: none)"},
-	{"alpha", "alpha", "span-loss coefficient"},
-	{"dropout", "dropout", "dropout rate"},
-	{"accumulate", "accumulate", "micro-batches per step (gradient accumulation; must divide --batch)"},
-	{"seed", "seed", "random seed (weights, dropout, span noise)"},
-	{"eval-every", "eval_every", "steps between validations (0: at the end only)"},
-	{"ckpt-every", "ckpt_every", "steps between checkpoints (0: at the end only)"},
-}
-
-// trainSetFlag is a repeatable key=value flag.
-type trainSetFlag []string
-
-func (s *trainSetFlag) String() string { return strings.Join(*s, " ") }
-func (s *trainSetFlag) Set(v string) error {
-	if !strings.Contains(v, "=") {
-		return fmt.Errorf("%q: want key=value", v)
-	}
-	*s = append(*s, v)
-	return nil
-}
-
-func runTrain(args []string) error {
+func runTrain(e *env, args []string) error {
 	fs := newFlagSet("train", "--data DIR --out RUN [--preset NAME | --config FILE] [--set key=value ...] [flags]", trainDescription)
-	data := fs.String("data", "", "dataset folder (required, except with --resume: the checkpoint's)")
-	out := fs.String("out", "", "run folder to write (required)")
-	preset := fs.String("preset", "tiny", "preset config: "+strings.Join(lm.PresetNames(), ", "))
-	configFile := fs.String("config", "", "config JSON file (instead of --preset)")
-	var sets trainSetFlag
-	fs.Var(&sets, "set", "set a config key: key=value (repeatable)")
-	for _, f := range trainConfigFlags {
-		fs.String(f.flag, "", f.usage+" (config key "+f.key+")")
-	}
-	device := fs.String("device", "auto", "auto, cpu, cuda or cuda:N")
-	threads := fs.Int("threads", 0, "CPU threads for libtorch (0: one per core)")
+	data := fs.String("data", "", "dataset `folder` (required, except with --resume: the checkpoint's)")
+	out := fs.String("out", "", "run `folder` to write (required)")
 	resume := fs.Bool("resume", false, "continue RUN's latest checkpoint exactly")
 	initFrom := fs.String("init-from", "", "start from this checkpoint's weights (a run folder, RUN/best or a checkpoint folder)")
 	keep := fs.Int("keep", 3, "latest checkpoints to keep besides the best (0: all)")
@@ -85,60 +41,55 @@ func runTrain(args []string) error {
 	validBatch := fs.Int("valid-batch", 0, "streams of the validations during training (0: --batch)")
 	validBlocks := fs.Int64("valid-blocks", 0, "validate on the first N blocks per stream only (0: the whole split)")
 	noBar := fs.Bool("no-bar", false, "plain progress lines even on a terminal")
-	if err := parseFlags(fs, args); err != nil {
+	var cf configFlags
+	cf.register(fs, "tiny")
+	fs.group("config")
+	printConfig := fs.Bool("print-config", false, "print the resolved config as JSON and exit (needs no --data or --out):\n'xspan train --print-config --preset small > cfg.json', edit it, then train with --config cfg.json")
+	fs.group("flags")
+	var df deviceFlags
+	df.register(fs)
+	if err := fs.noArgs(e, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected argument %q", fs.Arg(0))
-	}
-	if *out == "" {
+	set := fs.visited()
+	if *out == "" && (*resume || !*printConfig) {
 		return usageErrorf("--out is required")
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if *resume && (set["preset"] || set["config"] || set["init-from"]) {
 		return usageErrorf("--resume takes the config from %s; --preset, --config and --init-from do not apply", filepath.Join(*out, checkpoint.ConfigName))
 	}
-	if set["preset"] && set["config"] {
-		return usageErrorf("give --preset or --config, not both")
-	}
-	if !*resume && *data == "" {
+	switch {
+	case !*resume && !*printConfig && *data == "":
 		return usageErrorf("--data is required")
+	case *keep < 0:
+		return usageErrorf("--keep %d: must not be negative", *keep)
+	case *logEvery < 1:
+		return usageErrorf("--log-every %d: need at least 1", *logEvery)
+	case *validBatch < 0:
+		return usageErrorf("--valid-batch %d: must not be negative", *validBatch)
+	case *validBlocks < 0:
+		return usageErrorf("--valid-blocks %d: must not be negative", *validBlocks)
+	}
+	if err := df.check(); err != nil {
+		return err
 	}
 
 	var cfg lm.Config
 	var err error
-	switch {
-	case *resume:
-		cfg, err = checkpoint.ReadRunConfig(*out)
-	case *configFile != "":
-		var b []byte
-		if b, err = os.ReadFile(*configFile); err == nil {
-			if cfg, err = lm.ParseConfig(b); err != nil {
-				err = fmt.Errorf("%s: %w", *configFile, err)
-			}
+	if *resume {
+		if cfg, err = checkpoint.ReadRunConfig(*out); err != nil {
+			return err
 		}
-	default:
-		cfg, err = lm.Preset(*preset)
-		if err != nil {
-			return usageErrorf("--preset: %v", err)
-		}
-	}
-	if err != nil {
+	} else if cfg, err = cf.base(set); err != nil {
 		return err
 	}
-	for _, f := range trainConfigFlags {
-		if set[f.flag] {
-			if err := cfg.Set(f.key, fs.Lookup(f.flag).Value.String()); err != nil {
-				return usageErrorf("--%s: %v", f.flag, err)
-			}
-		}
+	if err := cf.apply(&cfg); err != nil {
+		return err
 	}
-	for _, kv := range sets {
-		k, v, _ := strings.Cut(kv, "=")
-		if err := cfg.Set(strings.TrimSpace(k), strings.TrimSpace(v)); err != nil {
-			return usageErrorf("--set %s: %v", kv, err)
-		}
+	if *printConfig {
+		js, _ := json.MarshalIndent(cfg, "", "  ")
+		_, err := fmt.Fprintf(e.stdout, "%s\n", js)
+		return err
 	}
 
 	if *data != "" {
@@ -149,24 +100,20 @@ func runTrain(args []string) error {
 	}
 
 	defer torchrt.Lock()()
-	n := torchrt.SetThreads(*threads)
-	dev, note, err := torchrt.ParseDevice(*device)
+	dev, note, err := df.open()
 	if err != nil {
-		return usageErrorf("--device: %v", err)
+		return err
 	}
-	fmt.Fprintf(os.Stderr, "%s; %d threads\n", note, n)
+	fmt.Fprintln(e.stderr, note)
 	js, _ := json.Marshal(cfg)
-	fmt.Fprintf(os.Stderr, "config: %s\n", js)
+	fmt.Fprintf(e.stderr, "config: %s\n", js)
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := e.interruptible()
 	defer stop()
-	go func() {
-		<-ctx.Done()
-		stop() // a second Ctrl-C kills at once
-	}()
 	opts := []train.Option{
 		train.WithDevice(dev), train.WithResume(*resume), train.WithKeep(*keep), train.WithLogEvery(*logEvery),
 		train.WithValidBatch(*validBatch), train.WithValidBlocks(*validBlocks), train.WithProgressBar(!*noBar),
+		train.WithOutput(e.stderr),
 	}
 	if *initFrom != "" {
 		opts = append(opts, train.WithInitFrom(*initFrom))
@@ -175,14 +122,15 @@ func runTrain(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("trained %s: step %d, %d tokens; this run %d steps at %.0f tokens/s (%d parameters)\n",
+	w := e.stdout
+	fmt.Fprintf(w, "trained %s: step %d, %d tokens; this run %d steps at %.0f tokens/s (%d parameters)\n",
 		res.Run, res.Step, res.Tokens, res.Steps, res.TokPerSec, res.NumParams)
 	if res.Valid != nil {
-		fmt.Printf("valid: %.4f %s (%s), %.4f bits/token over %d tokens\n", res.Valid.BPC, res.Valid.Unit.Abbrev, res.Valid.Unit.Name, res.Valid.BitsPerToken, res.Valid.Tokens)
+		fmt.Fprintf(w, "valid: %.4f %s (%s), %.4f bits/token over %d tokens\n", res.Valid.BPC, res.Valid.Unit.Abbrev, res.Valid.Unit.Name, res.Valid.BitsPerToken, res.Valid.Tokens)
 	}
-	fmt.Printf("checkpoint: %s\n", res.Checkpoint)
+	fmt.Fprintf(w, "checkpoint: %s\n", res.Checkpoint)
 	if res.Best != "" {
-		fmt.Printf("best: %s\n", res.Best)
+		fmt.Fprintf(w, "best: %s\n", res.Best)
 	}
 	return nil
 }
