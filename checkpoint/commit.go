@@ -10,19 +10,8 @@ import (
 
 // writeFileSync writes data to path and syncs it to disk.
 func writeFileSync(path string, data []byte) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	_, err := writeFileSum(path, data)
+	return err
 }
 
 // WriteFileAtomic writes data to path through a temporary file beside it and a rename.

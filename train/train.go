@@ -208,7 +208,7 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 	}
 	keepUpTo := int64(-1)
 	if hdr != nil {
-		if err := t.restore(resumeDir, hdr); err != nil {
+		if err := t.restore(resumeDir); err != nil {
 			return err
 		}
 		keepUpTo = t.step
@@ -232,15 +232,20 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 }
 
 // restore loads a checkpoint's full state for an exact resume.
-func (t *trainer) restore(dir string, h *checkpoint.Header) error {
-	if err := t.model.LoadWeights(filepath.Join(dir, checkpoint.WeightsName)); err != nil {
-		return fmt.Errorf("%s: %w", dir, err)
+func (t *trainer) restore(dir string) error {
+	ck, err := checkpoint.Open(dir)
+	if err != nil {
+		return err
 	}
-	if err := t.opt.Load(filepath.Join(dir, checkpoint.OptimName)); err != nil {
+	h := ck.Header
+	if err := ck.LoadWeights(t.model); err != nil {
+		return err
+	}
+	if err := ck.LoadOptim(t.opt, t.o.dev); err != nil {
 		return err
 	}
 	for i := 0; i < h.Memories; i++ {
-		mem, err := t.model.LoadMemory(filepath.Join(dir, checkpoint.MemoryName(i)))
+		mem, err := ck.LoadMemory(t.model, i)
 		if err != nil {
 			return err
 		}

@@ -3,12 +3,14 @@ package train
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/sugarme/gotch"
 
 	"xspan/checkpoint"
@@ -247,17 +249,23 @@ func TestCheckpointErrors(t *testing.T) {
 			t.Errorf("%s: err = %v, want it to mention %q", what, err, want)
 		}
 	}
-	check("another format version", strings.Replace(string(orig), checkpoint.Magic+" 1", checkpoint.Magic+" 2", 1), "format version 2")
+	// resign gives a HEADER's body a magic line of format v with its right checksum.
+	resign := func(v int, content string) string {
+		_, body, _ := strings.Cut(content, "\n")
+		return fmt.Sprintf("%s %d xxh64:%016x\n%s", checkpoint.Magic, v, xxhash.Sum64String(body), body)
+	}
+	check("another format version", resign(3, string(orig)), "format version 3")
 	check("no magic", "{}\n", "not an xspan checkpoint")
-	check("edited config", strings.Replace(string(orig), `"dim": 32`, `"dim": 48`, 1), "config hash")
+	check("edited config", strings.Replace(string(orig), `"dim": 32`, `"dim": 48`, 1), "the header is damaged")
+	check("edited config, checksum redone", resign(2, strings.Replace(string(orig), `"dim": 32`, `"dim": 48`, 1)), "config hash")
 	os.WriteFile(hdrPath, orig, 0o644)
 	if _, _, err := checkpoint.Load(dir, gotch.CPU); err != nil {
 		t.Fatalf("restored header: %v", err)
 	}
 	// Weights that do not fit the config.
 	os.WriteFile(filepath.Join(dir, checkpoint.WeightsName), []byte("junk"), 0o644)
-	if _, _, err := checkpoint.Load(dir, gotch.CPU); err == nil {
-		t.Error("junk weights: no error")
+	if _, _, err := checkpoint.Load(dir, gotch.CPU); err == nil || !strings.Contains(err.Error(), checkpoint.WeightsName) {
+		t.Errorf("junk weights: err = %v", err)
 	}
 	for _, p := range []string{filepath.Join(run, "nope"), t.TempDir()} {
 		if _, err := checkpoint.Resolve(p); err == nil {
