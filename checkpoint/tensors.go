@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/sugarme/gotch"
@@ -34,25 +35,28 @@ func sumOf(data []byte) FileSum {
 	return FileSum{Size: int64(len(data)), XXH64: fmt.Sprintf("%016x", xxhash.Sum64(data))}
 }
 
-// FaultHook, when not nil, is called before every write to a file of a checkpoint with
-// the file's path and the bytes already written to it; an error it returns fails that
-// write as the file system's would. Tests set it to inject a full disk; it must not be
-// changed while a checkpoint is being written.
-var FaultHook func(path string, written int64) error
+// FaultHook, when not nil, is asked for each file this package writes how many of its
+// bytes the disk takes (negative: all of them); writes beyond fail with ENOSPC, as on a
+// full disk. Tests set it to inject a full disk; it must not change while a checkpoint is
+// being written.
+var FaultHook func(path string) (room int64)
 
-// file is a file being written, whose every write goes through FaultHook.
+// file is a file being written: its size and checksum so far, and the room FaultHook
+// leaves it.
 type file struct {
 	f       *os.File
 	path    string
 	written int64
 	sum     *xxhash.Digest
+	room    int64
 }
 
 func (w *file) Write(p []byte) (int, error) {
-	if FaultHook != nil {
-		if err := FaultHook(w.path, w.written); err != nil {
-			return 0, &os.PathError{Op: "write", Path: w.path, Err: err}
-		}
+	if w.room >= 0 && w.written+int64(len(p)) > w.room {
+		n, _ := w.f.Write(p[:w.room-w.written])
+		w.written += int64(n)
+		w.sum.Write(p[:n])
+		return n, &os.PathError{Op: "write", Path: w.path, Err: syscall.ENOSPC}
 	}
 	n, err := w.f.Write(p)
 	w.written += int64(n)
@@ -67,7 +71,10 @@ func writeFileWith(path string, fill func(io.Writer) error) (FileSum, error) {
 	if err != nil {
 		return FileSum{}, err
 	}
-	w := &file{f: f, path: path, sum: xxhash.New()}
+	w := &file{f: f, path: path, sum: xxhash.New(), room: -1}
+	if FaultHook != nil {
+		w.room = FaultHook(path)
+	}
 	bw := bufio.NewWriterSize(w, 1<<20)
 	err = fill(bw)
 	if err == nil {

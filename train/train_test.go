@@ -307,3 +307,51 @@ func TestNonFiniteLossStops(t *testing.T) {
 		t.Errorf("last checkpoint %+v (%v); the run stopped after step %d", h, err, res.Step)
 	}
 }
+
+// A full disk while a checkpoint is written (injected: the disk takes 1000 bytes of the
+// step-4 weights) stops the run with an error that says so; the step-2 checkpoint stays
+// whole, nothing half-written is left, and --resume then finishes the run with the same
+// weights as a run that never failed.
+func TestFullDiskStopsCleanlyAndResumes(t *testing.T) {
+	defer torchrt.Lock()()
+	data := testData(t)
+	cfg := tinyConfig(6)
+	cfg.CkptEvery = 2
+	ref := filepath.Join(t.TempDir(), "ref")
+	if _, err := Run(context.Background(), cfg, data, ref, quiet(), WithoutFinalEval()); err != nil {
+		t.Fatal(err)
+	}
+	run := filepath.Join(t.TempDir(), "run")
+	checkpoint.FaultHook = func(path string) int64 {
+		if strings.Contains(path, checkpoint.StepDirName(4)) && filepath.Base(path) == checkpoint.WeightsName {
+			return 1000
+		}
+		return -1
+	}
+	_, err := Run(context.Background(), cfg, data, run, quiet(), WithoutFinalEval())
+	checkpoint.FaultHook = nil
+	if err == nil || !strings.Contains(err.Error(), "no space left on device") || !strings.Contains(err.Error(), checkpoint.StepDirName(4)) {
+		t.Fatalf("full disk at step 4: err = %v", err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(run, checkpoint.Dir))
+	if len(ents) != 1 || ents[0].Name() != checkpoint.StepDirName(2) {
+		t.Fatalf("after the failure the checkpoints folder holds %v", ents)
+	}
+	if _, _, err := checkpoint.Load(run, gotch.CPU); err != nil {
+		t.Fatalf("the step-2 checkpoint: %v", err)
+	}
+	if _, err := Run(context.Background(), cfg, data, run, quiet(), WithoutFinalEval(), WithResume(true)); err != nil {
+		t.Fatalf("resume after the failure: %v", err)
+	}
+	ma, _, err := checkpoint.Load(ref, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _, err := checkpoint.Load(run, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sameTensors(paramValues(ma), paramValues(mb)); err != nil {
+		t.Fatalf("resumed run vs one that never failed: %v", err)
+	}
+}
