@@ -108,6 +108,10 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 	o := &t.o
 	var resumeDir string
 	var hdr *checkpoint.Header
+	// What a killed run left half-written or half-removed goes first.
+	if err := checkpoint.Clean(t.run); err != nil {
+		return err
+	}
 	if o.resume {
 		dir, err := checkpoint.Latest(t.run)
 		if err != nil {
