@@ -182,12 +182,6 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 		}
 	}
 	t.cfg = cfg
-	if err := os.MkdirAll(t.run, 0o755); err != nil {
-		return err
-	}
-	if err := checkpoint.WriteRunConfig(t.run, cfg); err != nil {
-		return err
-	}
 	torchrt.Seed(cfg.Seed) // the initial weights
 	if t.model, err = lm.New(cfg, o.dev); err != nil {
 		return err
@@ -220,6 +214,14 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 		for i := 0; i < t.groups; i++ {
 			t.mems = append(t.mems, t.model.NewMemory(cfg.Batch/t.groups))
 		}
+	}
+	// Everything that can refuse the run was checked: only now does the run folder get
+	// written, so that a refused run leaves nothing behind.
+	if err := os.MkdirAll(t.run, 0o755); err != nil {
+		return err
+	}
+	if err := checkpoint.WriteRunConfig(t.run, cfg); err != nil {
+		return err
 	}
 	mpath := filepath.Join(t.run, checkpoint.MetricsName)
 	if hdr == nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -224,8 +225,24 @@ func TestTrainCheckpointsAndBest(t *testing.T) {
 	if r2.Step != 2 {
 		t.Errorf("fine-tune: step %d", r2.Step)
 	}
-	if _, err := Run(context.Background(), other, data, filepath.Join(t.TempDir(), "ft2"), quiet(), WithInitFrom(run)); err == nil || !strings.Contains(err.Error(), "dim") {
+	// A refused --init-from leaves no run folder behind (issue 17: it left a config.json),
+	// nor a damaged one (its weights file is named).
+	ft2 := filepath.Join(t.TempDir(), "ft2")
+	if _, err := Run(context.Background(), other, data, ft2, quiet(), WithInitFrom(run)); err == nil || !strings.Contains(err.Error(), "dim") {
 		t.Errorf("init-from another shape: err = %v", err)
+	}
+	damaged := filepath.Join(t.TempDir(), "damaged")
+	bestDir, _ := checkpoint.Best(run)
+	os.CopyFS(damaged, os.DirFS(bestDir))
+	w := filepath.Join(damaged, checkpoint.WeightsName)
+	data2, _ := os.ReadFile(w)
+	data2[len(data2)-3] ^= 1
+	os.WriteFile(w, data2, 0o644)
+	if _, err := Run(context.Background(), cfg2, data, ft2, quiet(), WithInitFrom(damaged)); err == nil || !strings.Contains(err.Error(), w) {
+		t.Errorf("init-from a damaged checkpoint: err = %v", err)
+	}
+	if _, err := os.Stat(ft2); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("refused --init-from runs left %s behind (%v)", ft2, err)
 	}
 }
 
