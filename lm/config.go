@@ -174,8 +174,25 @@ func firstBroken(rules []rule) error {
 	return nil
 }
 
+// finite reports the first float key of the config struct v that is NaN or infinite: no
+// setting takes one, and config.json (JSON) cannot hold one.
+func finite(v reflect.Value) error {
+	for i := 0; i < v.NumField(); i++ {
+		f, sf := v.Field(i), v.Type().Field(i)
+		if f.Kind() != reflect.Float64 || !(math.IsNaN(f.Float()) || math.IsInf(f.Float(), 0)) {
+			continue
+		}
+		name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+		return fmt.Errorf("config: %s = %g: must be a finite number", name, f.Float())
+	}
+	return nil
+}
+
 // Validate reports the first model setting that cannot work.
 func (c ModelConfig) Validate() error {
+	if err := finite(reflect.ValueOf(c)); err != nil {
+		return err
+	}
 	return firstBroken([]rule{
 		{c.Vocab < 2, fmt.Sprintf("vocab = %d: need at least 2 token ids", c.Vocab)},
 		{c.Layers < 1, fmt.Sprintf("layers = %d: need at least 1", c.Layers)},
@@ -196,6 +213,9 @@ func (c ModelConfig) Validate() error {
 // Validate reports the first training setting that cannot work. It is the one place
 // that knows the schedule names.
 func (c TrainConfig) Validate() error {
+	if err := finite(reflect.ValueOf(c)); err != nil {
+		return err
+	}
 	return firstBroken([]rule{
 		{c.Batch < 1, fmt.Sprintf("batch = %d: need at least 1", c.Batch)},
 		{c.Steps < 0, fmt.Sprintf("steps = %d: must not be negative", c.Steps)},

@@ -107,6 +107,30 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%s: Validate() = %v, want an error naming it", tc.key, err)
 		}
 	}
+	// No float key takes NaN or an infinity: config.json could not hold it (issue 17).
+	floats := 0
+	for _, key := range Keys() {
+		c := valid
+		if f, _ := field(reflect.ValueOf(&c).Elem(), key); f.Kind() != reflect.Float64 {
+			continue
+		}
+		floats++
+		for _, bad := range []string{"NaN", "Inf", "-Inf", "+Infinity"} {
+			if err := c.Set(key, bad); err == nil || !strings.Contains(err.Error(), "finite") {
+				t.Errorf("Set(%s, %s) = %v, want a refusal", key, bad, err)
+			}
+			f, _ := field(reflect.ValueOf(&c).Elem(), key)
+			for _, x := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+				f.SetFloat(x)
+				if err := c.Validate(); err == nil || !strings.Contains(err.Error(), key+" = ") || !strings.Contains(err.Error(), "finite") {
+					t.Errorf("%s = %v: Validate() = %v, want an error naming it", key, x, err)
+				}
+			}
+		}
+	}
+	if floats < 8 {
+		t.Errorf("only %d float keys found", floats)
+	}
 	// Settings that only the baseline ignores.
 	c := valid
 	c.Expire, c.Ramp, c.InitFrac, c.PreDiv = false, 0, 0, 0

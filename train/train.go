@@ -114,6 +114,10 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 	o := &t.o
 	var resumeDir string
 	var hdr *checkpoint.Header
+	// What a killed run left half-written or half-removed goes first.
+	if err := checkpoint.Clean(t.run); err != nil {
+		return err
+	}
 	if o.resume {
 		dir, err := checkpoint.Latest(t.run)
 		if err != nil {
@@ -184,12 +188,6 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 		}
 	}
 	t.cfg = cfg
-	if err := os.MkdirAll(t.run, 0o755); err != nil {
-		return err
-	}
-	if err := checkpoint.WriteRunConfig(t.run, cfg); err != nil {
-		return err
-	}
 	torchrt.Seed(cfg.Seed) // the initial weights
 	if t.model, err = lm.New(cfg, o.dev); err != nil {
 		return err
@@ -214,7 +212,7 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 	}
 	keepUpTo := int64(-1)
 	if hdr != nil {
-		if err := t.restore(resumeDir, hdr); err != nil {
+		if err := t.restore(resumeDir); err != nil {
 			return err
 		}
 		keepUpTo = t.step
@@ -222,6 +220,14 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 		for i := 0; i < t.groups; i++ {
 			t.mems = append(t.mems, t.model.NewMemory(cfg.Batch/t.groups))
 		}
+	}
+	// Everything that can refuse the run was checked: only now does the run folder get
+	// written, so that a refused run leaves nothing behind.
+	if err := os.MkdirAll(t.run, 0o755); err != nil {
+		return err
+	}
+	if err := checkpoint.WriteRunConfig(t.run, cfg); err != nil {
+		return err
 	}
 	mpath := filepath.Join(t.run, checkpoint.MetricsName)
 	if hdr == nil {
@@ -238,15 +244,20 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 }
 
 // restore loads a checkpoint's full state for an exact resume.
-func (t *trainer) restore(dir string, h *checkpoint.Header) error {
-	if err := t.model.LoadWeights(filepath.Join(dir, checkpoint.WeightsName)); err != nil {
-		return fmt.Errorf("%s: %w", dir, err)
+func (t *trainer) restore(dir string) error {
+	ck, err := checkpoint.Open(dir)
+	if err != nil {
+		return err
 	}
-	if err := t.opt.Load(filepath.Join(dir, checkpoint.OptimName)); err != nil {
+	h := ck.Header
+	if err := ck.LoadWeights(t.model); err != nil {
+		return err
+	}
+	if err := ck.LoadOptim(t.opt, t.o.dev); err != nil {
 		return err
 	}
 	for i := 0; i < h.Memories; i++ {
-		mem, err := t.model.LoadMemory(filepath.Join(dir, checkpoint.MemoryName(i)))
+		mem, err := ck.LoadMemory(t.model, i)
 		if err != nil {
 			return err
 		}
