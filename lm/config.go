@@ -238,19 +238,9 @@ func (c TrainConfig) Validate() error {
 	})
 }
 
-// Validate reports the first setting that cannot work: a float key that is NaN or
-// infinite (whatever set it), then the model's, then the recipe's.
+// Validate reports the first setting that cannot work, the model's first (each part
+// refuses a NaN or infinite float key, whatever set it, before its own rules).
 func (c Config) Validate() error {
-	v := reflect.ValueOf(c)
-	for _, sf := range reflect.VisibleFields(v.Type()) {
-		if sf.Type.Kind() != reflect.Float64 {
-			continue
-		}
-		if x := v.FieldByIndex(sf.Index).Float(); math.IsNaN(x) || math.IsInf(x, 0) {
-			name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
-			return fmt.Errorf("config: %s = %g: must be a finite number", name, x)
-		}
-	}
 	if err := c.ModelConfig.Validate(); err != nil {
 		return err
 	}
