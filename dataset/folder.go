@@ -170,6 +170,12 @@ func tempDirBeside(out string) (string, *os.File, error) {
 	if err != nil {
 		return "", nil, fileError(parent, err)
 	}
+	// MkdirTemp makes the folder 0700; the dataset it becomes is an ordinary folder (0777
+	// less the umask), readable by whoever may read its parent.
+	if err := os.Chmod(nu, 0o777&^umask()); err != nil {
+		os.Remove(nu)
+		return "", nil, fileError(nu, err)
+	}
 	lock, err := os.Open(nu)
 	if err == nil {
 		if err = syscall.Flock(int(lock.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
@@ -187,4 +193,12 @@ func tempDirBeside(out string) (string, *os.File, error) {
 		return "", nil, fileError(tmp, err)
 	}
 	return tmp, lock, nil
+}
+
+// umask returns the process's file mode creation mask (reading it means setting it: set
+// it back at once).
+func umask() os.FileMode {
+	m := syscall.Umask(0)
+	syscall.Umask(m)
+	return os.FileMode(m)
 }

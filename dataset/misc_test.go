@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -58,5 +59,28 @@ func TestBatcherSetStart(t *testing.T) {
 		if err := b.SetStart(bad); err == nil {
 			t.Errorf("SetStart(%d) accepted", bad)
 		}
+	}
+}
+
+// A prepared dataset folder has the ordinary permissions of a new folder (0777 less the
+// umask), not MkdirTemp's 0700.
+func TestPrepFolderFollowsTheUmask(t *testing.T) {
+	old := syscall.Umask(0o022)
+	defer syscall.Umask(old)
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.txt")
+	if err := os.WriteFile(in, []byte(strings.Repeat("permissions ", 100)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "ds")
+	if _, err := Prep(context.Background(), out, []string{in}, WithVocab("byte"), WithSplit(1, 0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.Mode().Perm(); got != 0o755 {
+		t.Fatalf("dataset folder mode %o, want 755 under umask 022", got)
 	}
 }
