@@ -25,6 +25,6 @@ require (
 	golang.org/x/image v0.24.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/term v0.48.0
-	golang.org/x/text v0.25.0 // indirect
+	golang.org/x/text v0.25.0
 	gonum.org/v1/plot v0.15.2
 )

@@ -52,6 +52,8 @@ func runPrep(e *env, args []string) error {
 	fs.Var(&valid, "valid", "input of the valid split (repeatable)")
 	fs.Var(&test, "test", "input of the test split (repeatable)")
 	newlines := fs.String("newlines", "keep", "keep or drop newline characters before tokenizing")
+	encoding := fs.String("encoding", "utf-8", "the text inputs' encoding: utf-8, latin-1 or cp1252 (turned into UTF-8 first)")
+	invalid := fs.String("invalid", "error", "invalid UTF-8 in text inputs: error, replace (with U+FFFD) or skip; the manifest counts them")
 	level := fs.String("level", "default", "zstd level: fastest, default, better, best or 1-22")
 	shardTokens := fs.Int("shard-tokens", dataset.DefaultShardTokens, "tokens per shard")
 	force := fs.Bool("force", false, "replace an existing dataset folder")
@@ -80,7 +82,7 @@ func runPrep(e *env, args []string) error {
 		if *synthetic != dataset.TaskCopy {
 			return usageErrorf("--synthetic %q: want copy", *synthetic)
 		}
-		for _, name := range []string{"input", "format", "vocab", "split", "train", "valid", "test", "newlines"} {
+		for _, name := range []string{"input", "format", "vocab", "split", "train", "valid", "test", "newlines", "encoding", "invalid"} {
 			if set[name] {
 				return usageErrorf("--%s does not apply to --synthetic copy", name)
 			}
@@ -99,6 +101,7 @@ func runPrep(e *env, args []string) error {
 	}
 	opts := []dataset.Option{
 		dataset.WithFormat(*format), dataset.WithVocab(*vocab), dataset.WithNewlines(*newlines),
+		dataset.WithEncoding(*encoding), dataset.WithInvalid(*invalid),
 		dataset.WithLevel(lvl), dataset.WithShardTokens(*shardTokens), dataset.WithForce(*force),
 		dataset.WithLogf(func(f string, a ...any) { fmt.Fprintf(e.stderr, "prep: "+f+"\n", a...) }),
 		dataset.WithProgress(newProgress(e.stderr, "prep")),
