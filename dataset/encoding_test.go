@@ -11,7 +11,7 @@ import (
 func TestToUTF8(t *testing.T) {
 	for _, c := range []struct {
 		in, enc, policy, want string
-		changed             int64
+		changed               int64
 	}{
 		{"caf\xe9", EncodingLatin1, InvalidError, "café", 0},
 		{"\x93quoted\x94 \x80", EncodingCP1252, InvalidError, "\u201cquoted\u201d €", 0},
