@@ -105,7 +105,9 @@ func (c ServerConfig) withDefaults() ServerConfig {
 
 // Request is the JSON body of POST /v1/generate. Absent fields take the defaults:
 // DefaultNewTokens, temperature 1, top_k 0 (all), top_p 1 (all), a random seed (which the
-// answer reports), stream false.
+// answer reports), stream false, no stop sequences, no log-probabilities. An empty prompt
+// starts from StartToken. Stop takes up to MaxStops sequences; LogProbs N in [0,
+// MaxTopLogProbs] adds each token's log-probability and the N most likely at its step.
 type Request struct {
 	Prompt       string   `json:"prompt"`
 	MaxNewTokens *int     `json:"max_new_tokens"`
@@ -113,8 +115,17 @@ type Request struct {
 	TopK         *int     `json:"top_k"`
 	TopP         *float64 `json:"top_p"`
 	Seed         *int64   `json:"seed"`
+	Stop         []string `json:"stop"`
+	LogProbs     *int     `json:"logprobs"`
 	Stream       bool     `json:"stream"`
 }
+
+// Limits of a request's stop sequences and log-probabilities (those of the OpenAI API).
+const (
+	MaxStops       = 4
+	MaxStopBytes   = 256
+	MaxTopLogProbs = 5
+)
 
 // Response is the JSON answer of POST /v1/generate, and the data of the final "done"
 // event of a stream (whose Text is then empty: the tokens carried it).
@@ -363,6 +374,8 @@ type params struct {
 	topK        *int
 	topP        *float64
 	seed        *int64
+	stop        []string
+	logprobs    *int
 	stream      bool
 }
 
@@ -399,7 +412,22 @@ func (s *Server) newJob(p params) (job, *apiError) {
 		param, _, _ := strings.Cut(err.Error(), " ")
 		return job{}, errorf(http.StatusBadRequest, param, "%v", err)
 	}
-	prompt, _, err := EncodePrompt(s.model.Vocab(), []byte(p.prompt), s.cfg.Unk)
+	if len(p.stop) > MaxStops {
+		return job{}, errorf(http.StatusBadRequest, "stop", "%d stop sequences: at most %d", len(p.stop), MaxStops)
+	}
+	for _, q := range p.stop {
+		if q == "" || len(q) > MaxStopBytes {
+			return job{}, errorf(http.StatusBadRequest, "stop", "stop sequence %q: want 1 to %d bytes", q, MaxStopBytes)
+		}
+	}
+	opts.Stop = p.stop
+	if p.logprobs != nil {
+		if *p.logprobs < 0 || *p.logprobs > MaxTopLogProbs {
+			return job{}, errorf(http.StatusBadRequest, "logprobs", "logprobs = %d: must lie in [0, %d]", *p.logprobs, MaxTopLogProbs)
+		}
+		opts.LogProbs, opts.TopLogProbs = true, *p.logprobs
+	}
+	prompt, _, err := PromptTokens(s.model, []byte(p.prompt), s.cfg.Unk)
 	if err != nil {
 		return job{}, errorf(http.StatusBadRequest, "prompt", "%v", err)
 	}
@@ -429,7 +457,7 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	j, e := s.newJob(params{prompt: req.Prompt, maxNew: req.MaxNewTokens, maxNewName: "max_new_tokens", defaultNew: s.cfg.DefaultNewTokens,
-		temperature: req.Temperature, topK: req.TopK, topP: req.TopP, seed: req.Seed, stream: req.Stream})
+		temperature: req.Temperature, topK: req.TopK, topP: req.TopP, seed: req.Seed, stop: req.Stop, logprobs: req.LogProbs, stream: req.Stream})
 	if e != nil {
 		s.fail(w, r, e)
 		return
@@ -618,7 +646,7 @@ func (nativeAnswer) token(sse *sseWriter, t Token) error { return sse.sendJSON("
 
 func (nativeAnswer) end(sse *sseWriter, res Result) error {
 	done := newResponse(res)
-	done.Text = ""
+	done.Text, done.LogProbs = "", nil // the tokens carried them
 	return sse.sendJSON("done", done)
 }
 

@@ -21,8 +21,8 @@ const serveDescription = `
 Serves the model over HTTP (standard library):
 
   POST /v1/generate  {"prompt", "max_new_tokens", "temperature", "top_k", "top_p", "seed",
-                      "stream"}: a JSON answer, or Server-Sent Events ("token" events, then
-                      "done" or "error") when stream is true
+                      "stop", "logprobs", "stream"}: a JSON answer, or Server-Sent Events
+                      ("token" events, then "done" or "error") when stream is true
   GET  /healthz      status and request counters
   GET  /v1/model     config, vocabulary, checkpoint step and the server's limits
   GET  /             a page to type a prompt and watch the tokens stream
