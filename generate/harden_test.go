@@ -278,6 +278,22 @@ func TestServerPerimeter(t *testing.T) {
 	}
 }
 
+// errorMessage reads an error body of either API: {"error": message} for the native
+// paths, {"error": {"message": message, ...}} for the OpenAI-compatible ones.
+func errorMessage(r io.Reader) (string, error) {
+	var e struct{ Error json.RawMessage }
+	if err := json.NewDecoder(r).Decode(&e); err != nil {
+		return "", err
+	}
+	var msg string
+	if json.Unmarshal(e.Error, &msg) == nil {
+		return msg, nil
+	}
+	var o struct{ Message string }
+	err := json.Unmarshal(e.Error, &o)
+	return o.Message, err
+}
+
 // Unknown API paths and wrong methods answer in JSON, like the rest of the API.
 func TestServerAPINotFoundAndMethodJSON(t *testing.T) {
 	url, _ := startServer(t, &fakeModel{}, ServerConfig{})
@@ -291,6 +307,9 @@ func TestServerAPINotFoundAndMethodJSON(t *testing.T) {
 		{"GET", "/v1/generate", 405, "POST", "GET /v1/generate: method not allowed"},
 		{"DELETE", "/v1/generate", 405, "POST", "method not allowed"},
 		{"POST", "/v1/model", 405, "GET, HEAD", "method not allowed"},
+		{"GET", "/v1/completions", 405, "POST", "method not allowed"},
+		{"POST", "/v1/models", 405, "GET, HEAD", "method not allowed"},
+		{"POST", "/v1/chat/completions", 404, "", "use POST /v1/completions"},
 	} {
 		req, _ := http.NewRequest(c.method, url+c.path, strings.NewReader("{}"))
 		req.Header.Set("Content-Type", "application/json")
@@ -298,12 +317,11 @@ func TestServerAPINotFoundAndMethodJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var e struct{ Error string }
-		err = json.NewDecoder(resp.Body).Decode(&e)
+		msg, err := errorMessage(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != c.code || err != nil || !strings.Contains(e.Error, c.want) ||
+		if resp.StatusCode != c.code || err != nil || !strings.Contains(msg, c.want) ||
 			resp.Header.Get("Content-Type") != "application/json" || resp.Header.Get("Allow") != c.allow {
-			t.Errorf("%s %s: %d %q (%v), Allow %q; want %d JSON with %q, Allow %q", c.method, c.path, resp.StatusCode, e.Error, err, resp.Header.Get("Allow"), c.code, c.want, c.allow)
+			t.Errorf("%s %s: %d %q (%v), Allow %q; want %d JSON with %q, Allow %q", c.method, c.path, resp.StatusCode, msg, err, resp.Header.Get("Allow"), c.code, c.want, c.allow)
 		}
 	}
 	// Outside the API, the mux's answers stay as they are.

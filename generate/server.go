@@ -48,6 +48,8 @@ type ServerConfig struct {
 	// besides the address they came to (and localhost on a loopback address); "*"
 	// allows any. Checking Host defeats DNS rebinding.
 	AllowedHosts []string
+	// ModelName is the model's id in the OpenAI-compatible API ("xspan" when empty).
+	ModelName string
 
 	Logf func(format string, a ...any)
 }
@@ -96,6 +98,9 @@ func (c ServerConfig) withDefaults() ServerConfig {
 	}
 	if c.MaxConns <= c.MaxConcurrent+c.MaxQueue {
 		c.MaxConns = max(d.MaxConns, c.MaxConcurrent+c.MaxQueue+64)
+	}
+	if c.ModelName == "" {
+		c.ModelName = "xspan"
 	}
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}
@@ -156,10 +161,11 @@ type Counters struct {
 
 // A Server answers generation requests over HTTP; each request gets its own Stepper.
 type Server struct {
-	model Model
-	cfg   ServerConfig
-	mux   *http.ServeMux
-	slots chan struct{}
+	model   Model
+	cfg     ServerConfig
+	mux     *http.ServeMux
+	slots   chan struct{}
+	started time.Time
 
 	mu    sync.Mutex
 	c     Counters
@@ -168,11 +174,18 @@ type Server struct {
 
 // NewServer returns a Server for model.
 func NewServer(model Model, cfg ServerConfig) *Server {
-	s := &Server{model: model, cfg: cfg.withDefaults(), mux: http.NewServeMux()}
+	s := &Server{model: model, cfg: cfg.withDefaults(), mux: http.NewServeMux(), started: time.Now()}
 	s.slots = make(chan struct{}, s.cfg.MaxConcurrent)
 	s.route("POST /v1/generate", s.handleGenerate)
 	s.route("GET /v1/model", s.handleModel)
+	s.route("POST /v1/completions", s.handleCompletions)
+	s.route("GET /v1/models", s.handleModels)
+	s.route("GET /v1/models/{id}", s.handleModelByID)
 	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/chat/completions" {
+			s.fail(w, r, errorf(http.StatusNotFound, "", "no chat completions: the model is a character-level language model without a chat format; use POST /v1/completions"))
+			return
+		}
 		s.fail(w, r, errorf(http.StatusNotFound, "", "no endpoint %s %s", r.Method, r.URL.Path))
 	})
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
@@ -297,6 +310,10 @@ func errorf(code int, param, format string, a ...any) *apiError {
 
 // fail answers e in the shape of the API that r's path belongs to.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, e *apiError) {
+	if isOpenAIPath(r.URL.Path) {
+		writeJSON(w, e.Code, newOpenAIError(e))
+		return
+	}
 	nativeAnswer{}.fail(w, e)
 }
 

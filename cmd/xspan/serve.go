@@ -6,6 +6,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -23,6 +24,10 @@ Serves the model over HTTP (standard library):
   POST /v1/generate  {"prompt", "max_new_tokens", "temperature", "top_k", "top_p", "seed",
                       "stop", "logprobs", "stream"}: a JSON answer, or Server-Sent Events
                       ("token" events, then "done" or "error") when stream is true
+  POST /v1/completions  OpenAI-compatible completions ("prompt", "max_tokens", "temperature",
+                      "top_p", "seed", "stop", "n": 1, "logprobs", "stream"); answers and
+                      errors in that API's shapes, streams ending in "data: [DONE]"
+  GET  /v1/models    OpenAI-compatible: the one model served (its id: --model-name)
   GET  /healthz      status and request counters
   GET  /v1/model     config, vocabulary, checkpoint step and the server's limits
   GET  /             a page to type a prompt and watch the tokens stream
@@ -66,6 +71,7 @@ func runServe(args []string) error {
 		hosts = append(hosts, v)
 		return nil
 	})
+	modelName := fs.String("model-name", "", "the model's id in the OpenAI-compatible API (default: xspan-RUN or xspan-PRESET-random)")
 	unk := fs.String("unk", "error", "prompt characters outside a char vocabulary: error (400) or replace (with <unk>)")
 	grace := fs.Duration("grace", 10*time.Second, "on shutdown, how long running requests may finish")
 	quiet := fs.Bool("quiet", false, "do not log each request")
@@ -119,6 +125,9 @@ func runServe(args []string) error {
 		MaxNewTokens: *maxNew, DefaultNewTokens: *defNew, MaxPromptTokens: *maxPrompt, PromptBlock: model.m.Cfg.Block, Unk: policy,
 		ReadTimeout: *readTO, WriteTimeout: *writeTO, IdleTimeout: *idleTO, MaxConns: *maxConns, AllowedHosts: hosts,
 	}
+	if cfg.ModelName = *modelName; cfg.ModelName == "" {
+		cfg.ModelName = defaultModelName(model.info)
+	}
 	if !*quiet {
 		cfg.Logf = logger.Printf
 	}
@@ -134,4 +143,19 @@ func runServe(args []string) error {
 	c := srv.Counters()
 	logger.Printf("shut down: %d completed, %d cancelled, %d refused (429), %d failed, %d timed out, %d interrupted", c.Completed, c.Cancelled, c.Rejected, c.Failed, c.TimedOut, c.Interrupted)
 	return nil
+}
+
+// defaultModelName names the model in the OpenAI-compatible API: xspan-RUN for a
+// checkpoint of RUN/checkpoints, else after the checkpoint's folder; xspan-PRESET-random
+// for random weights.
+func defaultModelName(info map[string]any) string {
+	if p, ok := info["preset"].(string); ok {
+		return "xspan-" + p + "-random"
+	}
+	ck, _ := info["checkpoint"].(string)
+	dir := filepath.Dir(filepath.Clean(ck))
+	if filepath.Base(dir) == "checkpoints" {
+		return "xspan-" + filepath.Base(filepath.Dir(dir))
+	}
+	return "xspan-" + filepath.Base(ck)
 }

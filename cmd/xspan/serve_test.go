@@ -84,6 +84,12 @@ func TestCLIServe(t *testing.T) {
 			t.Errorf("Host %s: %d, want %d", host, resp.StatusCode, want)
 		}
 	}
+	resp, _ = http.Get(url + "/v1/models")
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"id":"xspan-tiny-random"`) {
+		t.Errorf("/v1/models: %s", body)
+	}
 	resp, _ = http.Get(url + "/v1/model")
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
