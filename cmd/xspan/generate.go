@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,7 +35,12 @@ one checkpoint folder), or a randomly initialised preset (--preset tiny --random
 vocabulary) for trying the pipeline without training.
 
 Prompt characters outside a char vocabulary are an error naming them; --unk replace maps
-them to <unk> with a warning instead.
+them to <unk> with a warning instead. An empty prompt starts from a newline (where the
+vocabulary has one; else token 0).
+
+--stop S (repeatable) ends a sample at the first S in its text, which is cut before it.
+--logprobs FILE writes one JSON line per token: its log-probability under the model and
+the 5 most likely tokens at its step ("-": standard error).
 
 --bench N generates N tokens twice, with pruning and with pruning off, and prints
 per-token time and live memory at --bench-marks (the flatness benchmark).`
@@ -179,6 +185,12 @@ func runGenerate(e *env, args []string) error {
 	samples := fs.Int("num-samples", 1, "samples to draw, each from a fresh memory, with seeds seed, seed+1, …")
 	echo := fs.Bool("echo", false, "print the prompt before the generated text")
 	unk := fs.String("unk", "error", "prompt characters outside a char vocabulary: error or replace (with <unk>)")
+	var stops []string
+	fs.Func("stop", "end a sample at this text, cut before it (repeatable)", func(v string) error {
+		stops = append(stops, v)
+		return nil
+	})
+	logprobs := fs.String("logprobs", "", "write each token's log-probability and the 5 most likely tokens as JSON lines to this file (-: stderr)")
 	stats := fs.Bool("stats", false, "print tokens/s, live memories per layer, memories dropped and process RSS to stderr")
 	statsEvery := fs.Int("stats-every", 1000, "with --stats: print every N tokens too")
 	noPrune := fs.Bool("no-prune", false, "keep every memory (for comparison; the text does not change)")
@@ -235,7 +247,7 @@ func runGenerate(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	ids, warning, err := generate.EncodePrompt(model.vocab, text, policy)
+	ids, warning, err := generate.PromptTokens(model, text, policy)
 	if err != nil {
 		return err
 	}
@@ -255,9 +267,25 @@ func runGenerate(e *env, args []string) error {
 			PromptBlock: model.m.Cfg.Block, BytesPerMemory: model.bytesPerMemory(),
 		}, logf)
 	}
+	var lpOut io.Writer
+	switch *logprobs {
+	case "":
+	case "-":
+		lpOut = os.Stderr
+	default:
+		f, err := os.Create(*logprobs)
+		if err != nil {
+			return fmt.Errorf("--logprobs: %w", err)
+		}
+		defer f.Close()
+		lpOut = f
+	}
 	model.pruning = !*noPrune
 	for k := 0; k < *samples; k++ {
-		opts := generate.Options{MaxNewTokens: *maxNew, Sampler: scfg, PromptBlock: model.m.Cfg.Block}
+		opts := generate.Options{MaxNewTokens: *maxNew, Sampler: scfg, PromptBlock: model.m.Cfg.Block, Stop: stops}
+		if lpOut != nil {
+			opts.TopLogProbs = generate.MaxTopLogProbs
+		}
 		opts.Sampler.Seed = scfg.Seed + int64(k)
 		endedLine := false
 		if *stats {
@@ -284,6 +312,13 @@ func runGenerate(e *env, args []string) error {
 		}
 		st, _ := model.NewStepper()
 		_, err := generate.Generate(ctx, st, model.vocab, ids, opts, func(t generate.Token) error {
+			if lpOut != nil && t.LogProb != nil {
+				line, _ := json.Marshal(map[string]any{"sample": k, "index": t.Index, "id": t.ID,
+					"token": generate.TokenText(model.vocab, t.ID), "logprob": *t.LogProb, "top_logprobs": t.TopLogProbs})
+				if _, err := fmt.Fprintf(lpOut, "%s\n", line); err != nil {
+					return fmt.Errorf("--logprobs: %w", err)
+				}
+			}
 			if t.Text == "" {
 				return nil
 			}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -106,7 +107,6 @@ func TestCLIGenerateBadInput(t *testing.T) {
 		{genArgs("--prompt", "x", "--bench-marks", "10,x"), 2, "--bench-marks"},
 		{genArgs("--prompt", "x", "--prompt-file", "f"), 2, "exclude each other"},
 		{genArgs("--prompt", "x", "extra"), 2, "unexpected arguments"},
-		{genArgs("--prompt", ""), 1, "prompt is empty"},
 		{genArgs("--prompt-file", missing), 1, "--prompt-file"},
 		{[]string{"generate", "--ckpt", missing, "--prompt", "x", "--device", "cpu"}, 1, "no-such-run"},
 	} {
@@ -117,5 +117,41 @@ func TestCLIGenerateBadInput(t *testing.T) {
 		if c.code == 1 && strings.Count(strings.TrimSpace(stderr), "\n") > 2 {
 			t.Errorf("xspan %s: want a short error, got:\n%s", strings.Join(c.args, " "), stderr)
 		}
+	}
+}
+
+// An empty prompt starts from a newline; --stop cuts a sample; --logprobs writes one
+// JSON line per token.
+func TestCLIGenerateEmptyPromptStopLogProbs(t *testing.T) {
+	empty, _ := mustRun(t, genArgs("--prompt", "", "--seed", "3", "--temperature", "0")...)
+	nl, _ := mustRun(t, genArgs("--prompt", "\n", "--seed", "3", "--temperature", "0")...)
+	if empty == "" || empty != nl {
+		t.Errorf("empty prompt %q, newline prompt %q", empty, nl)
+	}
+	text := strings.TrimSuffix(nl, "\n")
+	runes := []rune(text)
+	stop := string(runes[len(runes)/2 : len(runes)/2+2])
+	lp := filepath.Join(t.TempDir(), "lp.jsonl")
+	cut, _ := mustRun(t, genArgs("--prompt", "\n", "--seed", "3", "--temperature", "0", "--stop", "never", "--stop", stop, "--logprobs", lp)...)
+	if want := text[:strings.Index(text, stop)] + "\n"; cut != want {
+		t.Errorf("--stop %q: %q, want %q", stop, cut, want)
+	}
+	data, err := os.ReadFile(lp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	var first struct {
+		Index   int
+		ID      int
+		Token   string
+		LogProb *float64
+		Top     []struct{ ID int } `json:"top_logprobs"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil || first.LogProb == nil || *first.LogProb > 0 || len(first.Top) != 5 || first.Top[0].ID != first.ID {
+		t.Errorf("first line %s (%v): want the greedy token first among 5", lines[0], err)
+	}
+	if len(lines) < 2 || len(lines) > 60 {
+		t.Errorf("%d lines of log-probs", len(lines))
 	}
 }
