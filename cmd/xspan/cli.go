@@ -33,6 +33,9 @@ import (
 type env struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
+	// sharedOutput: standard output and error end on one screen (two terminals, or one
+	// writer), so a line on stderr must not start in the middle of a line of stdout.
+	sharedOutput bool
 	caught         atomic.Int32 // the number of the signal that cancelled interruptible's context
 }
 

@@ -288,15 +288,22 @@ func runGenerate(e *env, args []string) error {
 		}
 		opts.Sampler.Seed = scfg.Seed + int64(k)
 		endedLine := false
+		out := &lineTracker{w: e.stdout}
 		if *stats {
 			show := generate.StatsPrinter(e.stderr)
 			opts.StatsEvery = *statsEvery
 			opts.OnStats = func(s generate.Stats) {
-				if s.Final {
+				switch {
+				case s.Final:
 					// End the text's line first, so that on a terminal the summary does not
 					// run on from the last generated character.
 					fmt.Fprintln(e.stdout)
 					endedLine = true
+				case e.sharedOutput && out.midLine:
+					// On one screen, a snapshot gets a line of its own (on stderr: the text
+					// on stdout stays as generated) and the text goes on below it.
+					fmt.Fprintln(e.stderr)
+					out.midLine = false
 				}
 				show(s)
 			}
@@ -308,7 +315,7 @@ func runGenerate(e *env, args []string) error {
 			fmt.Fprintf(e.stdout, "--- sample %d of %d (seed %d) ---\n", k+1, *samples, opts.Sampler.Seed)
 		}
 		if *echo {
-			e.stdout.Write(text)
+			out.Write(text)
 		}
 		st, _ := model.NewStepper()
 		_, err := generate.Generate(ctx, st, model.vocab, ids, opts, func(t generate.Token) error {
@@ -322,7 +329,7 @@ func runGenerate(e *env, args []string) error {
 			if t.Text == "" {
 				return nil
 			}
-			_, err := io.WriteString(e.stdout, t.Text)
+			_, err := io.WriteString(out, t.Text)
 			return err
 		})
 		st.(*lmStepper).Close()
@@ -338,4 +345,17 @@ func runGenerate(e *env, args []string) error {
 		}
 	}
 	return nil
+}
+
+// lineTracker writes to w and remembers whether the last byte written ended a line.
+type lineTracker struct {
+	w       io.Writer
+	midLine bool
+}
+
+func (l *lineTracker) Write(p []byte) (int, error) {
+	if len(p) > 0 {
+		l.midLine = p[len(p)-1] != '\n'
+	}
+	return l.w.Write(p)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -153,5 +154,34 @@ func TestCLIGenerateEmptyPromptStopLogProbs(t *testing.T) {
 	}
 	if len(lines) < 2 || len(lines) > 60 {
 		t.Errorf("%d lines of log-probs", len(lines))
+	}
+}
+
+// On one screen (stdout and stderr to the same place), every stats snapshot stands on a
+// line of its own instead of breaking into a line of generated text; stdout alone is the
+// text as generated.
+func TestCLIGenerateStatsOnTheirOwnLines(t *testing.T) {
+	var screen bytes.Buffer
+	code := runMain(&env{stdin: strings.NewReader(""), stdout: &screen, stderr: &screen},
+		genArgs("--prompt", "abc", "--temperature", "0", "--max-new-tokens", "300", "--stats", "--stats-every", "50"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, screen.String())
+	}
+	n := 0
+	for _, line := range strings.Split(screen.String(), "\n") {
+		if i := strings.Index(line, "stats: "); i >= 0 {
+			n++
+			if i > 0 {
+				t.Errorf("a stats snapshot starts mid-line: %q", line)
+			}
+		}
+	}
+	if n != 5 {
+		t.Errorf("%d interim snapshots, want 5 (every 50 of 300 tokens, the last one final):\n%s", n, screen.String())
+	}
+	plain, _ := mustRun(t, genArgs("--prompt", "abc", "--temperature", "0", "--max-new-tokens", "300", "--stats", "--stats-every", "50")...)
+	alone, _ := mustRun(t, genArgs("--prompt", "abc", "--temperature", "0", "--max-new-tokens", "300")...)
+	if plain != alone {
+		t.Errorf("stdout changes with --stats")
 	}
 }

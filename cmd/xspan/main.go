@@ -88,7 +88,8 @@ func runMain(e *env, args []string) int {
 	if _, ok := stderr.(*os.File); !ok {
 		stderr = &exitWriter{w: stderr} // one write at a time (a file is so already, and a terminal stays one for progress bars)
 	}
-	ce := &env{stdin: e.stdin, stdout: stdout, stderr: stderr}
+	ce := &env{stdin: e.stdin, stdout: stdout, stderr: stderr,
+		sharedOutput: e.stdout == e.stderr || (isTerminal(e.stdout) && isTerminal(e.stderr))}
 	if len(args) == 0 {
 		printHelp(stderr)
 		return 2
