@@ -36,7 +36,7 @@ type env struct {
 	// sharedOutput: standard output and error end on one screen (two terminals, or one
 	// writer), so a line on stderr must not start in the middle of a line of stdout.
 	sharedOutput bool
-	caught         atomic.Int32 // the number of the signal that cancelled interruptible's context
+	caught       atomic.Int32 // the number of the signal that cancelled interruptible's context
 }
 
 // signals stop a command gracefully: Ctrl-C, kill, and a closed terminal (a training run
