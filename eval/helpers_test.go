@@ -3,8 +3,8 @@ package eval_test
 import (
 	"os"
 	"testing"
-	"xspan/internal/testcorpus"
 
+	"xspan/internal/testcorpus"
 	"xspan/lm"
 )
 

@@ -4,10 +4,10 @@ import (
 	"fmt"
 	"os"
 	"testing"
-	"xspan/internal/testcorpus"
 
 	"github.com/sugarme/gotch/ts"
 
+	"xspan/internal/testcorpus"
 	"xspan/internal/torchrt"
 	"xspan/lm"
 )
