@@ -22,6 +22,7 @@ import (
 
 	"xspan/checkpoint"
 	"xspan/dataset"
+	"xspan/expirespan"
 	"xspan/internal/torchrt"
 	"xspan/lm"
 	"xspan/tokenize"
@@ -29,8 +30,15 @@ import (
 
 // Result is the outcome of Run.
 type Result struct {
-	Split  string `json:"split"`
-	Batch  int    `json:"batch"`
+	Split string `json:"split"`
+	Batch int    `json:"batch"`
+	// Protocol is "one-stream" (the default: the whole split as one stream, scored to its
+	// last token) or "streams" (WithStreams: the reference implementation's protocol,
+	// Batch contiguous streams, each stream's tail shorter than a block left unscored).
+	Protocol string `json:"protocol"`
+	// Prune is the pruning rule the memory followed: "per-key", "rectangular" or
+	// "last-l" (the baseline).
+	Prune  string `json:"prune"`
 	Tokens int64  `json:"tokens"` // targets scored
 	// Skipped is the number of the split's tokens never scored: the first (never a
 	// target), and with batch B > 1 the split's remainder and each stream's tail.
@@ -57,7 +65,10 @@ func (r *Result) Summary() *checkpoint.EvalSummary {
 
 type config struct {
 	batch     int
+	streams   bool // the reference's protocol: no tail block, even for one stream
+	rule      *expirespan.Rule
 	maxBlocks int64
+	live      func(block int64, live []float64)
 	dump      io.Writer
 	vocab     tokenize.Vocab
 	progress  func(done, total int64)
@@ -68,7 +79,8 @@ type config struct {
 type Option func(*config) error
 
 // WithBatch sets the number of parallel streams (default 1: the whole split as one
-// stream, scored to its last token, with exact per-key pruning).
+// stream, scored to its last token, with exact per-key pruning). For b > 1 it is
+// WithStreams(b); WithBatch(1) keeps the one-stream protocol.
 func WithBatch(b int) Option {
 	return func(c *config) error {
 		if b < 1 {
@@ -77,6 +89,59 @@ func WithBatch(b int) Option {
 		c.batch = b
 		return nil
 	}
+}
+
+// WithStreams selects the reference implementation's evaluation protocol: the split cut
+// into n contiguous streams of len/n tokens (its batchify; the last len mod n tokens
+// unused), each from a fresh memory, read block by block, each stream's tail shorter
+// than a block left unscored (for n = 1 too), and the memory pruned with the reference's
+// rectangular rule unless WithRule says otherwise. The reference's enwik8 test figure
+// used 128 streams.
+func WithStreams(n int) Option {
+	return func(c *config) error {
+		if n < 1 {
+			return fmt.Errorf("eval streams %d: want ≥ 1", n)
+		}
+		c.batch, c.streams = n, true
+		return nil
+	}
+}
+
+// WithRule sets the memory's pruning rule: expirespan.PerKey (exact: every dead key
+// dropped at once; one stream only) or expirespan.Rectangular (the reference's rule:
+// dead keys dropped in whole blocks, as many per stream as the stream with the fewest
+// has). Both give the same log-probabilities; they differ in the keys kept. The default
+// is per-key for one stream without WithStreams, rectangular otherwise. A model without
+// expiry always keeps its last MaxSpan keys.
+func WithRule(r expirespan.Rule) Option {
+	return func(c *config) error {
+		if r != expirespan.PerKey && r != expirespan.Rectangular {
+			return fmt.Errorf("eval: pruning rule %d: want per-key or rectangular", r)
+		}
+		c.rule = &r
+		return nil
+	}
+}
+
+// WithBlockLive sets a function called after each block with its index and, per layer,
+// the keys in memory per stream: what the next block attends over besides its own.
+func WithBlockLive(fn func(block int64, live []float64)) Option {
+	return func(c *config) error { c.live = fn; return nil }
+}
+
+// RuleName names a pruning rule as Result.Prune does.
+func RuleName(r expirespan.Rule) string {
+	switch r {
+	case expirespan.PerKey:
+		return "per-key"
+	case expirespan.Rectangular:
+		return "rectangular"
+	case expirespan.LastL:
+		return "last-l"
+	case expirespan.KeepAll:
+		return "keep-all"
+	}
+	return fmt.Sprintf("rule-%d", int(r))
 }
 
 // WithMaxBlocks stops after n blocks per stream (n ≤ 0: the whole split).
@@ -137,8 +202,22 @@ func Run(ctx context.Context, m *lm.Model, r *dataset.Reader, split string, opts
 	start := time.Now()
 	mem := m.NewMemory(c.batch)
 	defer mem.Drop()
+	if c.rule == nil && c.streams && m.Cfg.Expire {
+		r := expirespan.Rectangular
+		c.rule = &r
+	}
+	if c.rule != nil && m.Cfg.Expire {
+		if *c.rule == expirespan.PerKey && c.batch > 1 {
+			return nil, fmt.Errorf("per-key pruning needs one stream, not %d (streams must keep equally many keys: use rectangular)", c.batch)
+		}
+		mem.Rule = *c.rule
+	}
 	layers := m.Cfg.Layers
-	res := &Result{Split: split, Batch: c.batch, Unit: unit, MeanLive: make([]float64, layers), MeanSpan: make([]float64, layers)}
+	res := &Result{Split: split, Batch: c.batch, Protocol: "one-stream", Prune: RuleName(mem.Rule), Unit: unit,
+		MeanLive: make([]float64, layers), MeanSpan: make([]float64, layers)}
+	if c.streams || c.batch > 1 {
+		res.Protocol = "streams"
+	}
 	total := bt.Blocks()
 	if c.maxBlocks > 0 && c.maxBlocks < total {
 		total = c.maxBlocks
@@ -204,10 +283,14 @@ func Run(ctx context.Context, m *lm.Model, r *dataset.Reader, split string, opts
 		for l := 0; l < layers && l < len(meanSpan); l++ {
 			res.MeanSpan[l] += meanSpan[l]
 		}
-		for l, v := range mem.Live() {
+		live := mem.Live()
+		for l, v := range live {
 			if l < layers {
 				res.MeanLive[l] += v
 			}
+		}
+		if c.live != nil {
+			c.live(blocks, live)
 		}
 		blocks++
 		runtime.GC() // frees what the model left to gotch's finalizers (see train's loop)
@@ -250,7 +333,7 @@ func Run(ctx context.Context, m *lm.Model, r *dataset.Reader, split string, opts
 		}
 	}
 	// With one stream, score the split's tail that a whole block does not cover.
-	if c.batch == 1 && c.maxBlocks <= 0 {
+	if c.batch == 1 && !c.streams && c.maxBlocks <= 0 {
 		pos := blocks * int64(block)
 		if rest := splitLen - 1 - pos; rest > 0 {
 			buf := make([]uint32, rest+1)

@@ -109,7 +109,7 @@ func TestCLITrainEvalReport(t *testing.T) {
 		{[]string{"train", "--data", data, "--out", out}, 1, "--resume"},
 		{[]string{"train", "--out", out, "--resume", "--preset", "small"}, 2, "do not apply"},
 		{[]string{"eval", "--ckpt", filepath.Join(dir, "nope")}, 1, "nope"},
-		{[]string{"eval", "--ckpt", out, "--batch", "2", "--dump", dump}, 2, "--dump needs --batch 1"},
+		{[]string{"eval", "--ckpt", out, "--batch", "2", "--dump", dump}, 2, "--dump needs one stream"},
 		{[]string{"report", filepath.Join(dir, "nope")}, 1, "metrics.jsonl"},
 	} {
 		code, _, stderr := run(t, c.args...)

@@ -10,6 +10,7 @@ import (
 	"xspan/checkpoint"
 	"xspan/dataset"
 	"xspan/eval"
+	"xspan/expirespan"
 	"xspan/internal/torchrt"
 )
 
@@ -25,9 +26,19 @@ vocabularies, bits per original character for tokenizer.json vocabularies. Also 
 tokens scored and the mean live memory per layer.
 
 --ckpt is a run folder (its latest checkpoint), RUN/best, or a checkpoint folder.
-With batch 1 (the default) the split is one stream, every token after the first is
-scored, and memories are dropped at the exact step they expire. Batch B cuts it into B
-streams, each starting with an empty memory, and leaves each stream's tail unscored.
+
+Two protocols:
+  one stream (the default, xspan's): the whole split as one stream from a fresh memory,
+    every token after the first scored, the memory pruned per key (every memory dropped
+    the step it expires).
+  --streams N (the reference implementation's): the split cut into N contiguous streams
+    of len/N tokens (its batchify; the last len mod N tokens unused), read side by side
+    block by block, each from a fresh memory, each stream's tail shorter than a block
+    left unscored (for N = 1 too), the memory pruned with the reference's rectangular
+    rule. The reference's enwik8 test figure used 128 streams.
+--batch B is the older name: --batch B > 1 is --streams B, --batch 1 the default.
+--prune per-key|rectangular overrides the rule: both give the same log-probabilities
+(a dropped key is dead); rectangular keeps more keys, exactly the reference's cache.
 
 On a dataset with a scored mask (the copy task, 'xspan prep --synthetic copy') the loss
 and bpc count the scored (copied) tokens only, and eval also reports copy accuracy: the
@@ -46,7 +57,9 @@ func runEval(e *env, args []string) error {
 	ckpt := fs.String("ckpt", "", "checkpoint: run folder, RUN/best or checkpoint folder (required)")
 	data := fs.String("data", "", "dataset folder (default: the one the checkpoint was trained on)")
 	split := fs.String("split", "test", "split to evaluate: train, valid or test")
-	batch := fs.Int("batch", 1, "parallel streams")
+	streams := fs.Int("streams", 0, "the reference's protocol: N contiguous streams, each from a fresh memory, tails dropped (0: one stream to the last token)")
+	batch := fs.Int("batch", 1, "older name of --streams: B > 1 is --streams B, 1 the default protocol")
+	prune := fs.String("prune", "auto", "pruning rule: auto (per-key for the default protocol, rectangular for --streams), per-key or rectangular")
 	maxBlocks := fs.Int64("max-blocks", 0, "evaluate only the first N blocks of each stream (0: all)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	dump := fs.String("dump", "", "write per-token bits and spans as JSONL to this file (batch 1)")
@@ -61,11 +74,37 @@ func runEval(e *env, args []string) error {
 	if *batch < 1 {
 		return usageErrorf("--batch %d: want ≥ 1", *batch)
 	}
+	if *streams < 0 {
+		return usageErrorf("--streams %d: want ≥ 1 (0: the default one-stream protocol)", *streams)
+	}
+	set := fs.visited()
+	if set["streams"] && set["batch"] {
+		return usageErrorf("give --streams or --batch, not both (--batch is its older name)")
+	}
+	n := *streams // streams of the reference's protocol; 0: one stream to the last token
+	if *batch > 1 {
+		n = *batch
+	}
+	var rule *expirespan.Rule
+	switch *prune {
+	case "auto":
+	case "per-key":
+		r := expirespan.PerKey
+		rule = &r
+	case "rectangular":
+		r := expirespan.Rectangular
+		rule = &r
+	default:
+		return usageErrorf("--prune %q: want auto, per-key or rectangular", *prune)
+	}
+	if rule != nil && *rule == expirespan.PerKey && n > 1 {
+		return usageErrorf("--prune per-key needs one stream (streams must keep equally many keys): use rectangular with --streams %d", n)
+	}
 	if *maxBlocks < 0 {
 		return usageErrorf("--max-blocks %d: must not be negative (0: all)", *maxBlocks)
 	}
-	if *dump != "" && *batch != 1 {
-		return usageErrorf("--dump needs --batch 1")
+	if *dump != "" && n > 1 {
+		return usageErrorf("--dump needs one stream (the default, or --streams 1), not %d", n)
 	}
 	if err := df.check(); err != nil {
 		return err
@@ -105,7 +144,13 @@ func runEval(e *env, args []string) error {
 	}
 	ctx, stop := e.interruptible()
 	defer stop()
-	opts := []eval.Option{eval.WithBatch(*batch), eval.WithMaxBlocks(*maxBlocks)}
+	opts := []eval.Option{eval.WithMaxBlocks(*maxBlocks)}
+	if n > 0 {
+		opts = append(opts, eval.WithStreams(n))
+	}
+	if rule != nil {
+		opts = append(opts, eval.WithRule(*rule))
+	}
 	if tmp != nil {
 		opts = append(opts, eval.WithDump(tmp, ck.Vocab))
 	}
@@ -135,7 +180,11 @@ func runEval(e *env, args []string) error {
 	w := e.stdout
 	fmt.Fprintln(e.stderr, note)
 	fmt.Fprintf(w, "checkpoint %s (step %d), %s split of %s\n", ck.Path, ck.Step, res.Split, dir)
-	fmt.Fprintf(w, "tokens      %d scored (%d not), batch %d, %.1fs\n", res.Tokens, res.Skipped, res.Batch, res.Seconds)
+	protocol := "one stream to the last token"
+	if res.Protocol == "streams" {
+		protocol = fmt.Sprintf("%s, each from a fresh memory, tails dropped", plural(res.Batch, "stream"))
+	}
+	fmt.Fprintf(w, "tokens      %d scored (%d not), %s, %s pruning, %.1fs\n", res.Tokens, res.Skipped, protocol, res.Prune, res.Seconds)
 	fmt.Fprintf(w, "loss        %.4f nats/token\n", res.Loss)
 	fmt.Fprintf(w, "bits/token  %.4f\n", res.BitsPerToken)
 	fmt.Fprintf(w, "%-11s %.4f %s\n", res.Unit.Abbrev, res.BPC, res.Unit.Name)
