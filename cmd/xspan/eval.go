@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -144,7 +146,13 @@ func runEval(e *env, args []string) error {
 	}
 	ctx, stop := e.interruptible()
 	defer stop()
-	opts := []eval.Option{eval.WithMaxBlocks(*maxBlocks)}
+	// A whole split takes minutes: a bar on a terminal, a line every few seconds else.
+	var done, total int64
+	show := newCountProgress(e.stderr, "eval "+*split, "blocks")
+	opts := []eval.Option{eval.WithMaxBlocks(*maxBlocks), eval.WithProgress(func(d, t int64) {
+		done, total = d, t
+		show(d, t)
+	})}
 	if n > 0 {
 		opts = append(opts, eval.WithStreams(n))
 	}
@@ -155,6 +163,10 @@ func runEval(e *env, args []string) error {
 		opts = append(opts, eval.WithDump(tmp, ck.Vocab))
 	}
 	res, err := eval.Run(ctx, m, r, *split, opts...)
+	if errors.Is(err, context.Canceled) && e.caught.Load() != 0 {
+		fmt.Fprintf(e.stderr, "eval: interrupted after %d of %d blocks; nothing written\n", done, total)
+		return errInterrupted
+	}
 	if err != nil {
 		return err
 	}

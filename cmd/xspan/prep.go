@@ -223,9 +223,14 @@ func parseSplit(s string) ([3]float64, error) {
 	return f, nil
 }
 
-// newProgress returns a progress function: a bar with throughput and ETA when stderr
-// is a terminal, else a plain line every few seconds.
+// newProgress returns a progress function over bytes: a bar with throughput and ETA when
+// stderr is a terminal, else a plain line every few seconds.
 func newProgress(w io.Writer, what string) func(done, total int64) {
+	return newCountProgress(w, what, "")
+}
+
+// newCountProgress is newProgress over a count of unit ("" counts bytes).
+func newCountProgress(w io.Writer, what, unit string) func(done, total int64) {
 	if isTerminal(w) {
 		var bar *progressbar.ProgressBar
 		return func(done, total int64) {
@@ -233,7 +238,8 @@ func newProgress(w io.Writer, what string) func(done, total int64) {
 				bar = progressbar.NewOptions64(total,
 					progressbar.OptionSetWriter(w),
 					progressbar.OptionSetDescription(what),
-					progressbar.OptionShowBytes(true),
+					progressbar.OptionShowBytes(unit == ""),
+					progressbar.OptionShowCount(),
 					progressbar.OptionSetPredictTime(true),
 					progressbar.OptionThrottle(100*time.Millisecond),
 					progressbar.OptionClearOnFinish())
@@ -261,7 +267,12 @@ func newProgress(w io.Writer, what string) func(done, total int64) {
 		if rate > 0 {
 			eta = time.Duration(float64(total-done) / rate * float64(time.Second)).Round(time.Second).String()
 		}
+		pct := 100 * float64(done) / float64(max(total, 1))
+		if unit != "" {
+			fmt.Fprintf(w, "%s: %d of %d %s (%.0f%%), %.1f %s/s, ETA %s\n", what, done, total, unit, pct, rate, unit, eta)
+			return
+		}
 		fmt.Fprintf(w, "%s: %.1f of %.1f MB (%.0f%%), %.1f MB/s, ETA %s\n",
-			what, float64(done)/1e6, float64(total)/1e6, 100*float64(done)/float64(max(total, 1)), rate/1e6, eta)
+			what, float64(done)/1e6, float64(total)/1e6, pct, rate/1e6, eta)
 	}
 }
