@@ -216,8 +216,50 @@ func (b *nativeBuild) compileFlags() []string {
 		for _, d := range cudaIncludeDirs() {
 			out = append(out, "-I"+d)
 		}
+		if d := ncclIncludeDir(b.Lib); d != "" {
+			out = append(out, "-DXSPAN_NCCL=1", "-I"+d)
+		}
+	}
+	// c10d's Gloo process group needs gloo's headers, which Debian ships apart
+	// (libgloo-dev); the flag is part of every unit's key, so installing them rebuilds.
+	if d := glooIncludeDir(b.Lib); d != "" {
+		out = append(out, "-DXSPAN_GLOO=1", "-I"+d)
 	}
 	return out
+}
+
+// glooIncludeDir returns the folder that holds gloo/context.h for this libtorch, or "".
+func glooIncludeDir(lt *libtorch) string {
+	dirs := append([]string{}, lt.IncludeDirs...)
+	if lt.Dir != "" {
+		dirs = append(dirs, filepath.Join(lt.Dir, "include"))
+	}
+	dirs = append(dirs, "/usr/include", "/usr/local/include")
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "gloo", "context.h")); err == nil {
+			return d
+		}
+	}
+	return ""
+}
+
+// ncclIncludeDir returns the folder that holds nccl.h for a CUDA libtorch (a Python
+// install keeps it in the nvidia packages beside torch), or "".
+func ncclIncludeDir(lt *libtorch) string {
+	var dirs []string
+	if lt.Dir != "" {
+		dirs = append(dirs, filepath.Join(lt.Dir, "include"))
+		more, _ := filepath.Glob(filepath.Join(lt.Dir, "..", "nvidia", "*", "include"))
+		dirs = append(dirs, more...)
+	}
+	dirs = append(dirs, cudaIncludeDirs()...)
+	dirs = append(dirs, "/usr/include", "/usr/local/include")
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "nccl.h")); err == nil {
+			return filepath.Clean(d)
+		}
+	}
+	return ""
 }
 
 // cudaIncludeDirs are CUDA toolkit header folders found on this machine, for xspan's own
