@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -11,8 +12,11 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/sugarme/gotch"
+
 	"xspan/checkpoint"
 	"xspan/dataset"
+	"xspan/dist"
 	"xspan/internal/torchrt"
 	"xspan/lm"
 	"xspan/train"
@@ -34,7 +38,15 @@ With --resume it starts from RUN/config.json instead and continues the latest
 checkpoint exactly; settings that change the model's shape are refused then.
 
 Ctrl-C stops after the step under way and writes a checkpoint first. A NaN or infinite
-loss stops the run before the update, leaving the last good checkpoint.`
+loss stops the run before the update, leaving the last good checkpoint.
+
+Distributed (data-parallel, over libtorch's c10d: Gloo on CPUs, NCCL on CUDA): started
+by a launcher that sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT
+(torchrun; or SLURM's SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID with MASTER_ADDR), each
+process is a rank; --nproc N starts N ranks on this machine itself. --batch is the
+global batch: each rank trains batch/WORLD_SIZE streams (in --accumulate micro-batches);
+rank 0 writes the run folder. A rank that dies or hangs stops the others with an error
+within --dist-timeout.`
 
 // trainConfigFlags maps flags to config keys; a flag given on the command line sets its key.
 var trainConfigFlags = []struct{ flag, key, usage string }{
@@ -85,6 +97,8 @@ func runTrain(args []string) error {
 	validBatch := fs.Int("valid-batch", 0, "streams of the validations during training (0: --batch)")
 	validBlocks := fs.Int64("valid-blocks", 0, "validate on the first N blocks per stream only (0: the whole split)")
 	noBar := fs.Bool("no-bar", false, "plain progress lines even on a terminal")
+	nproc := fs.Int("nproc", 0, "start N ranks on this machine (distributed over Gloo, or NCCL with --device cuda: one GPU each by LOCAL_RANK)")
+	distTimeout := fs.Duration("dist-timeout", dist.DefaultTimeout, "distributed runs: how long a rank waits for the others at the rendezvous and each collective before failing")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -105,10 +119,22 @@ func runTrain(args []string) error {
 	if !*resume && *data == "" {
 		return usageErrorf("--data is required")
 	}
+	_, launched, err := dist.FromEnv()
+	if err != nil {
+		return err
+	}
+	if *nproc > 1 && !launched {
+		return launchLocal(*nproc, args)
+	}
+	if *nproc < 0 {
+		return usageErrorf("--nproc %d: want ≥ 1", *nproc)
+	}
 
 	var cfg lm.Config
-	var err error
 	switch {
+	case *resume && launched && os.Getenv("RANK") != "0" && !fileExists(filepath.Join(*out, checkpoint.ConfigName)):
+		// A rank on another machine: the config comes from rank 0.
+		cfg, err = lm.Preset("tiny")
 	case *resume:
 		cfg, err = checkpoint.ReadRunConfig(*out)
 	case *configFile != "":
@@ -154,9 +180,25 @@ func runTrain(args []string) error {
 	if err != nil {
 		return usageErrorf("--device: %v", err)
 	}
-	fmt.Fprintf(os.Stderr, "%s; %d threads\n", note, n)
-	js, _ := json.Marshal(cfg)
-	fmt.Fprintf(os.Stderr, "config: %s\n", js)
+	var group *dist.Group
+	if launched {
+		if dev.IsCuda() && *device == "cuda" || *device == "auto" && dev.IsCuda() {
+			// One GPU per local rank.
+			if c, _, _ := dist.FromEnv(); c.LocalRank < torchrt.CUDADeviceCount() {
+				dev = gotch.CudaBuilder(uint(c.LocalRank))
+			}
+		}
+		if group, err = joinFromEnv(context.Background(), dev.IsCuda(), dev.Value, *distTimeout); err != nil {
+			return err
+		}
+		defer group.Close()
+	}
+	quiet := group != nil && group.Rank != 0
+	if !quiet {
+		fmt.Fprintf(os.Stderr, "%s; %d threads\n", note, n)
+		js, _ := json.Marshal(cfg)
+		fmt.Fprintf(os.Stderr, "config: %s\n", js)
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -171,9 +213,19 @@ func runTrain(args []string) error {
 	if *initFrom != "" {
 		opts = append(opts, train.WithInitFrom(*initFrom))
 	}
+	if group != nil {
+		opts = append(opts, train.WithGroup(group))
+	}
 	res, err := train.Run(ctx, cfg, *data, *out, opts...)
 	if err != nil {
+		if group != nil && !errors.Is(err, train.ErrInterrupted) {
+			group.Abandon() // the peers may be gone: leave without waiting on them
+			return fmt.Errorf("rank %d: %w", group.Rank, err)
+		}
 		return err
+	}
+	if quiet {
+		return nil
 	}
 	fmt.Printf("trained %s: step %d, %d tokens; this run %d steps at %.0f tokens/s (%d parameters)\n",
 		res.Run, res.Step, res.Tokens, res.Steps, res.TokPerSec, res.NumParams)
@@ -185,4 +237,9 @@ func runTrain(args []string) error {
 		fmt.Printf("best: %s\n", res.Best)
 	}
 	return nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }
