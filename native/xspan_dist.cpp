@@ -6,6 +6,8 @@
 #include "torch_api.h"
 #include "xspan_dist.h"
 
+#ifndef XSPAN_NO_C10D
+
 #include <torch/version.h>
 
 #include <chrono>
@@ -33,7 +35,8 @@ using xspan_backend_t = c10d::ProcessGroup;
 #define XSPAN_HAVE_GLOO 1
 #endif
 
-#if defined(XSPAN_CUDA) && defined(XSPAN_NCCL) && __has_include(<nccl.h>) && __has_include(<torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>)
+#if defined(XSPAN_CUDA) && defined(XSPAN_NCCL) && __has_include(<nccl.h>) && __has_include(<cuda_runtime_api.h>) && \
+    __has_include(<torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>)
 #ifndef USE_C10D_NCCL
 #define USE_C10D_NCCL 1
 #endif
@@ -196,7 +199,8 @@ void xspan_dist_free(void *p) {
 
 void xspan_dist_allreduce(void *p, void **ts, int n, int average, int64_t bucket_bytes) {
   PROTECT(
-      auto g = as_group(p); auto tensors = tensors_of(ts, n); auto bs = buckets_of(tensors, bucket_bytes);
+      // Results are written in place, into parameters too (leaves that require grad).
+      at::NoGradGuard no_grad; auto g = as_group(p); auto tensors = tensors_of(ts, n); auto bs = buckets_of(tensors, bucket_bytes);
       std::vector<c10::intrusive_ptr<c10d::Work>> works;
       for (auto &b : bs) {
         std::vector<at::Tensor> one{b.flat};
@@ -214,7 +218,7 @@ void xspan_dist_allreduce(void *p, void **ts, int n, int average, int64_t bucket
 
 void xspan_dist_broadcast(void *p, void **ts, int n, int root, int64_t bucket_bytes) {
   PROTECT(
-      auto g = as_group(p); if (root < 0 || root >= g->world) throw std::invalid_argument("xspan dist: broadcast root " + std::to_string(root) + " outside the world");
+      at::NoGradGuard no_grad; auto g = as_group(p); if (root < 0 || root >= g->world) throw std::invalid_argument("xspan dist: broadcast root " + std::to_string(root) + " outside the world");
       auto tensors = tensors_of(ts, n); auto bs = buckets_of(tensors, bucket_bytes);
       std::vector<c10::intrusive_ptr<c10d::Work>> works;
       for (auto &b : bs) {
@@ -237,3 +241,17 @@ void xspan_dist_barrier(void *p) {
       std::vector<c10::intrusive_ptr<c10d::Work>> works{g->pg->allreduce(one, o)};
       wait_all(g, works, "barrier");)
 }
+
+#else
+// The set-up's fallback for a libtorch whose c10d headers this file cannot compile.
+static const char *xspan_no_c10d = "xspan dist: this native library was built without c10d (its headers did not compile against this libtorch; see STUBBED-OPS.txt)";
+int xspan_dist_available(int) { return 0; }
+void *xspan_dist_new(int, const char *, int, int, int, int64_t, int) {
+  PROTECT(throw std::runtime_error(xspan_no_c10d);)
+  return nullptr;
+}
+void xspan_dist_free(void *) {}
+void xspan_dist_allreduce(void *, void **, int, int, int64_t) { PROTECT(throw std::runtime_error(xspan_no_c10d);) }
+void xspan_dist_broadcast(void *, void **, int, int, int64_t) { PROTECT(throw std::runtime_error(xspan_no_c10d);) }
+void xspan_dist_barrier(void *) { PROTECT(throw std::runtime_error(xspan_no_c10d);) }
+#endif
