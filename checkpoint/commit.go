@@ -10,19 +10,8 @@ import (
 
 // writeFileSync writes data to path and syncs it to disk.
 func writeFileSync(path string, data []byte) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	_, err := writeFileSum(path, data)
+	return err
 }
 
 // WriteFileAtomic writes data to path through a temporary file beside it and a rename.
@@ -54,22 +43,31 @@ func commitDir(tmp, final string) error {
 		}
 	}
 	if _, err := os.Stat(final); err == nil {
-		old := final + ".old"
+		// Killed between the two renames, the old checkpoint waits under .old, and
+		// Clean puts it back.
+		old := final + oldSuffix
 		os.RemoveAll(old)
 		if err := os.Rename(final, old); err != nil {
 			return err
 		}
 		if err := os.Rename(tmp, final); err != nil {
+			os.Rename(old, final)
 			return err
 		}
+		syncDir(filepath.Dir(final))
 		return os.RemoveAll(old)
 	}
 	if err := os.Rename(tmp, final); err != nil {
 		return err
 	}
-	if d, err := os.Open(filepath.Dir(final)); err == nil {
+	syncDir(filepath.Dir(final))
+	return nil
+}
+
+// syncDir syncs a folder, so that the renames in it are on disk.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
 	}
-	return nil
 }

@@ -10,18 +10,29 @@
 //	RUN/checkpoints/step-N checkpoints (see Header for what each holds)
 //	RUN/best               a one-line file naming the best checkpoint on validation
 //
-// A checkpoint is a folder RUN/checkpoints/step-NNNNNNNNN holding
+// A checkpoint is a folder RUN/checkpoints/step-NNNNNNNNN. Format 2 (written since
+// issue 17) holds
 //
-//	HEADER          the magic line "XSPAN-CHECKPOINT <format>" then the Header as JSON
-//	weights.ot      the model's weights (lm.Model.SaveWeights)
-//	optim.ot        the optimizer's state, absent in a weights-only checkpoint
-//	memory-<i>.ot   the carried memory of each group of streams (lm.Memory.Save)
-//	vocab.json      the vocabulary's tokenize.Spec, and tokenizer.json beside it for an
-//	                HF vocabulary, so that a checkpoint is usable without its dataset
+//	HEADER               "XSPAN-CHECKPOINT 2 xxh64:<checksum of the rest>", then the
+//	                     Header as JSON, whose "files" lists every other file's size and
+//	                     xxh64 checksum
+//	weights.safetensors  the model's weights (lm.Model.NamedParameters), safetensors
+//	optim.safetensors    the optimizer's state, absent in a weights-only checkpoint
+//	memory-<i>.safetensors the carried memory of stream group i (lm.Memory.Tensors)
+//	vocab.json           the vocabulary's tokenize.Spec, and tokenizer.json beside it for
+//	                     an HF vocabulary, so that a checkpoint is usable without its dataset
 //
-// It is written under step-NNNNNNNNN.tmp and renamed once complete, so a folder without
-// the .tmp suffix is always whole. RUN/best names the best checkpoint's folder relative
-// to RUN.
+// The tensor files are written from Go, never by libtorch, and every write is checked and
+// synced; each also carries the xxh64 checksum of its data in its safetensors metadata,
+// so a file taken out of its checkpoint still verifies. Every file is checked against the
+// HEADER when it is read: a damaged one is an error naming it. Format 1 (the same layout
+// with libtorch .ot files, no checksums) still loads; its .ot files are checked as zip
+// archives (CRC-32 per entry) before libtorch reads them.
+//
+// A checkpoint is written under step-NNNNNNNNN.tmp and renamed once complete, so a folder
+// without a suffix is always whole; pruning renames a folder to step-NNNNNNNNN.del before
+// removing it, and Clean removes what a killed run left (.tmp, .del, .old). RUN/best names
+// the best checkpoint's folder relative to RUN.
 //
 // Functions that load tensors must run on a goroutine that holds its OS thread
 // (torchrt.Lock).
@@ -32,11 +43,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/cespare/xxhash/v2"
 
 	"xspan/tokenize"
 )
@@ -45,18 +59,23 @@ import (
 const (
 	// Magic starts every checkpoint's HEADER file.
 	Magic = "XSPAN-CHECKPOINT"
-	// FormatVersion is the checkpoint format this package writes and reads.
-	FormatVersion = 1
+	// FormatVersion is the checkpoint format this package writes; it reads it and every
+	// older one (MinFormat on).
+	FormatVersion = 2
+	MinFormat     = 1
 
 	HeaderName    = "HEADER"
-	WeightsName   = "weights.ot"
-	OptimName     = "optim.ot"
+	WeightsName   = "weights.safetensors"
+	OptimName     = "optim.safetensors"
 	VocabName     = "vocab.json"
 	TokenizerName = "tokenizer.json"
+
+	// maxHeader bounds the HEADER a reader accepts.
+	maxHeader = 16 << 20
 )
 
 // MemoryName is the file of the memory of stream group i.
-func MemoryName(i int) string { return fmt.Sprintf("memory-%d.ot", i) }
+func MemoryName(i int) string { return fmt.Sprintf("memory-%d.safetensors", i) }
 
 // Header is the metadata of a checkpoint.
 type Header struct {
@@ -71,14 +90,17 @@ type Header struct {
 	// Vocab records where the vocabulary came from, for people reading the header; the
 	// checkpoint's own copy is VocabName, and its identity is that copy's Spec().Ref().
 	Vocab VocabRef `json:"vocab"`
-	// Memories is the number of memory-<i>.ot files (0: none saved): one per group of
+	// Memories is the number of memory-<i> files (0: none saved): one per group of
 	// Data.Streams/Memories consecutive streams, in stream order.
 	Memories int `json:"memories"`
 	// World is the number of ranks of a distributed run that wrote the checkpoint (0 or 1:
 	// one process); each rank held Memories/World of the memories.
 	World int `json:"world,omitempty"`
-	// HasOptim says whether optim.ot is present.
+	// HasOptim says whether the optimizer's state is present.
 	HasOptim bool `json:"has_optim"`
+	// Files lists every file of the checkpoint but the HEADER, with its size and
+	// checksum (format 2; empty in format 1).
+	Files map[string]FileSum `json:"files,omitempty"`
 	// Valid is the validation result at this step, if one was measured.
 	Valid *EvalSummary `json:"valid,omitempty"`
 	// BestValid is the best validation bpc of the run up to this step (0: none yet), and
@@ -135,74 +157,146 @@ type EvalSummary struct {
 	Tokens       int64   `json:"tokens"`
 }
 
-// writeHeader writes dir/HEADER.
+// writeHeader writes dir/HEADER: the magic line with the format and the checksum of
+// what follows it, then h as JSON.
 func writeHeader(dir string, h *Header) error {
-	var buf bytes.Buffer
-	fmt.Fprintf(&buf, "%s %d\n", Magic, FormatVersion)
 	js, err := json.MarshalIndent(h, "", "  ")
 	if err != nil {
 		return err
 	}
+	js = append(js, '\n')
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "%s %d xxh64:%016x\n", Magic, h.Format, xxhash.Sum64(js))
 	buf.Write(js)
-	buf.WriteByte('\n')
-	return writeFileSync(filepath.Join(dir, HeaderName), buf.Bytes())
+	_, err = writeFileSum(filepath.Join(dir, HeaderName), buf.Bytes())
+	return err
 }
 
-// ReadHeader reads the HEADER of the checkpoint folder dir.
+// ReadHeader reads the HEADER of the checkpoint folder dir, of any format from MinFormat
+// to FormatVersion. A format-2 HEADER must match its checksum and list every file that
+// the checkpoint should hold.
 func ReadHeader(dir string) (*Header, error) {
 	path := filepath.Join(dir, HeaderName)
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("%s: not a checkpoint (no %s)", dir, HeaderName)
 		}
 		return nil, err
 	}
+	data, err := io.ReadAll(io.LimitReader(f, maxHeader+1))
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(data) > maxHeader {
+		return nil, fmt.Errorf("%s: larger than %d bytes: not a checkpoint header", path, maxHeader)
+	}
 	line, rest, _ := bytes.Cut(data, []byte("\n"))
-	magic, ver, ok := strings.Cut(string(line), " ")
-	if !ok || magic != Magic {
+	fields := strings.Fields(string(line))
+	if len(fields) < 2 || fields[0] != Magic {
 		return nil, fmt.Errorf("%s: not an xspan checkpoint header (no %s magic)", path, Magic)
 	}
-	v, err := strconv.Atoi(strings.TrimSpace(ver))
+	v, err := strconv.Atoi(fields[1])
 	if err != nil {
-		return nil, fmt.Errorf("%s: bad format version %q", path, ver)
+		return nil, fmt.Errorf("%s: bad format version %q", path, fields[1])
 	}
-	if v != FormatVersion {
-		return nil, fmt.Errorf("%s: checkpoint format version %d; this xspan reads version %d", path, v, FormatVersion)
+	if v < MinFormat || v > FormatVersion {
+		return nil, fmt.Errorf("%s: checkpoint format version %d; this xspan reads versions %d to %d", path, v, MinFormat, FormatVersion)
+	}
+	if v >= 2 {
+		if len(fields) != 3 || !strings.HasPrefix(fields[2], "xxh64:") {
+			return nil, fmt.Errorf("%s: the magic line has no xxh64 checksum", path)
+		}
+		if got := fmt.Sprintf("xxh64:%016x", xxhash.Sum64(rest)); got != fields[2] {
+			return nil, fmt.Errorf("%s: checksum %s does not match the magic line's %s: the header is damaged", path, got, fields[2])
+		}
 	}
 	var h Header
 	dec := json.NewDecoder(bytes.NewReader(rest))
 	if err := dec.Decode(&h); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if h.Format != FormatVersion {
+	if h.Format != v {
 		return nil, fmt.Errorf("%s: header says format %d, magic line says %d", path, h.Format, v)
+	}
+	if h.Memories < 0 || h.Memories > 1<<16 {
+		return nil, fmt.Errorf("%s: bad memory count %d", path, h.Memories)
+	}
+	if v >= 2 {
+		need := []string{tensorFile(v, "weights"), VocabName}
+		if h.HasOptim {
+			need = append(need, tensorFile(v, "optim"))
+		}
+		for i := 0; i < h.Memories; i++ {
+			need = append(need, tensorFile(v, memoryKind(i)))
+		}
+		for _, name := range need {
+			if _, ok := h.Files[name]; !ok {
+				return nil, fmt.Errorf("%s: lists no %s", path, name)
+			}
+		}
+		for name, sum := range h.Files {
+			if name != filepath.Base(name) || name == HeaderName || sum.Size < 0 || len(sum.XXH64) != 16 {
+				return nil, fmt.Errorf("%s: bad file entry %q", path, name)
+			}
+			st, err := os.Stat(filepath.Join(dir, name))
+			if err != nil {
+				return nil, fmt.Errorf("%s: missing from the checkpoint (the HEADER lists it)", filepath.Join(dir, name))
+			}
+			if st.Size() != sum.Size {
+				return nil, fmt.Errorf("%s: %d bytes, the HEADER says %d: the file is truncated or damaged", filepath.Join(dir, name), st.Size(), sum.Size)
+			}
+		}
 	}
 	return &h, nil
 }
 
+// memoryKind is the base name of the memory file of stream group i.
+func memoryKind(i int) string { return fmt.Sprintf("memory-%d", i) }
+
 // writeVocab writes the checkpoint's own copy of the vocabulary into dir.
-func writeVocab(dir string, v tokenize.Vocab) error {
+// writeVocab writes the checkpoint's own copy of the vocabulary into dir, recording
+// each file's size and checksum in files.
+func writeVocab(dir string, v tokenize.Vocab, files map[string]FileSum) error {
 	spec := v.Spec()
 	if hf, ok := v.(*tokenize.HF); ok {
-		if err := writeFileSync(filepath.Join(dir, TokenizerName), hf.JSON()); err != nil {
+		sum, err := writeFileSum(filepath.Join(dir, TokenizerName), hf.JSON())
+		if err != nil {
 			return err
 		}
+		files[TokenizerName] = sum
 		spec.File = TokenizerName
 	}
 	js, err := json.MarshalIndent(spec, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFileSync(filepath.Join(dir, VocabName), append(js, '\n'))
+	sum, err := writeFileSum(filepath.Join(dir, VocabName), append(js, '\n'))
+	files[VocabName] = sum
+	return err
 }
 
-// ReadVocab loads the vocabulary copy stored in the checkpoint folder dir.
+// ReadVocab loads the vocabulary copy stored in the checkpoint folder dir, checking it
+// against the HEADER's checksums.
 func ReadVocab(dir string) (tokenize.Vocab, error) {
-	path := filepath.Join(dir, VocabName)
-	data, err := os.ReadFile(path)
+	h, err := ReadHeader(dir)
 	if err != nil {
 		return nil, err
+	}
+	return readVocab(dir, h)
+}
+
+func readVocab(dir string, h *Header) (tokenize.Vocab, error) {
+	path := filepath.Join(dir, VocabName)
+	data, err := readChecked(path, h.sum(VocabName))
+	if err != nil {
+		return nil, err
+	}
+	if sum := h.sum(TokenizerName); sum != nil {
+		if _, err := readChecked(filepath.Join(dir, TokenizerName), sum); err != nil {
+			return nil, err
+		}
 	}
 	var spec tokenize.Spec
 	if err := json.Unmarshal(data, &spec); err != nil {
@@ -213,4 +307,12 @@ func ReadVocab(dir string) (tokenize.Vocab, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return v, nil
+}
+
+// sum returns the size and checksum the header lists for the file name, or nil (format 1).
+func (h *Header) sum(name string) *FileSum {
+	if s, ok := h.Files[name]; ok {
+		return &s
+	}
+	return nil
 }

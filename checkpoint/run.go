@@ -112,6 +112,9 @@ func SetBest(run string, step int64) error {
 	return WriteFileAtomic(filepath.Join(run, BestName), []byte(rel+"\n"))
 }
 
+// maxPointerSize bounds a pointer file: a larger file is something else.
+const maxPointerSize = 4096
+
 // readPointer reads a pointer file: one line naming a folder relative to the file's
 // folder (or absolute).
 func readPointer(path string) (string, error) {
@@ -134,18 +137,56 @@ func readPointer(path string) (string, error) {
 	return target, nil
 }
 
-// Prune removes all but the newest keep checkpoints of run, sparing the best one, and
-// any temporary folders that a killed run left (keep 0: only those).
-func Prune(run string, keep int) error {
+// Suffixes of the folders that are not (or no longer) checkpoints: one being written, one
+// being removed, and one being replaced by a checkpoint of the same step.
+const (
+	tmpSuffix = ".tmp"
+	delSuffix = ".del"
+	oldSuffix = ".old"
+)
+
+// Clean removes what a run killed while writing or pruning checkpoints left in
+// RUN/checkpoints: folders being written (.tmp) or removed (.del). A replaced checkpoint
+// (.old) whose replacement never got its name is put back; otherwise it goes too.
+func Clean(run string) error {
 	dir := filepath.Join(run, Dir)
 	ents, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
 	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), ".tmp") || strings.HasSuffix(e.Name(), ".old") {
-			os.RemoveAll(filepath.Join(dir, e.Name()))
+		name := e.Name()
+		path := filepath.Join(dir, name)
+		switch {
+		case strings.HasSuffix(name, tmpSuffix), strings.HasSuffix(name, delSuffix):
+			if err := os.RemoveAll(path); err != nil {
+				return err
+			}
+		case strings.HasSuffix(name, oldSuffix):
+			final := strings.TrimSuffix(path, oldSuffix)
+			if _, err := os.Stat(final); errors.Is(err, fs.ErrNotExist) {
+				if err := os.Rename(path, final); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := os.RemoveAll(path); err != nil {
+				return err
+			}
 		}
+	}
+	return nil
+}
+
+// Prune removes all but the newest keep checkpoints of run, sparing the best one, after
+// Clean (keep 0: only Clean). Each checkpoint is first renamed out of the way (.del),
+// so that one killed half-way is never taken for a checkpoint.
+func Prune(run string, keep int) error {
+	if err := Clean(run); err != nil {
+		return err
 	}
 	if keep <= 0 {
 		return nil
@@ -160,12 +201,28 @@ func Prune(run string, keep int) error {
 		if best != "" && filepath.Clean(best) == filepath.Clean(p) {
 			continue
 		}
-		if err := os.RemoveAll(p); err != nil {
+		if err := removeDir(p); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+// removeDir removes the folder path by renaming it to path.del first.
+func removeDir(path string) error {
+	del := path + delSuffix
+	if err := os.RemoveAll(del); err != nil {
+		return err
+	}
+	if err := os.Rename(path, del); err != nil {
+		return err
+	}
+	syncDir(filepath.Dir(path))
+	return removeAll(del)
+}
+
+// removeAll is os.RemoveAll; tests replace it to stop a removal half-way, as a kill does.
+var removeAll = os.RemoveAll
 
 // Resolve turns what a user names with --ckpt into a checkpoint folder: a checkpoint
 // folder itself, a pointer file such as RUN/best, or a run folder (its latest
@@ -176,11 +233,18 @@ func Resolve(pathOrRun string) (string, error) {
 		return "", fmt.Errorf("checkpoint %s: %w", pathOrRun, errors.Unwrap(err))
 	}
 	if !st.IsDir() {
+		notPointer := fmt.Errorf("%s is a file, but not a pointer file like RUN/best: --ckpt takes a checkpoint folder, a run folder or a pointer file", pathOrRun)
+		if st.Size() > maxPointerSize {
+			return "", notPointer
+		}
 		target, err := readPointer(pathOrRun)
 		if err != nil {
 			return "", err
 		}
 		if _, err := os.Stat(filepath.Join(target, HeaderName)); err != nil {
+			if filepath.Base(pathOrRun) != BestName && filepath.Base(filepath.Dir(target)) != Dir {
+				return "", notPointer // its first line names no checkpoint folder: some other file
+			}
 			return "", fmt.Errorf("%s names %s, which is not a checkpoint (was it pruned?)", pathOrRun, target)
 		}
 		return target, nil

@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -137,5 +139,45 @@ func TestPrepCancelled(t *testing.T) {
 	}
 	if left := leftovers(t, dir, "a.txt"); len(left) > 0 {
 		t.Errorf("left behind: %v", left)
+	}
+}
+
+// The temporary folders that killed preps left beside out (nobody holds their lock) go
+// at the next prep to out; one whose writer still runs (holds its lock) stays; a dataset
+// that a killed install had moved aside comes back.
+func TestPrepRemovesWhatKilledPrepsLeft(t *testing.T) {
+	dir := t.TempDir()
+	in := writeFile(t, dir, "a.txt", []byte(strings.Repeat("some text\n", 500)))
+	out := filepath.Join(dir, "ds")
+	for i := 0; i < 3; i++ {
+		writeFile(t, filepath.Join(dir, fmt.Sprintf(".ds.tmp-dead%d", i)), "train-00000.xsh", make([]byte, 1000))
+	}
+	live := filepath.Join(dir, ".ds.tmp-live")
+	writeFile(t, live, "train-00000.xsh", []byte("busy"))
+	d, err := os.Open(live)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if err := syscall.Flock(int(d.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, ".other.tmp-dead"), "x", []byte("another dataset's"))
+	mustPrep(t, out, []string{in})
+	if left := leftovers(t, dir, "a.txt", "ds", ".ds.tmp-live", ".other.tmp-dead"); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+	for _, keep := range []string{live, filepath.Join(dir, ".other.tmp-dead")} {
+		if _, err := os.Stat(keep); err != nil {
+			t.Errorf("%s: %v", keep, err)
+		}
+	}
+	// Killed between the two renames of an install with --force.
+	os.Rename(out, filepath.Join(dir, ".ds.tmp-x.old"))
+	if _, err := Prep(context.Background(), out, []string{in}, WithVocab("byte")); err == nil {
+		t.Fatal("prep over the restored dataset without --force: no error")
+	}
+	if r, err := Open(out); err != nil || r.Manifest().Vocab.Kind == "byte" {
+		t.Fatalf("the dataset moved aside by a killed install was not put back: %v", err)
 	}
 }

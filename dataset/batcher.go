@@ -29,6 +29,7 @@ type Batcher struct {
 	batch     int
 	block     int
 	streamLen int64
+	start     int64 // offset of block 0 in every stream (SetStart)
 	blocks    int64
 	pos       int64
 }
@@ -139,8 +140,24 @@ func (b *Batcher) ExampleLen() int64 { return b.exLen }
 // set, it belongs to example (TokenOffset+1+j)/ExampleLen, at offset
 // (TokenOffset+1+j)%ExampleLen in it.
 func (b *Batcher) TokenOffset(pos int64, row int) int64 {
-	return int64(row)*b.streamLen + pos*int64(b.block)
+	return int64(row)*b.streamLen + b.start + pos*int64(b.block)
 }
+
+// SetStart starts every stream start tokens later (0 <= start < M) and rewinds to block
+// 0: a new pass over the data whose blocks fall on other boundaries, as the reference
+// implementation begins each epoch after the first at a random offset below M. Streams
+// of examples (ExampleLen set) keep their example boundaries: start must be 0.
+func (b *Batcher) SetStart(start int64) error {
+	if start < 0 || start >= int64(b.block) || (start > 0 && b.exLen > 0) {
+		return fmt.Errorf("batcher: split %s: start %d outside 0..%d (0 for streams of examples)", b.split, start, b.block-1)
+	}
+	b.start, b.pos = start, 0
+	b.blocks = (b.streamLen - 1 - start) / int64(b.block)
+	return nil
+}
+
+// Start is the offset SetStart set.
+func (b *Batcher) Start() int64 { return b.start }
 
 // Position is the number of blocks consumed so far.
 func (b *Batcher) Position() int64 { return b.pos }
@@ -163,5 +180,5 @@ func (b *Batcher) Block() int { return b.block }
 // StreamLen is the number of tokens in each stream.
 func (b *Batcher) StreamLen() int64 { return b.streamLen }
 
-// Blocks is the number of steps until io.EOF: (StreamLen-1)/M.
+// Blocks is the number of steps until io.EOF: (StreamLen-1-Start)/M.
 func (b *Batcher) Blocks() int64 { return b.blocks }

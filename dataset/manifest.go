@@ -45,6 +45,14 @@ type Manifest struct {
 	Vocab tokenize.Spec `json:"vocab"`
 	// Newlines is "keep" or "drop": whether '\n' bytes were removed before tokenizing.
 	Newlines string `json:"newlines"`
+	// Encoding is the inputs' encoding when it was not UTF-8 ("latin-1", "cp1252"): the
+	// text was turned into UTF-8 first, so source ranges count the inputs' own bytes but
+	// the splits' Bytes count UTF-8 bytes.
+	Encoding string `json:"encoding,omitempty"`
+	// Invalid is what was done with invalid UTF-8 ("replace" with U+FFFD, "skip") when it
+	// was not refused, and InvalidCount how many sequences it changed, over all inputs.
+	Invalid      string `json:"invalid_utf8,omitempty"`
+	InvalidCount int64  `json:"invalid_utf8_count,omitempty"`
 	// TokenWidth is the bytes per token id in the shards: 1, 2 or 4, little-endian.
 	TokenWidth  int         `json:"token_width"`
 	Compression Compression `json:"compression"`

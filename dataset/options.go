@@ -15,6 +15,8 @@ type config struct {
 	splitSet    bool
 	splitFiles  [3][]string
 	newlines    string
+	encoding    string // EncodingUTF8, EncodingLatin1 or EncodingCP1252
+	invalid     string // InvalidError, InvalidReplace or InvalidSkip
 	level       int
 	shardTokens int
 	force       bool
@@ -37,6 +39,8 @@ func defaultConfig() config {
 		format:      "auto",
 		split:       [3]float64{0.9, 0.05, 0.05},
 		newlines:    NewlinesKeep,
+		encoding:    EncodingUTF8,
+		invalid:     InvalidError,
 		level:       DefaultLevel,
 		shardTokens: DefaultShardTokens,
 		workers:     runtime.GOMAXPROCS(0),

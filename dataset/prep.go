@@ -98,10 +98,19 @@ func Prep(ctx context.Context, out string, inputs []string, opts ...Option) (*Ma
 
 	// Read the text and cut the splits.
 	var splits []*splitText
+	var invalidCount int64
+	if format == "enwik8" && (c.encoding != EncodingUTF8 || c.invalid != InvalidError) {
+		return nil, errors.New("enwik8 is read as bytes: --encoding and --invalid apply to text inputs")
+	}
 	if format == "enwik8" {
 		splits, err = readEnwik8(files, haveSplitFiles, c.splitSet, needUTF8)
 	} else {
-		splits, err = readText(files, haveSplitFiles, c.split, needUTF8)
+		var changed int64
+		splits, changed, err = readText(files, haveSplitFiles, c.split, needUTF8, c.encoding, c.invalid)
+		if changed > 0 {
+			c.logf("invalid UTF-8: %d sequences %sd (--invalid %s)", changed, c.invalid, c.invalid)
+		}
+		invalidCount = changed
 	}
 	if err != nil {
 		return nil, err
@@ -140,6 +149,12 @@ func Prep(ctx context.Context, out string, inputs []string, opts ...Option) (*Ma
 		Format: FormatName, Version: Version, Input: format, Vocab: vocab.Spec(),
 		Newlines: c.newlines, TokenWidth: width,
 		Compression: Compression{Codec: "zstd", Level: c.level},
+	}
+	if c.encoding != EncodingUTF8 {
+		m.Encoding = c.encoding
+	}
+	if c.invalid != InvalidError {
+		m.Invalid, m.InvalidCount = c.invalid, invalidCount
 	}
 	w := &writer{c: &c, f: f, width: width, vocab: vocab, total: total}
 	if m.Splits, err = w.writeAll(ctx, splits); err != nil {
@@ -197,31 +212,33 @@ func readEnwik8(files [3][]string, splitFiles, splitSet, needUTF8 bool) ([]*spli
 
 // readText reads text inputs and cuts them into splits, by fractions of the
 // concatenated bytes (moved to the next character boundary) or by files.
-func readText(files [3][]string, splitFiles bool, frac [3]float64, needUTF8 bool) ([]*splitText, error) {
+func readText(files [3][]string, splitFiles bool, frac [3]float64, needUTF8 bool, enc, invalid string) ([]*splitText, int64, error) {
 	var out []*splitText
+	var changed int64
 	if splitFiles {
 		for i, fs := range files {
 			if len(fs) == 0 {
 				continue
 			}
-			data, segs, err := concat(fs, needUTF8)
+			data, segs, n, err := concat(fs, needUTF8, enc, invalid)
 			if err != nil {
-				return nil, err
+				return nil, 0, err
 			}
+			changed += n
 			if len(data) == 0 {
-				return nil, fmt.Errorf("%s: split %s is empty", strings.Join(fs, ", "), SplitNames[i])
+				return nil, 0, fmt.Errorf("%s: split %s is empty", strings.Join(fs, ", "), SplitNames[i])
 			}
 			out = append(out, &splitText{name: SplitNames[i], raw: data, segs: segs, ranges: rangesOf(segs, 0, int64(len(data)))})
 		}
-		return out, nil
+		return out, changed, nil
 	}
-	data, segs, err := concat(files[0], needUTF8)
+	data, segs, changed, err := concat(files[0], needUTF8, enc, invalid)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	n := int64(len(data))
 	if n == 0 {
-		return nil, fmt.Errorf("%s: empty input", strings.Join(files[0], ", "))
+		return nil, 0, fmt.Errorf("%s: empty input", strings.Join(files[0], ", "))
 	}
 	cut := func(f float64) int64 {
 		b := min(int64(f*float64(n)+0.5), n)
@@ -240,26 +257,33 @@ func readText(files [3][]string, splitFiles bool, frac [3]float64, needUTF8 bool
 		}
 		a, b := cuts[i], cuts[i+1]
 		if a >= b {
-			return nil, fmt.Errorf("%s: split %s is empty: %d bytes of text are too few for the split %g,%g,%g",
+			return nil, 0, fmt.Errorf("%s: split %s is empty: %d bytes of text are too few for the split %g,%g,%g",
 				strings.Join(files[0], ", "), name, n, frac[0], frac[1], frac[2])
 		}
 		out = append(out, &splitText{name: name, raw: data[a:b], segs: segs, ranges: rangesOf(segs, a, b)})
 	}
-	return out, nil
+	return out, changed, nil
 }
 
-// concat reads files and joins their text.
-func concat(files []string, needUTF8 bool) ([]byte, []segment, error) {
+// concat reads files, turns each into UTF-8 (enc, invalid) and joins their text. It also
+// returns how many invalid sequences the policy changed.
+func concat(files []string, needUTF8 bool, enc, invalid string) ([]byte, []segment, int64, error) {
 	var all []byte
 	var segs []segment
+	var changed int64
 	for _, f := range files {
 		data, err := readInput(f, "")
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, 0, err
 		}
+		data, n, err := toUTF8(data, enc, invalid)
+		if err != nil {
+			return nil, nil, 0, fmt.Errorf("%s: decoding %s: %w", f, enc, err)
+		}
+		changed += n
 		if needUTF8 {
 			if err := tokenize.CheckUTF8(data); err != nil {
-				return nil, nil, utf8Error(f, err)
+				return nil, nil, 0, utf8Error(f, err)
 			}
 		}
 		segs = append(segs, segment{path: f, start: int64(len(all)), size: int64(len(data))})
@@ -269,13 +293,13 @@ func concat(files []string, needUTF8 bool) ([]byte, []segment, error) {
 			all = append(all, data...)
 		}
 	}
-	return all, segs, nil
+	return all, segs, changed, nil
 }
 
 func utf8Error(path string, err error) error {
 	var ue *tokenize.InvalidUTF8Error
 	if errors.As(err, &ue) {
-		return fmt.Errorf("%s: invalid UTF-8 at byte offset %d (the char and tokenizer vocabularies need UTF-8; --vocab byte takes any bytes)", path, ue.Offset)
+		return fmt.Errorf("%s: invalid UTF-8 at byte offset %d (the char and tokenizer vocabularies need UTF-8: --encoding latin-1 or cp1252 reads such text, --invalid replace or skip mends stray bytes, --vocab byte takes any bytes)", path, ue.Offset)
 	}
 	return fmt.Errorf("%s: %w", path, err)
 }

@@ -200,16 +200,18 @@ func TestLibtorchFailureFailsOneGeneration(t *testing.T) {
 	if !errors.Is(err, torchrt.ErrLibtorch) {
 		t.Fatalf("err = %v, want a libtorch error", err)
 	}
-	srv := generate.NewServer(failingModel{}, generate.ServerConfig{MaxConcurrent: 1})
+	srv := generate.NewServer(failingModel{}, generate.ServerConfig{MaxConcurrent: 1, AllowedHosts: []string{"localhost"}})
 	for i := range 2 {
 		rec := httptest.NewRecorder()
-		srv.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/generate", strings.NewReader(`{"prompt":"A","max_new_tokens":10}`)))
+		req := httptest.NewRequest("POST", "http://localhost/v1/generate", strings.NewReader(`{"prompt":"A","max_new_tokens":10}`))
+		req.Header.Set("Content-Type", "application/json")
+		srv.ServeHTTP(rec, req)
 		if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), "libtorch") {
 			t.Fatalf("request %d: %d %s, want 500 naming libtorch", i, rec.Code, rec.Body.String())
 		}
 	}
 	rec := httptest.NewRecorder()
-	srv.ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	srv.ServeHTTP(rec, httptest.NewRequest("GET", "http://localhost/healthz", nil))
 	if rec.Code != http.StatusOK {
 		t.Fatalf("healthz after failures: %d", rec.Code)
 	}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"xspan/internal/torchrt"
 	"xspan/tokenize"
@@ -20,6 +23,15 @@ type Options struct {
 	// PromptBlock feeds the prompt in pieces of this many tokens, checking the context
 	// between them (0: all at once). The model's block length is the natural choice.
 	PromptBlock int
+	// Stop ends the generation at the first of these strings in the new text (not the
+	// prompt); the text ends before it and the finish reason is StopSequence. Text that
+	// could begin one is held back from emit until it is known not to.
+	Stop []string
+	// LogProbs gives each token its log-probability under the model (before the
+	// temperature, top-k and top-p reshape it), and TopLogProbs the most likely tokens
+	// at its step, that many (which implies LogProbs).
+	LogProbs    bool
+	TopLogProbs int
 	// StatsEvery calls OnStats after every StatsEvery new tokens (0: only at the end),
 	// and OnStats, when set, is also called once at the end.
 	StatsEvery int
@@ -33,13 +45,33 @@ type Token struct {
 	// ID is the token id; -1 marks the last piece of text, held back bytes flushed at the
 	// end of the stream (see TextStream).
 	ID int `json:"id"`
-	// Text is the text that became complete with this token (maybe empty).
+	// Text is the text that became complete with this token (maybe empty): a piece of a
+	// character, or what might begin a stop sequence, waits for the tokens after it.
 	Text string `json:"text"`
+	// LogProb and TopLogProbs are set with Options.LogProbs and TopLogProbs.
+	LogProb     *float64 `json:"logprob,omitempty"`
+	TopLogProbs []Alt    `json:"top_logprobs,omitempty"`
+}
+
+// Alt is a token and its log-probability.
+type Alt struct {
+	ID int `json:"id"`
+	// Token is the token's own text (see TokenText).
+	Token   string  `json:"token"`
+	LogProb float64 `json:"logprob"`
+}
+
+// TokenLogProb is a drawn token's log-probability, with the most likely tokens at its
+// step when asked for.
+type TokenLogProb struct {
+	Alt
+	Top []Alt `json:"top_logprobs,omitempty"`
 }
 
 // Stop reasons.
 const (
 	StopLength    = "length"    // MaxNewTokens reached
+	StopSequence  = "stop"      // a stop sequence came
 	StopCancelled = "cancelled" // the context ended first
 )
 
@@ -55,6 +87,8 @@ type Result struct {
 	GenTime      time.Duration `json:"-"`
 	Live         []int         `json:"live"`
 	Dropped      int64         `json:"dropped"`
+	// LogProbs has one entry a new token with Options.LogProbs or TopLogProbs.
+	LogProbs []TokenLogProb `json:"logprobs,omitempty"`
 }
 
 // TokensPerSec is the rate of new tokens, prompt excluded.
@@ -67,8 +101,9 @@ func (r Result) TokensPerSec() float64 {
 
 // Generate feeds prompt to st, then draws up to opts.MaxNewTokens tokens one at a time,
 // calling emit (when not nil) with each token and its text as soon as it is drawn. It
-// stops early, with the context's error and a Result whose Stop is StopCancelled, when
-// ctx ends; an error from emit stops it too and is returned.
+// stops early at a stop sequence (Stop is StopSequence), or, with the context's error
+// and a Result whose Stop is StopCancelled, when ctx ends; an error from emit stops it
+// too and is returned.
 func Generate(ctx context.Context, st Stepper, vocab tokenize.Vocab, prompt []int64, opts Options, emit func(Token) error) (_ Result, err error) {
 	// A failed libtorch op in the model fails this generation (a server answers 500), never
 	// the process.
@@ -84,6 +119,15 @@ func Generate(ctx context.Context, st Stepper, vocab tokenize.Vocab, prompt []in
 	if err != nil {
 		return res, err
 	}
+	for _, q := range opts.Stop {
+		if q == "" || !utf8.ValidString(q) {
+			return res, fmt.Errorf("stop sequence %q: must be non-empty UTF-8", q)
+		}
+	}
+	if opts.TopLogProbs < 0 {
+		return res, fmt.Errorf("top log-probs = %d: must not be negative", opts.TopLogProbs)
+	}
+	withLogProbs := opts.LogProbs || opts.TopLogProbs > 0
 	if emit == nil {
 		emit = func(Token) error { return nil }
 	}
@@ -115,8 +159,17 @@ func Generate(ctx context.Context, st Stepper, vocab tokenize.Vocab, prompt []in
 	res.PromptTime = time.Since(t0)
 
 	stream := NewTextStream(vocab)
+	stops := stopper{seqs: opts.Stop}
 	rep := statsClock{start: time.Now()}
-	res.IDs = make([]int, 0, opts.MaxNewTokens)
+	end := func(reason string) (Result, error) {
+		res.GenTime = time.Since(rep.start)
+		res.Stop = reason
+		if opts.OnStats != nil {
+			opts.OnStats(rep.stats(res.NewTokens, st, true))
+		}
+		return finish(nil)
+	}
+	res.IDs = make([]int, 0, min(opts.MaxNewTokens, 1<<16))
 	for i := 0; i < opts.MaxNewTokens; i++ {
 		if err := ctx.Err(); err != nil {
 			res.GenTime = time.Since(rep.start)
@@ -128,10 +181,19 @@ func Generate(ctx context.Context, st Stepper, vocab tokenize.Vocab, prompt []in
 		}
 		res.IDs = append(res.IDs, id)
 		res.NewTokens++
-		piece := stream.Push(id)
+		piece, hit := stops.push(stream.Push(id))
 		text.WriteString(piece)
-		if err := emit(Token{Index: i, ID: id, Text: piece}); err != nil {
+		tok := Token{Index: i, ID: id, Text: piece}
+		if withLogProbs {
+			lp := tokenLogProb(vocab, logp, id, opts.TopLogProbs)
+			res.LogProbs = append(res.LogProbs, lp)
+			tok.LogProb, tok.TopLogProbs = &lp.LogProb, lp.Top
+		}
+		if err := emit(tok); err != nil {
 			return finish(err)
+		}
+		if hit {
+			return end(StopSequence)
 		}
 		if i+1 < opts.MaxNewTokens {
 			if logp, err = st.Feed([]int64{int64(id)}); err != nil {
@@ -142,16 +204,110 @@ func Generate(ctx context.Context, st Stepper, vocab tokenize.Vocab, prompt []in
 			opts.OnStats(rep.stats(i+1, st, false))
 		}
 	}
-	res.GenTime = time.Since(rep.start)
-	if tail := stream.Flush(); tail != "" {
+	tail, hit := stops.push(stream.Flush())
+	if !hit {
+		tail += stops.flush()
+	}
+	if tail != "" {
 		text.WriteString(tail)
 		if err := emit(Token{Index: res.NewTokens - 1, ID: -1, Text: tail}); err != nil {
 			return finish(err)
 		}
 	}
-	res.Stop = StopLength
-	if opts.OnStats != nil {
-		opts.OnStats(rep.stats(res.NewTokens, st, true))
+	if hit {
+		return end(StopSequence)
 	}
-	return finish(nil)
+	return end(StopLength)
+}
+
+// stopper finds stop sequences in text as it streams in, holding back the end of the
+// text that could begin one.
+type stopper struct {
+	seqs []string
+	held string
+}
+
+// push adds a piece of text and returns the text now known to come before any stop
+// sequence. hit reports that one came: the text returned ends where it begins.
+func (s *stopper) push(piece string) (out string, hit bool) {
+	if len(s.seqs) == 0 {
+		return piece, false
+	}
+	// Every occurrence lies within held+piece: released text never ends in the start of
+	// a stop sequence.
+	buf := s.held + piece
+	cut := -1
+	for _, q := range s.seqs {
+		if k := strings.Index(buf, q); k >= 0 && (cut < 0 || k < cut) {
+			cut = k
+		}
+	}
+	if cut >= 0 {
+		s.held = ""
+		return buf[:cut], true
+	}
+	keep := 0
+	for _, q := range s.seqs {
+		for n := min(len(q)-1, len(buf)); n > keep; n-- {
+			if strings.HasSuffix(buf, q[:n]) {
+				keep = n
+				break
+			}
+		}
+	}
+	s.held = buf[len(buf)-keep:]
+	return buf[:len(buf)-keep], false
+}
+
+// flush returns the text held back: the stream ended without a stop sequence.
+func (s *stopper) flush() string {
+	h := s.held
+	s.held = ""
+	return h
+}
+
+// tokenLogProb returns id's log-probability in logp and the top most likely tokens
+// (highest first, ties to the lowest id; NaN and -Inf never listed).
+func tokenLogProb(vocab tokenize.Vocab, logp []float32, id, top int) TokenLogProb {
+	lp := TokenLogProb{Alt: Alt{ID: id, Token: TokenText(vocab, id), LogProb: float64(logp[id])}}
+	if top <= 0 {
+		return lp
+	}
+	best := make([]int, 0, top+1)
+	for i, v := range logp {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), -1) {
+			continue
+		}
+		if len(best) == top && v <= logp[best[top-1]] {
+			continue
+		}
+		k := len(best)
+		for k > 0 && v > logp[best[k-1]] {
+			k--
+		}
+		best = slices.Insert(best, k, i)
+		if len(best) > top {
+			best = best[:top]
+		}
+	}
+	for _, i := range best {
+		lp.Top = append(lp.Top, Alt{ID: i, Token: TokenText(vocab, i), LogProb: float64(logp[i])})
+	}
+	return lp
+}
+
+// TokenText is a token's own text. When its bytes are not valid UTF-8 by themselves (a
+// piece of a character, in a byte vocabulary), it is "bytes:" and their \xNN escapes,
+// as the OpenAI API writes them.
+func TokenText(vocab tokenize.Vocab, id int) string {
+	b := vocab.Decode([]uint32{uint32(id)})
+	if utf8.Valid(b) {
+		return string(b)
+	}
+	var sb strings.Builder
+	sb.WriteString("bytes:")
+	for _, c := range b {
+		fmt.Fprintf(&sb, "\\x%02x", c)
+	}
+	return sb.String()
 }

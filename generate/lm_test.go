@@ -106,7 +106,7 @@ func TestRealModelServer(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc, done := make(chan string, 1), make(chan error, 1)
 	go func() {
-		done <- generate.ListenAndServe(ctx, "127.0.0.1:0", srv, time.Second, func(a string) { addrc <- a })
+		done <- srv.ListenAndServe(ctx, "127.0.0.1:0", time.Second, func(a string) { addrc <- a })
 	}()
 	url := "http://" + <-addrc
 	defer func() {

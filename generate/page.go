@@ -21,7 +21,7 @@ input[type=number] { width: 5rem; }
 <body>
 <h1>xspan generate</h1>
 <p id="model">loading model…</p>
-<textarea id="prompt">The </textarea>
+<textarea id="prompt" placeholder="empty: start from a new line">The </textarea>
 <p>
 <label>new tokens <input id="n" type="number" value="200" min="1"></label>
 <label>temperature <input id="temp" type="number" value="0.8" step="0.1" min="0"></label>

@@ -32,8 +32,47 @@ func ParseUnkPolicy(s string) (UnkPolicy, error) {
 }
 
 // ErrEmptyPrompt is returned for a prompt without tokens: the model needs at least one
-// token to predict the next.
+// token to predict the next. PromptTokens starts such a prompt from StartToken instead.
 var ErrEmptyPrompt = errors.New("prompt is empty: the model needs at least one token to continue")
+
+// A StartIDer is a Model that knows the token texts start from (a start id recorded in
+// its checkpoint).
+type StartIDer interface {
+	StartID() (id int64, ok bool)
+}
+
+// StartToken returns the token an empty prompt starts from, so that a generation from
+// nothing begins as a text does after a line break:
+//
+//   - a newline, where the vocabulary has "\n" as one token (a byte vocabulary always,
+//     a char vocabulary whose corpus had line breaks, most tokenizers);
+//   - else the model's start id, when it is a StartIDer that has one;
+//   - else id 0, the fallback: a char vocabulary's lowest character (often the space),
+//     a tokenizer's first token (often a special one).
+func StartToken(m Model) int64 {
+	v := m.Vocab()
+	if ids, err := v.Encode([]byte("\n")); err == nil && len(ids) == 1 {
+		if c, ok := v.(*tokenize.Char); !ok || int(ids[0]) != c.Unk() {
+			return int64(ids[0])
+		}
+	}
+	if s, ok := m.(StartIDer); ok {
+		if id, ok := s.StartID(); ok && id >= 0 && id < int64(v.Size()) {
+			return id
+		}
+	}
+	return 0
+}
+
+// PromptTokens encodes a prompt as EncodePrompt does, except that a prompt without
+// tokens becomes the one token StartToken names.
+func PromptTokens(m Model, prompt []byte, policy UnkPolicy) (ids []int64, warning string, err error) {
+	ids, warning, err = EncodePrompt(m.Vocab(), prompt, policy)
+	if errors.Is(err, ErrEmptyPrompt) {
+		return []int64{StartToken(m)}, "", nil
+	}
+	return ids, warning, err
+}
 
 // UnknownCharsError reports prompt characters that a char vocabulary lacks.
 type UnknownCharsError struct {

@@ -13,7 +13,8 @@ import (
 
 // SamplerConfig chooses how the next token is drawn from the model's log-probabilities.
 type SamplerConfig struct {
-	// Temperature divides the log-probabilities; 0 is greedy (the most likely token).
+	// Temperature divides the log-probabilities; 0 is greedy (the most likely token), and
+	// so is any temperature below GreedyBelow.
 	Temperature float64 `json:"temperature"`
 	// TopK keeps only the K most likely tokens; 0 keeps all.
 	TopK int `json:"top_k"`
@@ -23,6 +24,11 @@ type SamplerConfig struct {
 	// Seed seeds the sampler's PCG generator: the same seed gives the same draws.
 	Seed int64 `json:"seed"`
 }
+
+// GreedyBelow is the temperature below which sampling is greedy. Dividing by a smaller
+// one can overflow (1/5e-324 is +Inf, and the weights become NaN), and at temperatures
+// this small only near-exact ties could be drawn otherwise.
+const GreedyBelow = 1e-6
 
 // DefaultSampler samples from the model's distribution as it is, with seed 1.
 func DefaultSampler() SamplerConfig {
@@ -69,7 +75,7 @@ func (s *Sampler) Config() SamplerConfig { return s.cfg }
 // Sample draws the next token from log-probabilities (or any unnormalised log-weights).
 // NaN and -Inf entries are never drawn; ties go to the lowest id.
 func (s *Sampler) Sample(logp []float32) (int, error) {
-	if s.cfg.Temperature == 0 {
+	if s.cfg.Temperature < GreedyBelow {
 		best, bestV := -1, math.Inf(-1)
 		for i, v := range logp {
 			if f := float64(v); f > bestV { // NaN compares false

@@ -171,3 +171,22 @@ func TestSamplerValidate(t *testing.T) {
 		t.Errorf("default sampler: %v", err)
 	}
 }
+
+// A temperature too small to divide by (1/5e-324 is +Inf, and the weights NaN) is greedy,
+// as is any below GreedyBelow; just above it, sampling still favours the best token
+// overwhelmingly.
+func TestSamplerTinyTemperatureIsGreedy(t *testing.T) {
+	logp := logs(0.2, 0.5, 0.3) // the best token is not the last, where NaN weights land
+	for _, temp := range []float64{5e-324, 1e-300, 1e-7, GreedyBelow / 2} {
+		for _, id := range draw(t, SamplerConfig{Temperature: temp, TopP: 1, Seed: 7}, logp, 50) {
+			if id != 1 {
+				t.Fatalf("temperature %g drew %d; want the greedy 1", temp, id)
+			}
+		}
+	}
+	for _, id := range draw(t, SamplerConfig{Temperature: GreedyBelow, TopP: 0.9, TopK: 2, Seed: 7}, logp, 50) {
+		if id != 1 {
+			t.Fatalf("temperature %g drew %d; want 1", GreedyBelow, id)
+		}
+	}
+}

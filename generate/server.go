@@ -7,8 +7,13 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"mime"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -23,15 +28,40 @@ type ServerConfig struct {
 	MaxBodyBytes     int64     // request body limit; beyond it: 413
 	MaxNewTokens     int       // the most tokens one request may ask for; beyond it: 400
 	DefaultNewTokens int       // when a request does not say
+	MaxPromptTokens  int       // the most prompt tokens one request may send; beyond it: 400
 	PromptBlock      int       // feed prompts in pieces of this many tokens (0: at once)
 	Unk              UnkPolicy // prompt characters outside a char vocabulary
-	Logf             func(format string, a ...any)
+
+	// ReadTimeout bounds the time a client takes to send a request's header, and again
+	// to send its body (beyond it: 408 and the connection closes). WriteTimeout bounds
+	// each write of an answer, every event of a stream: a client that stops reading is
+	// dropped and its generation stopped. IdleTimeout closes a kept-alive connection
+	// that sends no next request.
+	ReadTimeout  time.Duration
+	WriteTimeout time.Duration
+	IdleTimeout  time.Duration
+	// MaxConns caps the open connections. A new connection beyond it closes the oldest
+	// one without a generation (idle, or still sending its request), so slow clients
+	// cannot lock others out; it must exceed MaxConcurrent+MaxQueue.
+	MaxConns int
+	// AllowedHosts are the host names that requests may name in their Host header
+	// besides the address they came to (and localhost on a loopback address); "*"
+	// allows any. Checking Host defeats DNS rebinding.
+	AllowedHosts []string
+	// ModelName is the model's id in the OpenAI-compatible API ("xspan" when empty).
+	ModelName string
+
+	Logf func(format string, a ...any)
 }
 
 // DefaultServerConfig returns the defaults: 2 concurrent generations, 16 queued, 1 MiB
-// bodies, at most 4096 new tokens (256 when unspecified), unknown characters refused.
+// bodies, at most 4096 new tokens (256 when unspecified) and 8192 prompt tokens, unknown
+// characters refused, 15 s to send a header and a body, 30 s for each write, 60 s idle,
+// 256 connections.
 func DefaultServerConfig() ServerConfig {
-	return ServerConfig{MaxConcurrent: 2, MaxQueue: 16, MaxBodyBytes: 1 << 20, MaxNewTokens: 4096, DefaultNewTokens: 256, Unk: UnkError}
+	return ServerConfig{MaxConcurrent: 2, MaxQueue: 16, MaxBodyBytes: 1 << 20, MaxNewTokens: 4096, DefaultNewTokens: 256,
+		MaxPromptTokens: 8192, Unk: UnkError, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second,
+		IdleTimeout: 60 * time.Second, MaxConns: 256}
 }
 
 func (c ServerConfig) withDefaults() ServerConfig {
@@ -51,8 +81,26 @@ func (c ServerConfig) withDefaults() ServerConfig {
 	if c.DefaultNewTokens <= 0 {
 		c.DefaultNewTokens = min(d.DefaultNewTokens, c.MaxNewTokens)
 	}
+	if c.MaxPromptTokens <= 0 {
+		c.MaxPromptTokens = d.MaxPromptTokens
+	}
 	if c.Unk == "" {
 		c.Unk = UnkError
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = d.ReadTimeout
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = d.WriteTimeout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = d.IdleTimeout
+	}
+	if c.MaxConns <= c.MaxConcurrent+c.MaxQueue {
+		c.MaxConns = max(d.MaxConns, c.MaxConcurrent+c.MaxQueue+64)
+	}
+	if c.ModelName == "" {
+		c.ModelName = "xspan"
 	}
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}
@@ -62,7 +110,9 @@ func (c ServerConfig) withDefaults() ServerConfig {
 
 // Request is the JSON body of POST /v1/generate. Absent fields take the defaults:
 // DefaultNewTokens, temperature 1, top_k 0 (all), top_p 1 (all), a random seed (which the
-// answer reports), stream false.
+// answer reports), stream false, no stop sequences, no log-probabilities. An empty prompt
+// starts from StartToken. Stop takes up to MaxStops sequences; LogProbs N in [0,
+// MaxTopLogProbs] adds each token's log-probability and the N most likely at its step.
 type Request struct {
 	Prompt       string   `json:"prompt"`
 	MaxNewTokens *int     `json:"max_new_tokens"`
@@ -70,8 +120,17 @@ type Request struct {
 	TopK         *int     `json:"top_k"`
 	TopP         *float64 `json:"top_p"`
 	Seed         *int64   `json:"seed"`
+	Stop         []string `json:"stop"`
+	LogProbs     *int     `json:"logprobs"`
 	Stream       bool     `json:"stream"`
 }
+
+// Limits of a request's stop sequences and log-probabilities (those of the OpenAI API).
+const (
+	MaxStops       = 4
+	MaxStopBytes   = 256
+	MaxTopLogProbs = 5
+)
 
 // Response is the JSON answer of POST /v1/generate, and the data of the final "done"
 // event of a stream (whose Text is then empty: the tokens carried it).
@@ -82,46 +141,151 @@ type Response struct {
 	GenMillis    float64 `json:"generation_ms"`
 }
 
-// Counters count a Server's requests.
+// Counters count a Server's requests and connections.
 type Counters struct {
-	Running   int   `json:"running"`
-	Queued    int   `json:"queued"`
-	Completed int64 `json:"completed"`
-	Cancelled int64 `json:"cancelled"`
-	Rejected  int64 `json:"rejected"` // refused with 429
-	Failed    int64 `json:"failed"`
+	Running     int   `json:"running"`
+	Queued      int   `json:"queued"`
+	Completed   int64 `json:"completed"`
+	Cancelled   int64 `json:"cancelled"`   // the client went away
+	Rejected    int64 `json:"rejected"`    // refused with 429
+	Failed      int64 `json:"failed"`      // the model failed
+	TimedOut    int64 `json:"timed_out"`   // the client sent its body, or read the answer, too slowly
+	Interrupted int64 `json:"interrupted"` // cut off at shutdown, after the grace period
+	// Connections are open now (0 unless served by ListenAndServe); Evicted were closed
+	// to make room for new ones, and ConnsRefused were closed at once because every
+	// open one was generating.
+	Connections  int   `json:"connections"`
+	Evicted      int64 `json:"evicted"`
+	ConnsRefused int64 `json:"conns_refused"`
 }
 
 // A Server answers generation requests over HTTP; each request gets its own Stepper.
 type Server struct {
-	model Model
-	cfg   ServerConfig
-	mux   *http.ServeMux
-	slots chan struct{}
+	model   Model
+	cfg     ServerConfig
+	mux     *http.ServeMux
+	slots   chan struct{}
+	started time.Time
 
-	mu sync.Mutex
-	c  Counters
+	mu    sync.Mutex
+	c     Counters
+	conns *connLimiter // while ListenAndServe runs
 }
 
 // NewServer returns a Server for model.
 func NewServer(model Model, cfg ServerConfig) *Server {
-	s := &Server{model: model, cfg: cfg.withDefaults(), mux: http.NewServeMux()}
+	s := &Server{model: model, cfg: cfg.withDefaults(), mux: http.NewServeMux(), started: time.Now()}
 	s.slots = make(chan struct{}, s.cfg.MaxConcurrent)
-	s.mux.HandleFunc("POST /v1/generate", s.handleGenerate)
+	s.route("POST /v1/generate", s.handleGenerate)
+	s.route("GET /v1/model", s.handleModel)
+	s.route("POST /v1/completions", s.handleCompletions)
+	s.route("GET /v1/models", s.handleModels)
+	s.route("GET /v1/models/{id}", s.handleModelByID)
+	s.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/chat/completions" {
+			s.fail(w, r, errorf(http.StatusNotFound, "", "no chat completions: the model is a character-level language model without a chat format; use POST /v1/completions"))
+			return
+		}
+		s.fail(w, r, errorf(http.StatusNotFound, "", "no endpoint %s %s", r.Method, r.URL.Path))
+	})
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
-	s.mux.HandleFunc("GET /v1/model", s.handleModel)
 	s.mux.HandleFunc("GET /{$}", s.handlePage)
 	return s
 }
 
-// ServeHTTP implements http.Handler.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+// route registers h for pattern ("METHOD /path"), and a JSON 405 for the path's other
+// methods (the mux's own is plain text).
+func (s *Server) route(pattern string, h http.HandlerFunc) {
+	method, path, _ := strings.Cut(pattern, " ")
+	s.mux.HandleFunc(pattern, h)
+	allow := method
+	if method == http.MethodGet {
+		allow += ", HEAD"
+	}
+	s.mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		s.fail(w, r, errorf(http.StatusMethodNotAllowed, "", "%s %s: method not allowed (allowed: %s)", r.Method, r.URL.Path, allow))
+	})
+}
 
-// Counters returns a snapshot of the request counters.
+// ServeHTTP implements http.Handler. Before routing it refuses requests from outside:
+// a Host that does not name this server (DNS rebinding), an Origin of another site, and
+// POSTs that are not JSON, which browsers would otherwise send cross-site without asking
+// (a "simple" request; JSON needs a CORS preflight, which this server never grants).
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case !s.hostAllowed(r):
+		s.fail(w, r, errorf(http.StatusForbidden, "", "host %q is not this server's address; start the server with --allow-host to accept it", r.Host))
+		return
+	case r.Header.Get("Origin") != "" && !s.originAllowed(r.Header.Get("Origin"), r.Host):
+		s.fail(w, r, errorf(http.StatusForbidden, "", "cross-origin request from %q refused", r.Header.Get("Origin")))
+		return
+	case r.Method == http.MethodPost && !isJSON(r.Header.Get("Content-Type")):
+		s.fail(w, r, errorf(http.StatusUnsupportedMediaType, "", "Content-Type %q: send application/json", r.Header.Get("Content-Type")))
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
+
+func isJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == "application/json"
+}
+
+// hostAllowed reports whether r's Host names this server: the address its connection
+// came to, localhost when that is a loopback address, or an allowed host. The port is
+// not compared (a proxy or port mapping may change it; rebinding keeps it anyway).
+func (s *Server) hostAllowed(r *http.Request) bool {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if host == "" {
+		return false
+	}
+	if s.hostListed(host) {
+		return true
+	}
+	var local netip.Addr
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+		local = a.AddrPort().Addr().Unmap()
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return local.IsValid() && ip.Unmap().WithZone("") == local.WithZone("")
+	}
+	return (host == "localhost" || strings.HasSuffix(host, ".localhost")) && local.IsLoopback()
+}
+
+func (s *Server) hostListed(host string) bool {
+	for _, a := range s.cfg.AllowedHosts {
+		if a == "*" || strings.EqualFold(strings.TrimSuffix(a, "."), host) {
+			return true
+		}
+	}
+	return false
+}
+
+// originAllowed reports whether a browser's Origin header names this server's own pages
+// (the same host and port as the request's Host) or an allowed host.
+func (s *Server) originAllowed(origin, host string) bool {
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false // includes "null", sent by sandboxed pages and file: URLs
+	}
+	return strings.EqualFold(u.Host, host) || s.hostListed(strings.ToLower(u.Hostname()))
+}
+
+// Counters returns a snapshot of the request and connection counters.
 func (s *Server) Counters() Counters {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.c
+	c, l := s.c, s.conns
+	s.mu.Unlock()
+	if l != nil {
+		c.Connections, c.Evicted, c.ConnsRefused = l.stats()
+	}
+	return c
 }
 
 func (s *Server) count(f func(c *Counters)) {
@@ -130,15 +294,34 @@ func (s *Server) count(f func(c *Counters)) {
 	s.mu.Unlock()
 }
 
+// apiError is an error answered with an HTTP status. Its message is meant for the
+// client; Param names the request field at fault, when one is.
+type apiError struct {
+	Code  int
+	Msg   string
+	Param string
+}
+
+func (e *apiError) Error() string { return e.Msg }
+
+func errorf(code int, param, format string, a ...any) *apiError {
+	return &apiError{Code: code, Msg: fmt.Sprintf(format, a...), Param: param}
+}
+
+// fail answers e in the shape of the API that r's path belongs to.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, e *apiError) {
+	if isOpenAIPath(r.URL.Path) {
+		writeJSON(w, e.Code, newOpenAIError(e))
+		return
+	}
+	nativeAnswer{}.fail(w, e)
+}
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
 	_ = enc.Encode(v)
-}
-
-func writeError(w http.ResponseWriter, code int, format string, a ...any) {
-	writeJSON(w, code, map[string]string{"error": fmt.Sprintf(format, a...)})
 }
 
 func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
@@ -155,7 +338,8 @@ func (s *Server) handleModel(w http.ResponseWriter, r *http.Request) {
 		"vocab": map[string]any{"kind": v.Kind(), "size": v.Size()},
 		"limits": map[string]any{
 			"max_new_tokens": s.cfg.MaxNewTokens, "default_new_tokens": s.cfg.DefaultNewTokens,
-			"max_concurrent": s.cfg.MaxConcurrent, "max_queue": s.cfg.MaxQueue,
+			"max_prompt_tokens": s.cfg.MaxPromptTokens,
+			"max_concurrent":    s.cfg.MaxConcurrent, "max_queue": s.cfg.MaxQueue,
 			"max_body_bytes": s.cfg.MaxBodyBytes, "unknown_chars": s.cfg.Unk,
 		},
 	})
@@ -166,49 +350,108 @@ func (s *Server) handlePage(w http.ResponseWriter, r *http.Request) {
 	io.WriteString(w, indexHTML)
 }
 
-// parseRequest decodes and checks a request; its error message is meant for the client.
-func (s *Server) parseRequest(w http.ResponseWriter, r *http.Request) (req Request, prompt []int64, opts Options, code int, err error) {
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
-	dec := json.NewDecoder(body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return req, nil, opts, http.StatusRequestEntityTooLarge, fmt.Errorf("request body over %d bytes", s.cfg.MaxBodyBytes)
-		}
-		return req, nil, opts, http.StatusBadRequest, fmt.Errorf("bad JSON: %v", err)
+// decodeBody reads r's JSON body into v within ReadTimeout and MaxBodyBytes; strict
+// refuses unknown fields.
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any, strict bool) *apiError {
+	// The deadline is lifted once the body is in, since the connection's reads also
+	// watch for the client leaving during the generation. After an error it stays: what
+	// is left of the body is read (and dropped) after the answer, within it too.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Now().Add(s.cfg.ReadTimeout))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if strict {
+		dec.DisallowUnknownFields()
 	}
-	if dec.More() {
-		return req, nil, opts, http.StatusBadRequest, errors.New("bad JSON: more than one value in the body")
+	err := dec.Decode(v)
+	if err == nil && dec.More() {
+		return errorf(http.StatusBadRequest, "", "bad JSON: more than one value in the body")
 	}
-	opts = Options{MaxNewTokens: s.cfg.DefaultNewTokens, Sampler: DefaultSampler(), PromptBlock: s.cfg.PromptBlock}
+	var tooBig *http.MaxBytesError
+	switch {
+	case err == nil:
+		_ = rc.SetReadDeadline(time.Time{})
+		return nil
+	case errors.As(err, &tooBig):
+		return errorf(http.StatusRequestEntityTooLarge, "", "request body over %d bytes", s.cfg.MaxBodyBytes)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		s.count(func(c *Counters) { c.TimedOut++ })
+		w.Header().Set("Connection", "close")
+		return errorf(http.StatusRequestTimeout, "", "request body not received within %v", s.cfg.ReadTimeout)
+	}
+	return errorf(http.StatusBadRequest, "", "bad JSON: %v", err)
+}
+
+// params are a request's generation settings, whichever API they came in; nil is absent.
+type params struct {
+	prompt      string
+	maxNew      *int
+	maxNewName  string // the field's name in the request's API
+	defaultNew  int
+	temperature *float64
+	topK        *int
+	topP        *float64
+	seed        *int64
+	stop        []string
+	logprobs    *int
+	stream      bool
+}
+
+// job is a checked generation request.
+type job struct {
+	prompt []int64
+	opts   Options
+	stream bool
+}
+
+// newJob checks p against the server's limits and encodes the prompt.
+func (s *Server) newJob(p params) (job, *apiError) {
+	opts := Options{MaxNewTokens: p.defaultNew, Sampler: DefaultSampler(), PromptBlock: s.cfg.PromptBlock}
 	opts.Sampler.Seed = rand.Int64N(1 << 53) // exact in JavaScript numbers
-	if req.MaxNewTokens != nil {
-		opts.MaxNewTokens = *req.MaxNewTokens
+	if p.maxNew != nil {
+		opts.MaxNewTokens = *p.maxNew
 	}
 	if opts.MaxNewTokens < 1 || opts.MaxNewTokens > s.cfg.MaxNewTokens {
-		return req, nil, opts, http.StatusBadRequest, fmt.Errorf("max_new_tokens = %d: must lie in [1, %d]", opts.MaxNewTokens, s.cfg.MaxNewTokens)
+		return job{}, errorf(http.StatusBadRequest, p.maxNewName, "%s = %d: must lie in [1, %d]", p.maxNewName, opts.MaxNewTokens, s.cfg.MaxNewTokens)
 	}
-	if req.Temperature != nil {
-		opts.Sampler.Temperature = *req.Temperature
+	if p.temperature != nil {
+		opts.Sampler.Temperature = *p.temperature
 	}
-	if req.TopK != nil {
-		opts.Sampler.TopK = *req.TopK
+	if p.topK != nil {
+		opts.Sampler.TopK = *p.topK
 	}
-	if req.TopP != nil {
-		opts.Sampler.TopP = *req.TopP
+	if p.topP != nil {
+		opts.Sampler.TopP = *p.topP
 	}
-	if req.Seed != nil {
-		opts.Sampler.Seed = *req.Seed
+	if p.seed != nil {
+		opts.Sampler.Seed = *p.seed
 	}
 	if err := opts.Sampler.Validate(); err != nil {
-		return req, nil, opts, http.StatusBadRequest, err
+		param, _, _ := strings.Cut(err.Error(), " ")
+		return job{}, errorf(http.StatusBadRequest, param, "%v", err)
 	}
-	prompt, _, err = EncodePrompt(s.model.Vocab(), []byte(req.Prompt), s.cfg.Unk)
+	if len(p.stop) > MaxStops {
+		return job{}, errorf(http.StatusBadRequest, "stop", "%d stop sequences: at most %d", len(p.stop), MaxStops)
+	}
+	for _, q := range p.stop {
+		if q == "" || len(q) > MaxStopBytes {
+			return job{}, errorf(http.StatusBadRequest, "stop", "stop sequence %q: want 1 to %d bytes", q, MaxStopBytes)
+		}
+	}
+	opts.Stop = p.stop
+	if p.logprobs != nil {
+		if *p.logprobs < 0 || *p.logprobs > MaxTopLogProbs {
+			return job{}, errorf(http.StatusBadRequest, "logprobs", "logprobs = %d: must lie in [0, %d]", *p.logprobs, MaxTopLogProbs)
+		}
+		opts.LogProbs, opts.TopLogProbs = true, *p.logprobs
+	}
+	prompt, _, err := PromptTokens(s.model, []byte(p.prompt), s.cfg.Unk)
 	if err != nil {
-		return req, nil, opts, http.StatusBadRequest, err
+		return job{}, errorf(http.StatusBadRequest, "prompt", "%v", err)
 	}
-	return req, prompt, opts, http.StatusOK, nil
+	if len(prompt) > s.cfg.MaxPromptTokens {
+		return job{}, errorf(http.StatusBadRequest, "prompt", "prompt of %d tokens: over the limit of %d", len(prompt), s.cfg.MaxPromptTokens)
+	}
+	return job{prompt: prompt, opts: opts, stream: p.stream}, nil
 }
 
 // admit reserves a place among the running and queued requests; false means the queue
@@ -225,21 +468,63 @@ func (s *Server) admit() bool {
 }
 
 func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
-	req, prompt, opts, code, err := s.parseRequest(w, r)
-	if err != nil {
-		writeError(w, code, "%v", err)
+	var req Request
+	if e := s.decodeBody(w, r, &req, true); e != nil {
+		s.fail(w, r, e)
 		return
 	}
+	j, e := s.newJob(params{prompt: req.Prompt, maxNew: req.MaxNewTokens, maxNewName: "max_new_tokens", defaultNew: s.cfg.DefaultNewTokens,
+		temperature: req.Temperature, topK: req.TopK, topP: req.TopP, seed: req.Seed, stop: req.Stop, logprobs: req.LogProbs, stream: req.Stream})
+	if e != nil {
+		s.fail(w, r, e)
+		return
+	}
+	s.run(w, r, j, nativeAnswer{})
+}
+
+// An answer writes a generation's outcome in the form of one API.
+type answer interface {
+	// fail answers an error before anything else was written.
+	fail(w http.ResponseWriter, e *apiError)
+	// full answers a generation that was not streamed.
+	full(w http.ResponseWriter, res Result)
+	// A streamed answer: token sends a token as it comes, end closes a generation that
+	// finished, streamError one that did not.
+	token(sse *sseWriter, t Token) error
+	end(sse *sseWriter, res Result) error
+	streamError(sse *sseWriter, e *apiError)
+}
+
+// errShutdown cancels the generations still running when the grace period ends.
+var errShutdown = errors.New("server shutting down")
+
+// writeError marks a failed write to the client.
+type writeError struct{ err error }
+
+func (e writeError) Error() string { return "writing to the client: " + e.err.Error() }
+func (e writeError) Unwrap() error { return e.err }
+
+// run queues j, generates, and answers through a. It is the one generation path of
+// every API.
+func (s *Server) run(w http.ResponseWriter, r *http.Request, j job, a answer) {
 	if !s.admit() {
 		w.Header().Set("Retry-After", "1")
-		writeError(w, http.StatusTooManyRequests, "busy: %d generations running and %d waiting; try again later", s.cfg.MaxConcurrent, s.cfg.MaxQueue)
+		a.fail(w, errorf(http.StatusTooManyRequests, "", "busy: %d generations running and %d waiting; try again later", s.cfg.MaxConcurrent, s.cfg.MaxQueue))
 		return
 	}
+	// From here the connection holds a generation: making room for new connections
+	// must not close it.
+	defer markBusy(r.Context())()
 	ctx := r.Context()
 	select {
 	case s.slots <- struct{}{}:
 		s.count(func(c *Counters) { c.Queued--; c.Running++ })
 	case <-ctx.Done():
+		if context.Cause(ctx) == errShutdown {
+			s.count(func(c *Counters) { c.Queued--; c.Interrupted++ })
+			a.fail(w, errorf(http.StatusServiceUnavailable, "", "%v", errShutdown))
+			return
+		}
 		s.count(func(c *Counters) { c.Queued--; c.Cancelled++ })
 		return
 	}
@@ -248,39 +533,142 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 		s.count(func(c *Counters) { c.Running-- })
 	}()
 
+	// Deadlines set on the connection outlive the request: lift them for the next one.
+	defer http.NewResponseController(w).SetWriteDeadline(time.Time{})
 	// net/http's goroutines do not hold their threads; libtorch needs it.
 	defer torchrt.Lock()()
 	st, err := s.model.NewStepper()
 	if err != nil {
 		s.count(func(c *Counters) { c.Failed++ })
-		writeError(w, http.StatusInternalServerError, "model: %v", err)
+		a.fail(w, errorf(http.StatusInternalServerError, "", "model: %v", err))
 		return
 	}
 	defer closeStepper(st)
 
-	var res Result
-	if req.Stream {
-		res, err = s.stream(ctx, w, st, prompt, opts)
-	} else {
-		res, err = Generate(ctx, st, s.model.Vocab(), prompt, opts, nil)
-		if err == nil {
-			writeJSON(w, http.StatusOK, newResponse(res))
+	var sse *sseWriter
+	var emit func(Token) error
+	if j.stream {
+		if sse, err = newSSE(w, s.cfg.WriteTimeout); err != nil {
+			s.count(func(c *Counters) { c.Cancelled++ })
+			return
 		}
+		emit = func(t Token) error { return a.token(sse, t) }
 	}
+	res, err := Generate(ctx, st, s.model.Vocab(), j.prompt, j.opts, emit)
+	var werr writeError
 	switch {
+	case ctx.Err() != nil && context.Cause(ctx) == errShutdown:
+		s.count(func(c *Counters) { c.Interrupted++ })
+		s.cfg.Logf("generate: cut off by shutdown after %d of %d tokens", res.NewTokens, j.opts.MaxNewTokens)
+		e := errorf(http.StatusServiceUnavailable, "", "%v: stopped after %d tokens", errShutdown, res.NewTokens)
+		if sse != nil {
+			a.streamError(sse, e)
+		} else {
+			a.fail(w, e)
+		}
+	case errors.As(err, &werr): // before the next case: a failed write cancels ctx too
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			s.count(func(c *Counters) { c.TimedOut++ })
+		} else {
+			s.count(func(c *Counters) { c.Cancelled++ })
+		}
+		s.cfg.Logf("generate: stopped after %d of %d tokens: %v", res.NewTokens, j.opts.MaxNewTokens, err)
 	case res.Stop == StopCancelled || ctx.Err() != nil:
 		s.count(func(c *Counters) { c.Cancelled++ })
-		s.cfg.Logf("generate: cancelled after %d of %d tokens", res.NewTokens, opts.MaxNewTokens)
+		s.cfg.Logf("generate: cancelled after %d of %d tokens", res.NewTokens, j.opts.MaxNewTokens)
 	case err != nil:
 		s.count(func(c *Counters) { c.Failed++ })
 		s.cfg.Logf("generate: %v", err)
-		if !req.Stream {
-			writeError(w, http.StatusInternalServerError, "generation failed: %v", err)
+		e := errorf(http.StatusInternalServerError, "", "generation failed: %v", err)
+		if sse != nil {
+			a.streamError(sse, e)
+		} else {
+			a.fail(w, e)
 		}
 	default:
 		s.count(func(c *Counters) { c.Completed++ })
 		s.cfg.Logf("generate: %d prompt + %d new tokens, %.1f tok/s, live %v", res.PromptTokens, res.NewTokens, res.TokensPerSec(), res.Live)
+		if sse != nil {
+			_ = a.end(sse, res)
+		} else {
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+			a.full(w, res)
+		}
 	}
+}
+
+// sseWriter writes Server-Sent Events, each within the write timeout.
+type sseWriter struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+// newSSE starts a stream of events: its header goes out at once.
+func newSSE(w http.ResponseWriter, timeout time.Duration) (*sseWriter, error) {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	s := &sseWriter{w: w, rc: http.NewResponseController(w), timeout: timeout}
+	return s, s.flush()
+}
+
+func (s *sseWriter) flush() error {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+	if err := s.rc.Flush(); err != nil {
+		return writeError{err}
+	}
+	return nil
+}
+
+// send writes one event; an empty name leaves the "event:" line out.
+func (s *sseWriter) send(event string, data []byte) error {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+	var err error
+	if event != "" {
+		_, err = fmt.Fprintf(s.w, "event: %s\ndata: %s\n\n", event, data)
+	} else {
+		_, err = fmt.Fprintf(s.w, "data: %s\n\n", data)
+	}
+	if err != nil {
+		return writeError{err}
+	}
+	return s.flush()
+}
+
+// sendJSON writes one event carrying v as JSON.
+func (s *sseWriter) sendJSON(event string, v any) error {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return s.send(event, data)
+}
+
+// nativeAnswer answers in the form of POST /v1/generate: errors are {"error": message},
+// and a stream is "token" events, then "done" or "error".
+type nativeAnswer struct{}
+
+func (nativeAnswer) fail(w http.ResponseWriter, e *apiError) {
+	writeJSON(w, e.Code, map[string]string{"error": e.Msg})
+}
+
+func (nativeAnswer) full(w http.ResponseWriter, res Result) {
+	writeJSON(w, http.StatusOK, newResponse(res))
+}
+
+func (nativeAnswer) token(sse *sseWriter, t Token) error { return sse.sendJSON("token", t) }
+
+func (nativeAnswer) end(sse *sseWriter, res Result) error {
+	done := newResponse(res)
+	done.Text, done.LogProbs = "", nil // the tokens carried them
+	return sse.sendJSON("done", done)
+}
+
+func (nativeAnswer) streamError(sse *sseWriter, e *apiError) {
+	_ = sse.sendJSON("error", map[string]string{"error": e.Msg})
 }
 
 func newResponse(res Result) Response {
@@ -288,63 +676,35 @@ func newResponse(res Result) Response {
 		PromptMillis: float64(res.PromptTime.Microseconds()) / 1000, GenMillis: float64(res.GenTime.Microseconds()) / 1000}
 }
 
-// stream answers with Server-Sent Events: "token" events carrying Token, then one "done"
-// event carrying Response, or an "error" event.
-func (s *Server) stream(ctx context.Context, w http.ResponseWriter, st Stepper, prompt []int64, opts Options) (Result, error) {
-	rc := http.NewResponseController(w)
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	send := func(event string, v any) error {
-		data, err := json.Marshal(v)
-		if err != nil {
-			return err
-		}
-		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", event, data); err != nil {
-			return err
-		}
-		return rc.Flush()
-	}
-	if err := rc.Flush(); err != nil {
-		return Result{}, err
-	}
-	res, err := Generate(ctx, st, s.model.Vocab(), prompt, opts, func(t Token) error { return send("token", t) })
-	switch {
-	case err == nil:
-		done := newResponse(res)
-		done.Text = ""
-		err = send("done", done)
-	case ctx.Err() == nil:
-		_ = send("error", map[string]string{"error": err.Error()})
-	}
-	return res, err
-}
-
-// ListenAndServe serves h on addr until ctx ends, then shuts down gracefully: it stops
-// accepting connections and waits up to grace for running requests; after that it
-// cancels their contexts (which stops their generations) and closes the connections.
-// ready, when not nil, receives the address listened on.
-func ListenAndServe(ctx context.Context, addr string, h http.Handler, grace time.Duration, ready func(addr string)) error {
-	base, cancelBase := context.WithCancel(context.Background())
-	defer cancelBase()
+// ListenAndServe serves s on addr until ctx ends, then shuts down gracefully: it stops
+// accepting connections and waits up to grace for running requests. After that it
+// cancels their generations, which answer 503 (or a final "error" event) and are counted
+// as interrupted, and closes the connections. ready, when not nil, receives the address
+// listened on.
+func (s *Server) ListenAndServe(ctx context.Context, addr string, grace time.Duration, ready func(addr string)) error {
+	base, cancelBase := context.WithCancelCause(context.Background())
+	defer cancelBase(nil)
 	srv := &http.Server{
 		Addr:              addr,
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		Handler:           s,
+		ReadHeaderTimeout: s.cfg.ReadTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
 		BaseContext:       func(net.Listener) context.Context { return base },
+		ConnContext:       withConn,
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}
+	cl := newConnLimiter(ln, s.cfg.MaxConns)
+	s.mu.Lock()
+	s.conns = cl
+	s.mu.Unlock()
 	if ready != nil {
 		ready(ln.Addr().String())
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
+	go func() { errc <- srv.Serve(cl) }()
 	select {
 	case err := <-errc:
 		return err
@@ -354,7 +714,12 @@ func ListenAndServe(ctx context.Context, addr string, h http.Handler, grace time
 	defer cancel()
 	err = srv.Shutdown(sctx)
 	if err != nil {
-		cancelBase()
+		// Past the grace period: stop the generations, give their handlers a moment to
+		// send their last words, then close whatever is left.
+		cancelBase(errShutdown)
+		lctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(lctx)
 		err = srv.Close()
 	}
 	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {

@@ -22,7 +22,7 @@ func startServer(t *testing.T, m Model, cfg ServerConfig) (string, *Server) {
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- ListenAndServe(ctx, "127.0.0.1:0", srv, 2*time.Second, func(a string) { addrc <- a }) }()
+	go func() { done <- srv.ListenAndServe(ctx, "127.0.0.1:0", 2*time.Second, func(a string) { addrc <- a }) }()
 	var addr string
 	select {
 	case addr = <-addrc:
@@ -191,7 +191,6 @@ func TestServerBadRequests(t *testing.T) {
 		{`{"prompt":"ab","top_k":-1}`, 400, "top_k"},
 		{`{"prompt":"ab","top_p":0}`, 400, "top_p"},
 		{`{"prompt":"ab","seed":-3}`, 400, "seed"},
-		{`{"prompt":""}`, 400, "prompt is empty"},
 		{`{"prompt":"abΩ"}`, 400, "outside the model's vocabulary"},
 		{`{"prompt":"` + strings.Repeat("a", 300) + `"}`, 413, "over 200 bytes"},
 	} {
@@ -324,6 +323,7 @@ func TestServerClientCancels(t *testing.T) {
 	url, srv := startServer(t, m, ServerConfig{MaxNewTokens: 100000})
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "POST", url+"/v1/generate", strings.NewReader(`{"prompt":"x","max_new_tokens":100000,"stream":true}`))
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -368,7 +368,7 @@ func TestListenAndServeShutdownStopsLongRequests(t *testing.T) {
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- ListenAndServe(ctx, "127.0.0.1:0", srv, 100*time.Millisecond, func(a string) { addrc <- a })
+		done <- srv.ListenAndServe(ctx, "127.0.0.1:0", 100*time.Millisecond, func(a string) { addrc <- a })
 	}()
 	url := "http://" + <-addrc
 	resp, err := http.Post(url+"/v1/generate", "application/json", strings.NewReader(`{"prompt":"x","max_new_tokens":1000000,"stream":true}`))
@@ -376,19 +376,36 @@ func TestListenAndServeShutdownStopsLongRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	readEvents(resp.Body, func(ev sseEvent) bool { return ev.name != "token" })
+	events := make(chan []sseEvent, 1)
+	go func() {
+		// Read to the end of the stream: its last event must say why it ended.
+		var evs []sseEvent
+		readEvents(resp.Body, func(ev sseEvent) bool { evs = append(evs, ev); return true })
+		events <- evs
+	}()
+	for srv.Counters().Running == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
 	cancel()
 	select {
 	case <-done: // Shutdown timed out after the grace period, then closed
 	case <-time.After(5 * time.Second):
 		t.Fatal("ListenAndServe did not return after shutdown")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for srv.Counters().Cancelled == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("long generation not cancelled at shutdown: %+v", srv.Counters())
-		}
-		time.Sleep(5 * time.Millisecond)
+	var evs []sseEvent
+	select {
+	case evs = <-events:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream did not end at shutdown")
+	}
+	if len(evs) < 2 || evs[0].name != "token" {
+		t.Fatalf("stream: %+v", evs)
+	}
+	if last := evs[len(evs)-1]; last.name != "error" || !strings.Contains(last.data, "server shutting down") {
+		t.Errorf("last event %+v; want an error event saying the server is shutting down", last)
+	}
+	if c := srv.Counters(); c.Interrupted != 1 || c.Cancelled != 0 || c.Running != 0 {
+		t.Errorf("counters %+v; want 1 interrupted", c)
 	}
 	if _, err := http.Get(url + "/healthz"); err == nil {
 		t.Errorf("server still answers after shutdown")

@@ -15,7 +15,10 @@
 //   - Stats and StatsPrinter: --stats lines (tokens/s, live memories per layer, dropped,
 //     process RSS).
 //   - Server: POST /v1/generate (JSON or Server-Sent Events), GET /healthz,
-//     GET /v1/model and a small HTML page, with a concurrency limit and a bounded queue.
+//     GET /v1/model and a small HTML page, with a concurrency limit, a bounded queue,
+//     timeouts for slow clients, a cap on connections and checks of Host, Origin and
+//     Content-Type against cross-site use; and the OpenAI-compatible POST /v1/completions
+//     and GET /v1/models (openai.go), answered through the same generation path.
 //   - Flatness: per-token time and live memory over a long generation, with and without
 //     pruning.
 //

@@ -174,8 +174,25 @@ func firstBroken(rules []rule) error {
 	return nil
 }
 
+// finite reports the first float key of the config struct v that is NaN or infinite: no
+// setting takes one, and config.json (JSON) cannot hold one.
+func finite(v reflect.Value) error {
+	for i := 0; i < v.NumField(); i++ {
+		f, sf := v.Field(i), v.Type().Field(i)
+		if f.Kind() != reflect.Float64 || !(math.IsNaN(f.Float()) || math.IsInf(f.Float(), 0)) {
+			continue
+		}
+		name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+		return fmt.Errorf("config: %s = %g: must be a finite number", name, f.Float())
+	}
+	return nil
+}
+
 // Validate reports the first model setting that cannot work.
 func (c ModelConfig) Validate() error {
+	if err := finite(reflect.ValueOf(c)); err != nil {
+		return err
+	}
 	return firstBroken([]rule{
 		{c.Vocab < 2, fmt.Sprintf("vocab = %d: need at least 2 token ids", c.Vocab)},
 		{c.Layers < 1, fmt.Sprintf("layers = %d: need at least 1", c.Layers)},
@@ -196,6 +213,9 @@ func (c ModelConfig) Validate() error {
 // Validate reports the first training setting that cannot work. It is the one place
 // that knows the schedule names.
 func (c TrainConfig) Validate() error {
+	if err := finite(reflect.ValueOf(c)); err != nil {
+		return err
+	}
 	return firstBroken([]rule{
 		{c.Batch < 1, fmt.Sprintf("batch = %d: need at least 1", c.Batch)},
 		{c.Steps < 0, fmt.Sprintf("steps = %d: must not be negative", c.Steps)},
@@ -209,13 +229,17 @@ func (c TrainConfig) Validate() error {
 		{c.Clip < 0, fmt.Sprintf("clip = %g: must not be negative", c.Clip)},
 		{c.WeightDecay < 0, fmt.Sprintf("weight_decay = %g: must not be negative", c.WeightDecay)},
 		{c.Accumulate < 0, fmt.Sprintf("accumulate = %d: must not be negative", c.Accumulate)},
+		{c.EvalEvery < 0, fmt.Sprintf("eval_every = %d: must not be negative (0: at the end only)", c.EvalEvery)},
+		{c.CkptEvery < 0, fmt.Sprintf("ckpt_every = %d: must not be negative (0: at the end only)", c.CkptEvery)},
+		{c.Seed < 0, fmt.Sprintf("seed = %d: must not be negative", c.Seed)},
 		{c.Batch%c.EffectiveAccumulate() != 0, fmt.Sprintf("batch = %d is not a multiple of accumulate = %d", c.Batch, c.EffectiveAccumulate())},
 		{c.Precision != "" && c.Precision != PrecisionFP32 && c.Precision != PrecisionTF32 && c.Precision != PrecisionBF16,
 			fmt.Sprintf("precision = %q: %s, %s or %s", c.Precision, PrecisionFP32, PrecisionTF32, PrecisionBF16)},
 	})
 }
 
-// Validate reports the first setting that cannot work, the model's first.
+// Validate reports the first setting that cannot work, the model's first (each part
+// refuses a NaN or infinite float key, whatever set it, before its own rules).
 func (c Config) Validate() error {
 	if err := c.ModelConfig.Validate(); err != nil {
 		return err
@@ -240,6 +264,9 @@ func (c *Config) Set(key, value string) error {
 		x, err := strconv.ParseFloat(value, 64)
 		if err != nil {
 			return fmt.Errorf("config key %q: %q is not a number", key, value)
+		}
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return fmt.Errorf("config key %q: %q is not a finite number", key, value)
 		}
 		f.SetFloat(x)
 	case reflect.Bool:

@@ -4,6 +4,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -95,12 +97,39 @@ func TestConfigValidate(t *testing.T) {
 		{"weight_decay", func(c *Config) { c.WeightDecay = -1 }},
 		{"accumulate", func(c *Config) { c.Accumulate = -1 }},
 		{"multiple of accumulate", func(c *Config) { c.Batch, c.Accumulate = 6, 4 }},
+		{"eval_every", func(c *Config) { c.EvalEvery = -1 }},
+		{"ckpt_every", func(c *Config) { c.CkptEvery = -1 }},
+		{"seed", func(c *Config) { c.Seed = -1 }},
 	} {
 		c := valid
 		tc.edit(&c)
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.key) {
 			t.Errorf("%s: Validate() = %v, want an error naming it", tc.key, err)
 		}
+	}
+	// No float key takes NaN or an infinity: config.json could not hold it (issue 17).
+	floats := 0
+	for _, key := range Keys() {
+		c := valid
+		if f, _ := field(reflect.ValueOf(&c).Elem(), key); f.Kind() != reflect.Float64 {
+			continue
+		}
+		floats++
+		for _, bad := range []string{"NaN", "Inf", "-Inf", "+Infinity"} {
+			if err := c.Set(key, bad); err == nil || !strings.Contains(err.Error(), "finite") {
+				t.Errorf("Set(%s, %s) = %v, want a refusal", key, bad, err)
+			}
+			f, _ := field(reflect.ValueOf(&c).Elem(), key)
+			for _, x := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+				f.SetFloat(x)
+				if err := c.Validate(); err == nil || !strings.Contains(err.Error(), key+" = ") || !strings.Contains(err.Error(), "finite") {
+					t.Errorf("%s = %v: Validate() = %v, want an error naming it", key, x, err)
+				}
+			}
+		}
+	}
+	if floats < 8 {
+		t.Errorf("only %d float keys found", floats)
 	}
 	// Settings that only the baseline ignores.
 	c := valid
@@ -171,5 +200,41 @@ func TestParseFlatConfig(t *testing.T) {
 	js, _ := json.Marshal(c)
 	if !strings.HasPrefix(string(js), `{"vocab":74,"layers":2,"dim":32,`) || !strings.Contains(string(js), `"batch":4,`) {
 		t.Fatalf("config.json not flat: %s", js)
+	}
+}
+
+// No float key takes NaN or an infinity: Set refuses the text, and Validate the value
+// however it got there.
+func TestConfigRejectsNonFiniteFloats(t *testing.T) {
+	floats := 0
+	for _, key := range Keys() {
+		c, _ := Preset("tiny")
+		if f, _ := field(reflect.ValueOf(&c).Elem(), key); f.Kind() != reflect.Float64 {
+			continue
+		}
+		floats++
+		for _, v := range []string{"NaN", "nan", "Inf", "+Inf", "-Inf", "infinity", "1e999"} {
+			c, _ := Preset("tiny")
+			before := c
+			err := c.Set(key, v)
+			if err == nil || !strings.Contains(err.Error(), key) {
+				t.Errorf("Set(%q, %q): %v, want an error naming the key", key, v, err)
+			}
+			if c != before {
+				t.Errorf("Set(%q, %q) changed the config", key, v)
+			}
+		}
+		for _, x := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+			c, _ := Preset("tiny")
+			c.Vocab = 10
+			f, _ := field(reflect.ValueOf(&c).Elem(), key)
+			f.SetFloat(x)
+			if err := c.Validate(); err == nil || !strings.Contains(err.Error(), key+" = ") {
+				t.Errorf("%s = %g: Validate says %v", key, x, err)
+			}
+		}
+	}
+	if floats < 8 {
+		t.Errorf("only %d float keys", floats)
 	}
 }

@@ -82,7 +82,8 @@ func New(cfg Config, dev gotch.Device) (*Model, error) {
 			w1:    lp.MustNewVar("ffn_w1", []int64{d, f}, nn.NewUniformInit(-b1, b1)),
 			b1:    lp.MustNewVar("ffn_b1", []int64{f}, nn.NewUniformInit(-b1, b1)),
 			w2:    lp.MustNewVar("ffn_w2", []int64{f, d}, nn.NewUniformInit(-b2*outScale, b2*outScale)),
-			b2:    lp.MustNewVar("ffn_b2", []int64{d}, nn.NewUniformInit(-b2, b2)),
+			// Pre-norm scales the FFN's output layer, bias too (as the reference does).
+			b2: lp.MustNewVar("ffn_b2", []int64{d}, nn.NewUniformInit(-b2*outScale, b2*outScale)),
 		}
 		m.layers = append(m.layers, l)
 	}

@@ -3,7 +3,6 @@ package lm
 import (
 	"fmt"
 	"math"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -262,12 +261,9 @@ func TestWeightsRoundTripAndMismatch(t *testing.T) {
 	defer torchrt.Lock()()
 	cfg := testConfig()
 	m := newModel(t, cfg, 6)
-	path := filepath.Join(t.TempDir(), "w.gt")
-	if err := m.SaveWeights(path); err != nil {
-		t.Fatal(err)
-	}
+	saved := m.NamedParameters()
 	m2 := newModel(t, cfg, 7)
-	if err := m2.LoadWeights(path); err != nil {
+	if err := m2.SetWeights(saved); err != nil {
 		t.Fatal(err)
 	}
 	ids := tokens(24, cfg.Vocab, 6)
@@ -280,31 +276,42 @@ func TestWeightsRoundTripAndMismatch(t *testing.T) {
 	wider := cfg
 	wider.Dim = 32
 	mw := newModel(t, wider, 8)
-	err := mw.LoadWeights(path)
-	if err == nil || !strings.Contains(err.Error(), "has shape") || !strings.Contains(err.Error(), path) {
+	err := mw.SetWeights(saved)
+	if err == nil || !strings.Contains(err.Error(), "has shape") {
 		t.Fatalf("loading into a wider model: err = %v", err)
 	}
 	deeper := cfg
 	deeper.Layers = 3
 	md := newModel(t, deeper, 9)
-	err = md.LoadWeights(path)
+	err = md.SetWeights(saved)
 	if err == nil || !strings.Contains(err.Error(), "layer2.") || !strings.Contains(err.Error(), "missing") {
 		t.Fatalf("loading into a deeper model: err = %v", err)
 	}
 }
 
-func TestMemorySaveLoad(t *testing.T) {
+func TestMemoryTensorsRoundTrip(t *testing.T) {
 	defer torchrt.Lock()()
 	cfg := testConfig()
 	m := newModel(t, cfg, 10)
 	ids := tokens(3*32, cfg.Vocab, 10)
 	mem := m.NewMemory(3)
 	_ = logProbs(t, m, mem, ids, 3, 32, []int{8, 8, 8, 8})
-	path := filepath.Join(t.TempDir(), "mem.gt")
-	if err := mem.Save(path); err != nil {
-		t.Fatal(err)
+	named, free := mem.Tensors()
+	var copies []ts.NamedTensor
+	for _, n := range named {
+		// Through Go bytes, as a checkpoint file holds them.
+		dtype, shape, data, err := torchrt.Raw(n.Tensor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := torchrt.FromRaw(dtype, shape, data, gotch.CPU)
+		if err != nil {
+			t.Fatal(err)
+		}
+		copies = append(copies, ts.NamedTensor{Name: n.Name, Tensor: c})
 	}
-	back, err := m.LoadMemory(path)
+	free()
+	back, err := m.MemoryFrom(copies)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,27 +45,11 @@ func (m *Model) NamedParameters() []ts.NamedTensor {
 	return out
 }
 
-// SaveWeights writes the model's weights to path (gotch's named-tensor format).
-func (m *Model) SaveWeights(path string) error {
-	if err := ts.SaveMultiNew(m.NamedParameters(), path); err != nil {
-		return fmt.Errorf("saving weights to %s: %v", path, err)
-	}
-	return nil
-}
-
-// LoadWeights reads weights written by SaveWeights into the model. Every tensor must be
-// there with the model's shape, and the file must hold no other: a mismatch is an error
-// that names the tensors and shapes involved, and leaves the model unchanged.
-func (m *Model) LoadWeights(path string) error {
-	loaded, err := ts.LoadMultiWithDevice(path, m.dev)
-	if err != nil {
-		return fmt.Errorf("loading weights from %s: %v", path, err)
-	}
-	defer func() {
-		for _, t := range loaded {
-			t.Tensor.MustDrop()
-		}
-	}()
+// SetWeights copies named tensors (as NamedParameters names them, loaded from a
+// checkpoint) into the model's weights. Every tensor must be there with the model's shape,
+// and there must be no other: a mismatch is an error that names the tensors and shapes
+// involved, and leaves the model unchanged. The caller keeps the tensors.
+func (m *Model) SetWeights(loaded []ts.NamedTensor) error {
 	byName := map[string]*ts.Tensor{}
 	for _, t := range loaded {
 		byName[t.Name] = t.Tensor
@@ -82,6 +66,8 @@ func (m *Model) LoadWeights(path string) error {
 		}
 		if a, b := src.MustSize(), p.Tensor.MustSize(); fmt.Sprint(a) != fmt.Sprint(b) {
 			problems = append(problems, fmt.Sprintf("tensor %s has shape %v, the config wants %v", p.Name, a, b))
+		} else if src.DType() != p.Tensor.DType() {
+			problems = append(problems, fmt.Sprintf("tensor %s has dtype %v, the model's is %v", p.Name, src.DType(), p.Tensor.DType()))
 		}
 	}
 	for _, t := range loaded {
@@ -94,7 +80,7 @@ func (m *Model) LoadWeights(path string) error {
 		if len(problems) > 4 {
 			problems = append(problems[:4], fmt.Sprintf("and %d more", len(problems)-4))
 		}
-		return fmt.Errorf("weights in %s do not match the config: %s", path, strings.Join(problems, "; "))
+		return fmt.Errorf("weights do not match the config: %s", strings.Join(problems, "; "))
 	}
 	ts.NoGrad(func() {
 		for _, p := range params {

@@ -19,20 +19,77 @@ import (
 
 	"xspan/checkpoint"
 	"xspan/eval"
+	"xspan/lm"
 )
 
-// PNG draws a run's report as a PNG: training and validation bpc against tokens
-// seen, the mean span and the live memory per layer over training, and, when sample is
-// given, a histogram of its spans per layer.
+// ErrTooShort is returned by PNG for a run with fewer than two logged training rows: no
+// curve to draw yet.
+var ErrTooShort = errors.New("too short to plot: fewer than two logged training rows (a row is written every --log-every steps)")
+
+// Title names a run for its report: the run, its model and recipe, how far it got and
+// its last and best validation.
+func Title(run string, cfg *lm.Config, rows []checkpoint.Row) string {
+	t := run
+	if cfg != nil {
+		t += fmt.Sprintf(": %d layers, d %d, block %d, L %d, batch %d", cfg.Layers, cfg.Dim, cfg.Block, cfg.MaxSpan, cfg.Batch)
+		if !cfg.Expire {
+			t += ", fixed memory"
+		}
+	}
+	var step int64
+	var last, best *checkpoint.Row
+	for i := range rows {
+		r := &rows[i]
+		step = max(step, r.Step)
+		if r.Kind == checkpoint.RowEval && !math.IsNaN(r.BPC) {
+			last = r
+			if best == nil || r.BPC < best.BPC {
+				best = r
+			}
+		}
+	}
+	t += fmt.Sprintf("\nstep %d", step)
+	if cfg != nil && cfg.Steps > 0 {
+		t += fmt.Sprintf(" of %d", cfg.Steps)
+	}
+	if last != nil {
+		t += fmt.Sprintf("; valid %.4f %s at step %d", last.BPC, unitAbbrev(last.Unit), last.Step)
+		if best != last {
+			t += fmt.Sprintf(" (best %.4f at step %d)", best.BPC, best.Step)
+		}
+	}
+	return t
+}
+
+func unitAbbrev(unit string) string {
+	switch unit {
+	case "bits per byte":
+		return "bpb"
+	case "":
+		return "bpc"
+	}
+	return "bpc"
+}
+
+// PNG draws a run's report as a PNG: training and validation bpc against tokens seen;
+// the mean span and the live memory per layer over training; the learning rate and the
+// gradient norm; and, when sample is given, a histogram of its spans per layer.
 func PNG(w io.Writer, title string, rows []checkpoint.Row, sample *eval.SpanSample) error {
 	var trainXY, validXY plotter.XYs
 	unit := "bpc"
 	var spanXY, liveXY []plotter.XYs
+	var lrXY, normXY plotter.XYs
 	for _, r := range rows {
 		x := float64(r.Tokens)
 		switch r.Kind {
 		case checkpoint.RowTrain:
 			trainXY = append(trainXY, plotter.XY{X: x, Y: r.BPC})
+			if r.LR > 0 {
+				lrXY = append(lrXY, plotter.XY{X: x, Y: r.LR})
+			}
+			if r.GradNorm > 0 {
+				normXY = append(normXY, plotter.XY{X: x, Y: r.GradNorm})
+			}
 			for l := range r.MeanSpan {
 				for len(spanXY) <= l {
 					spanXY = append(spanXY, nil)
@@ -53,8 +110,9 @@ func PNG(w io.Writer, title string, rows []checkpoint.Row, sample *eval.SpanSamp
 		}
 	}
 	trainXY, validXY = finite(trainXY), finite(validXY)
-	if len(trainXY) == 0 {
-		return errors.New("no training rows to plot")
+	lrXY, normXY = finite(lrXY), finite(normXY)
+	if len(trainXY) < 2 {
+		return ErrTooShort
 	}
 
 	p1 := plot.New()
@@ -73,7 +131,10 @@ func PNG(w io.Writer, title string, rows []checkpoint.Row, sample *eval.SpanSamp
 	p1.Legend.Top = true
 
 	p2 := plot.New()
-	p2.Title.Text = "memory over training (per layer)"
+	// In training the batch keeps one rectangle of keys: every stream keeps as many as the
+	// stream that needs the most, so "live" here sits above an evaluation's per-stream
+	// figure (one stream, each key dropped the step it expires).
+	p2.Title.Text = "memory over training, per layer (live: keys kept per stream, the batch's rectangle)"
 	p2.X.Label.Text = "tokens seen"
 	p2.Y.Label.Text = "keys"
 	p2.Add(plotter.NewGrid())
@@ -90,6 +151,26 @@ func PNG(w io.Writer, title string, rows []checkpoint.Row, sample *eval.SpanSamp
 	p2.Legend.Top = true
 
 	plots := [][]*plot.Plot{{p1}, {p2}}
+	if len(lrXY) > 1 || len(normXY) > 1 {
+		p4 := plot.New()
+		p4.Title.Text = "learning rate and gradient norm (before clipping), log scale"
+		p4.X.Label.Text = "tokens seen"
+		p4.Y.Scale = plot.LogScale{}
+		p4.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+		p4.Add(plotter.NewGrid())
+		if len(lrXY) > 1 {
+			if err := addLine(p4, "learning rate", lrXY, 2, false); err != nil {
+				return err
+			}
+		}
+		if len(normXY) > 1 {
+			if err := addLine(p4, "gradient norm", normXY, 3, false); err != nil {
+				return err
+			}
+		}
+		p4.Legend.Top = true
+		plots = append(plots, []*plot.Plot{p4})
+	}
 	if sample != nil {
 		p3, err := spanHistogram(sample)
 		if err != nil {
@@ -122,18 +203,25 @@ func spanHistogram(s *eval.SpanSample) (*plot.Plot, error) {
 	p.Y.Label.Text = "share of tokens"
 	p.Add(plotter.NewGrid())
 	const bins = 40
+	top := 1.0 // the bins cover [0, top]: the largest span seen, at most L
+	for _, sp := range s.Spans {
+		for _, v := range sp {
+			top = max(top, float64(v))
+		}
+	}
+	top = min(top, s.MaxSpan)
 	for l, sp := range s.Spans {
 		if len(sp) == 0 {
 			continue
 		}
 		counts := make([]float64, bins)
 		for _, v := range sp {
-			b := int(float64(v) / s.MaxSpan * bins)
+			b := int(float64(v) / top * bins)
 			counts[min(max(b, 0), bins-1)]++
 		}
 		xy := make(plotter.XYs, 0, 2*bins)
 		for b, c := range counts {
-			lo, hi := float64(b)*s.MaxSpan/bins, float64(b+1)*s.MaxSpan/bins
+			lo, hi := float64(b)*top/bins, float64(b+1)*top/bins
 			y := c / float64(len(sp))
 			xy = append(xy, plotter.XY{X: lo, Y: y}, plotter.XY{X: hi, Y: y})
 		}
@@ -146,8 +234,15 @@ func spanHistogram(s *eval.SpanSample) (*plot.Plot, error) {
 			return nil, err
 		}
 	}
+	// Fit the axis to the spans seen: learned spans often use a small part of L.
+	hi := 0.0
+	for _, sp := range s.Spans {
+		for _, v := range sp {
+			hi = max(hi, float64(v))
+		}
+	}
 	p.X.Min = 0
-	p.X.Max = s.MaxSpan
+	p.X.Max = min(s.MaxSpan, math.Max(1, hi*1.05))
 	p.Legend.Top = true
 	return p, nil
 }

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -69,6 +70,79 @@ func (s Spec) Ref() string {
 	}
 	sum := sha256.Sum256(js)
 	return s.Kind + ":" + hex.EncodeToString(sum[:8])
+}
+
+// Diff says how vocabulary s differs from o, for a message: kind, size, and for char
+// vocabularies the characters s has that o lacks ("extra") and those it lacks
+// ("missing"), or that it gives them other ids, or another <unk>; for hf ones, the
+// tokenizer files' digests. It is "" when the two have the same Ref.
+func (s Spec) Diff(o Spec) string {
+	if s.Ref() == o.Ref() {
+		return ""
+	}
+	var parts []string
+	if s.Kind != o.Kind {
+		parts = append(parts, fmt.Sprintf("kind %s, not %s", s.Kind, o.Kind))
+	}
+	if s.Size != o.Size {
+		parts = append(parts, fmt.Sprintf("%d ids, not %d", s.Size, o.Size))
+	}
+	if s.Kind == KindChar && o.Kind == KindChar {
+		has, lacks := runesOnlyIn(s.Chars, o.Chars), runesOnlyIn(o.Chars, s.Chars)
+		if len(has) > 0 {
+			parts = append(parts, "extra "+quoteRunes(has))
+		}
+		if len(lacks) > 0 {
+			parts = append(parts, "missing "+quoteRunes(lacks))
+		}
+		if len(has)+len(lacks) == 0 && s.Chars != o.Chars {
+			parts = append(parts, "the same characters under other ids")
+		}
+		if su, ou := unkText(s.Unk), unkText(o.Unk); su != ou {
+			parts = append(parts, fmt.Sprintf("<unk> %s, not %s", su, ou))
+		}
+	}
+	if s.Kind == KindHF && o.Kind == KindHF && s.SHA256 != o.SHA256 {
+		parts = append(parts, fmt.Sprintf("tokenizer.json sha256 %.12s…, not %.12s…", s.SHA256, o.SHA256))
+	}
+	if len(parts) == 0 {
+		parts = append(parts, fmt.Sprintf("identity %s, not %s", s.Ref(), o.Ref()))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// runesOnlyIn returns the characters of a that b lacks, in a's order.
+func runesOnlyIn(a, b string) []rune {
+	var out []rune
+	for _, r := range a {
+		if !strings.ContainsRune(b, r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// quoteRunes quotes up to 12 characters, saying how many more there are.
+func quoteRunes(rs []rune) string {
+	const most = 12
+	if len(rs) <= most {
+		return fmt.Sprintf("%s %q", plural(len(rs)), string(rs))
+	}
+	return fmt.Sprintf("%s %q and %d more", plural(len(rs)), string(rs[:most]), len(rs)-most)
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return "1 character"
+	}
+	return fmt.Sprintf("%d characters", n)
+}
+
+func unkText(unk *int) string {
+	if unk == nil {
+		return "none"
+	}
+	return fmt.Sprintf("id %d", *unk)
 }
 
 // FromSpec rebuilds the vocabulary that spec describes. Relative file names are taken

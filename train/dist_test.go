@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/sugarme/gotch"
+	"github.com/sugarme/gotch/ts"
 
 	"xspan/checkpoint"
+	"xspan/dataset"
 	"xspan/dist"
 	"xspan/internal/torchrt"
 	"xspan/lm"
@@ -36,6 +38,8 @@ type workerSpec struct {
 	// answering (sleeps) after this step.
 	DieAt, HangAt int64
 	DieRank       int
+	// FailAt: a libtorch op fails in rank DieRank's micro-step of this step.
+	FailAt int64
 }
 
 func TestDistWorker(t *testing.T) {
@@ -61,9 +65,24 @@ func TestDistWorker(t *testing.T) {
 	}
 	opts := []Option{quiet(), WithGroup(g), WithoutFinalEval(), WithResume(w.Resume)}
 	opts = append(opts, func(o *options) error {
-		o.atEnd = func(m *lm.Model) error { return m.SaveWeights(fmt.Sprintf(w.Weights, c.Rank)) }
+		o.atEnd = func(m *lm.Model) error {
+			_, err := checkpoint.SaveTensors(fmt.Sprintf(w.Weights, c.Rank), m.NamedParameters(), nil)
+			return err
+		}
 		return nil
 	})
+	if c.Rank == w.DieRank && w.FailAt > 0 {
+		opts = append(opts, func(o *options) error {
+			o.atMicro = func(step int64, _ int) {
+				if step == w.FailAt {
+					a := ts.MustOnes([]int64{2, 3}, gotch.Float, gotch.CPU)
+					defer a.MustDrop()
+					a.MustMatmul(a, false).MustDrop() // 2×3 by 2×3: libtorch refuses
+				}
+			}
+			return nil
+		})
+	}
 	if c.Rank == w.DieRank && (w.DieAt > 0 || w.HangAt > 0) {
 		opts = append(opts, WithOnStep(func(step int64, _ *checkpoint.Row) {
 			if step == w.DieAt {
@@ -150,7 +169,16 @@ func loadWeights(t *testing.T, cfg lm.Config, path string) map[string][]float64 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := m.LoadWeights(path); err != nil {
+	named, err := checkpoint.LoadTensors(path, gotch.CPU, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		for _, n := range named {
+			n.Tensor.MustDrop()
+		}
+	}()
+	if err := m.SetWeights(named); err != nil {
 		t.Fatal(err)
 	}
 	return paramValues(m)
@@ -197,15 +225,15 @@ func distCase(t *testing.T, cfg lm.Config) {
 	}
 	data := testData(t)
 	dir := t.TempDir()
-	w := workerSpec{Cfg: cfg, Data: data, Out: filepath.Join(dir, "dist"), Weights: filepath.Join(dir, "rank%d.ot"), Timeout: time.Minute}
+	w := workerSpec{Cfg: cfg, Data: data, Out: filepath.Join(dir, "dist"), Weights: filepath.Join(dir, "rank%d.safetensors"), Timeout: time.Minute}
 	ranksOK(t, runRanks(t, w, 2))
 	ck, err := checkpoint.Open(w.Out)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg = ck.Config
-	r0 := loadWeights(t, cfg, filepath.Join(dir, "rank0.ot"))
-	r1 := loadWeights(t, cfg, filepath.Join(dir, "rank1.ot"))
+	r0 := loadWeights(t, cfg, filepath.Join(dir, "rank0.safetensors"))
+	r1 := loadWeights(t, cfg, filepath.Join(dir, "rank1.safetensors"))
 	if err := sameTensors(r0, r1); err != nil {
 		t.Fatalf("ranks 0 and 1 end with different weights: %v", err)
 	}
@@ -268,7 +296,7 @@ func TestDistRankDiesThenResume(t *testing.T) {
 	cfg.Accumulate = 1
 	cfg.CkptEvery = 2
 	const timeout = 5 * time.Second
-	w := workerSpec{Cfg: cfg, Data: data, Out: filepath.Join(dir, "run"), Weights: filepath.Join(dir, "rank%d.ot"), Timeout: timeout, DieAt: 3, DieRank: 1}
+	w := workerSpec{Cfg: cfg, Data: data, Out: filepath.Join(dir, "run"), Weights: filepath.Join(dir, "rank%d.safetensors"), Timeout: timeout, DieAt: 3, DieRank: 1}
 	res := runRanks(t, w, 2)
 	if res[1].code == 0 || res[0].code == 0 {
 		t.Fatalf("with rank 1 killed: exits %d and %d:\n%s", res[0].code, res[1].code, res[0].stderr)
@@ -286,13 +314,13 @@ func TestDistRankDiesThenResume(t *testing.T) {
 
 	// The reference: six uninterrupted steps on two ranks.
 	ref := w
-	ref.Out, ref.DieAt, ref.Weights = filepath.Join(dir, "ref"), 0, filepath.Join(dir, "ref%d.ot")
+	ref.Out, ref.DieAt, ref.Weights = filepath.Join(dir, "ref"), 0, filepath.Join(dir, "ref%d.safetensors")
 	ranksOK(t, runRanks(t, ref, 2))
 	full, err := checkpoint.ReadRunConfig(ref.Out)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := loadWeights(t, full, filepath.Join(dir, "ref0.ot"))
+	want := loadWeights(t, full, filepath.Join(dir, "ref0.safetensors"))
 
 	// Resume on one process with accumulate 1: 2 stream groups do not map onto 1.
 	cp := filepath.Join(dir, "copy")
@@ -319,7 +347,7 @@ func TestDistRankDiesThenResume(t *testing.T) {
 	// Two ranks again: bit for bit the uninterrupted run.
 	w.DieAt, w.Resume = 0, true
 	ranksOK(t, runRanks(t, w, 2))
-	if err := sameTensors(loadWeights(t, full, filepath.Join(dir, "rank1.ot")), want); err != nil {
+	if err := sameTensors(loadWeights(t, full, filepath.Join(dir, "rank1.safetensors")), want); err != nil {
 		t.Errorf("resumed two ranks vs uninterrupted: %v", err)
 	}
 }
@@ -335,7 +363,7 @@ func TestDistRankHangs(t *testing.T) {
 	cfg := tinyConfig(4)
 	cfg.Accumulate = 1
 	const timeout = 4 * time.Second
-	w := workerSpec{Cfg: cfg, Data: data, Out: filepath.Join(dir, "run"), Weights: filepath.Join(dir, "rank%d.ot"), Timeout: timeout, HangAt: 2, DieRank: 1}
+	w := workerSpec{Cfg: cfg, Data: data, Out: filepath.Join(dir, "run"), Weights: filepath.Join(dir, "rank%d.safetensors"), Timeout: timeout, HangAt: 2, DieRank: 1}
 	spec, _ := json.Marshal(w)
 	port := freePort(t)
 	var cmds [2]*exec.Cmd
@@ -363,5 +391,123 @@ func TestDistRankHangs(t *testing.T) {
 	case <-time.After(2 * time.Minute):
 		cmds[0].Process.Kill()
 		t.Fatalf("rank 0 still running 2 minutes after rank 1 hung (timeout %v)", timeout)
+	}
+}
+
+// TestDistAcrossEpochs: every epoch after the first starts its streams at an offset drawn
+// from the seed and the epoch, the same on every rank. Two ranks running into a second
+// epoch match one process with twice the accumulation; rank 1 killed in the second epoch,
+// the run resumed on two ranks from the checkpoint of the first epoch (whose other rank's
+// memories rank 0 sends) ends bit for bit as the uninterrupted one.
+func TestDistAcrossEpochs(t *testing.T) {
+	defer torchrt.Lock()()
+	torchrt.SetThreads(1)
+	if !dist.Available(dist.Gloo) {
+		t.Skip("native library built without Gloo")
+	}
+	dir := t.TempDir()
+	in := filepath.Join(dir, "corpus.txt")
+	if err := os.WriteFile(in, []byte(testText(2000)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(dir, "data")
+	if _, err := dataset.Prep(context.Background(), data, []string{in}, dataset.WithSplit(0.8, 0.1, 0.1), dataset.WithVocab("char")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := tinyConfig(40) // about 24 blocks an epoch
+	cfg.Dropout, cfg.Noisy = 0, false
+	cfg.Accumulate = 1
+	cfg.CkptEvery = 16
+
+	ref := workerSpec{Cfg: cfg, Data: data, Out: filepath.Join(dir, "ref"), Weights: filepath.Join(dir, "ref%d.safetensors"), Timeout: time.Minute}
+	ranksOK(t, runRanks(t, ref, 2))
+	full, err := checkpoint.ReadRunConfig(ref.Out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := loadWeights(t, full, filepath.Join(dir, "ref0.safetensors"))
+	if h, err := checkpoint.ReadHeader(mustLatest(t, ref.Out)); err != nil || h.Data.Epoch != 1 {
+		t.Fatalf("the uninterrupted run ends in epoch %v (%v), want 1", h, err)
+	}
+
+	one := cfg
+	one.Accumulate = 2
+	runS := filepath.Join(dir, "single")
+	if _, err := Run(context.Background(), one, data, runS, quiet(), WithoutFinalEval()); err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := checkpoint.Load(runS, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := closeTensors(paramValues(m), want, 1e-4); err != nil {
+		t.Fatalf("two ranks vs one process with accumulate 2 across epochs: %v", err)
+	}
+
+	const timeout = 5 * time.Second
+	w := workerSpec{Cfg: cfg, Data: data, Out: filepath.Join(dir, "run"), Weights: filepath.Join(dir, "rank%d.safetensors"), Timeout: timeout, DieAt: 36, DieRank: 1}
+	if res := runRanks(t, w, 2); res[0].code == 0 || res[1].code == 0 {
+		t.Fatalf("with rank 1 killed: exits %d and %d", res[0].code, res[1].code)
+	}
+	h, err := checkpoint.ReadHeader(mustLatest(t, w.Out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Step != 32 || h.Data.Epoch != 1 || h.World != 2 {
+		t.Fatalf("latest checkpoint: step %d, epoch %d, world %d; want 32, 1, 2", h.Step, h.Data.Epoch, h.World)
+	}
+	w.DieAt, w.Resume = 0, true
+	ranksOK(t, runRanks(t, w, 2))
+	for r := 0; r < 2; r++ {
+		if err := sameTensors(loadWeights(t, full, filepath.Join(dir, fmt.Sprintf("rank%d.safetensors", r))), want); err != nil {
+			t.Errorf("rank %d resumed in epoch 2 vs uninterrupted: %v", r, err)
+		}
+	}
+}
+
+func mustLatest(t *testing.T, run string) string {
+	t.Helper()
+	last, err := checkpoint.Latest(run)
+	if err != nil || last == "" {
+		t.Fatalf("%s: latest checkpoint %q: %v", run, last, err)
+	}
+	return last
+}
+
+// TestDistRankOpFails: a libtorch op fails in rank 1's micro-step of step 3. As on one
+// process, the step fails (it is not taken) and the last checkpoint stands; rank 0 hears
+// of it in the step's reduction and stops at once, not after the timeout.
+func TestDistRankOpFails(t *testing.T) {
+	defer torchrt.Lock()()
+	if !dist.Available(dist.Gloo) {
+		t.Skip("native library built without Gloo")
+	}
+	data := testData(t)
+	dir := t.TempDir()
+	cfg := tinyConfig(6)
+	cfg.Accumulate = 1
+	cfg.CkptEvery = 2
+	const timeout = time.Minute
+	w := workerSpec{Cfg: cfg, Data: data, Out: filepath.Join(dir, "run"), Weights: filepath.Join(dir, "rank%d.safetensors"), Timeout: timeout, FailAt: 3, DieRank: 1}
+	start := time.Now()
+	res := runRanks(t, w, 2)
+	if res[0].code == 0 || res[1].code == 0 {
+		t.Fatalf("with an op failing on rank 1: exits %d and %d:\n%s\n%s", res[0].code, res[1].code, res[0].stderr, res[1].stderr)
+	}
+	if d := time.Since(start); d > timeout/2 {
+		t.Errorf("the ranks took %v to stop (timeout %v): they waited on each other", d, timeout)
+	}
+	if !strings.Contains(res[1].stderr, "libtorch") || !strings.Contains(res[1].stderr, "last good checkpoint") {
+		t.Errorf("rank 1's error:\n%s", res[1].stderr)
+	}
+	if !strings.Contains(res[0].stderr, "failed on 1 other rank") || !strings.Contains(res[0].stderr, "last good checkpoint") {
+		t.Errorf("rank 0's error:\n%s", res[0].stderr)
+	}
+	last := mustLatest(t, w.Out)
+	if filepath.Base(last) != checkpoint.StepDirName(2) {
+		t.Fatalf("latest checkpoint %q, want step 2", last)
+	}
+	if err := checkpoint.Verify(last); err != nil {
+		t.Fatal(err)
 	}
 }

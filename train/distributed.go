@@ -7,14 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/sugarme/gotch/ts"
 
 	"xspan/checkpoint"
 	"xspan/dist"
+	"xspan/internal/safetensors"
 	"xspan/internal/torchrt"
 	"xspan/lm"
 )
@@ -162,10 +161,16 @@ func b2f(b bool) float64 {
 func (t *trainer) reduceStep(out *stepOut) error {
 	g := t.o.group
 	params := t.model.Parameters()
-	L := len(out.stats.MeanSpan)
-	v := make([]float64, 0, 4+2*L+len(params))
+	// Every rank sends as many figures: a rank whose step went wrong before its first
+	// micro-step finished has no statistics yet.
+	L := t.cfg.Layers
+	if len(out.stats.MeanSpan) != L || len(out.stats.MaxSpan) != L || len(out.stats.Live) != L {
+		out.stats = lm.Stats{MeanSpan: make([]float64, L), MaxSpan: make([]float64, L), Live: make([]float64, L)}
+	}
+	const head = 5
+	v := make([]float64, 0, head+2*L+len(params))
 	stop := t.ctx != nil && t.ctx.Err() != nil
-	v = append(v, out.loss, out.span, b2f(stop), b2f(out.bad != nil))
+	v = append(v, out.loss, out.span, b2f(stop), b2f(out.bad != nil && !out.failed), b2f(out.failed))
 	v = append(v, out.stats.MeanSpan...)
 	v = append(v, out.stats.Live...)
 	grads := make([]*ts.Tensor, len(params))
@@ -192,26 +197,36 @@ func (t *trainer) reduceStep(out *stepOut) error {
 	}
 	W := float64(t.world)
 	out.loss, out.span, out.stop = s[0]/W, s[1]/W, s[2] > 0
-	if s[3] > 0 && out.bad == nil {
+	switch {
+	case out.bad != nil:
+	case s[4] > 0:
+		// A failed op fails the step on every rank (as on one process, where the run stops
+		// with the error and the last checkpoint stands).
+		out.bad = fmt.Errorf("a micro-step failed on %v other rank(s) (see their output): %w", s[4], torchrt.ErrLibtorch)
+	case s[3] > 0:
 		out.bad = fmt.Errorf("step %d: a non-finite loss on another rank: %w", t.step+1, ErrNonFinite)
 	}
+	if out.bad != nil {
+		// The step is dropped: its gradients (partial where a micro-step failed) are not
+		// reduced.
+		out.reduceSecs = time.Since(t0).Seconds()
+		return nil
+	}
 	for l := 0; l < L; l++ {
-		out.stats.MeanSpan[l] = s[4+l] / W
-		out.stats.Live[l] = s[4+L+l] / W
+		out.stats.MeanSpan[l] = s[head+l] / W
+		out.stats.Live[l] = s[head+L+l] / W
 	}
 	var reduce []*ts.Tensor
 	for i := range params {
-		switch n := s[4+2*L+i]; {
+		switch n := s[head+2*L+i]; {
 		case n == W:
 			reduce = append(reduce, grads[i])
 		case n > 0:
 			return fmt.Errorf("step %d: parameter %d has a gradient on %v of %d ranks", t.step+1, i, n, t.world)
 		}
 	}
-	if out.bad == nil {
-		if err := g.AllReduce(reduce, true); err != nil {
-			return err
-		}
+	if err := g.AllReduce(reduce, true); err != nil {
+		return err
 	}
 	out.reduceSecs = time.Since(t0).Seconds()
 	return nil
@@ -280,50 +295,43 @@ func (t *trainer) validShared(run func() (*validOut, error)) (*validOut, error) 
 	return vo, nil
 }
 
-// packFiles concatenates files, each prefixed by its length.
-func packFiles(files []string) ([]byte, error) {
+// packMemories serializes memories into one byte slice: each as a safetensors file
+// (Memory.Tensors, the form a checkpoint holds, with its data's checksum) prefixed by its
+// length.
+func packMemories(mems []*lm.Memory) ([]byte, error) {
 	var buf bytes.Buffer
-	for _, f := range files {
-		b, err := os.ReadFile(f)
+	for i, m := range mems {
+		named, free := m.Tensors()
+		tensors := make([]safetensors.Tensor, 0, len(named))
+		var err error
+		for _, n := range named {
+			var st safetensors.Tensor
+			st.Name = n.Name
+			if st.DType, st.Shape, st.Data, err = torchrt.Raw(n.Tensor); err != nil {
+				err = fmt.Errorf("memory %d: tensor %s: %w", i, n.Name, err)
+				break
+			}
+			tensors = append(tensors, st)
+		}
+		free()
 		if err != nil {
 			return nil, err
 		}
-		binary.Write(&buf, binary.LittleEndian, uint64(len(b)))
-		buf.Write(b)
+		var one bytes.Buffer
+		if err := safetensors.Encode(&one, tensors, nil); err != nil {
+			return nil, fmt.Errorf("memory %d: %w", i, err)
+		}
+		binary.Write(&buf, binary.LittleEndian, uint64(one.Len()))
+		buf.Write(one.Bytes())
 	}
 	return buf.Bytes(), nil
 }
 
-// packMemories serializes memories (Memory.Save's format) into one byte slice.
-func packMemories(mems []*lm.Memory) ([]byte, error) {
-	dir, err := os.MkdirTemp("", "xspan-mem-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	var files []string
-	for i, m := range mems {
-		f := filepath.Join(dir, fmt.Sprintf("m%d.ot", i))
-		if err := m.Save(f); err != nil {
-			return nil, err
-		}
-		files = append(files, f)
-	}
-	return packFiles(files)
-}
-
-// unpackMemories reads memories that packMemories or packFiles wrote.
+// unpackMemories rebuilds, on m's device, the memories that packMemories serialized.
 func unpackMemories(m *lm.Model, b []byte) ([]*lm.Memory, error) {
-	dir, err := os.MkdirTemp("", "xspan-mem-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
 	var out []*lm.Memory
 	fail := func(err error) ([]*lm.Memory, error) {
-		for _, mem := range out {
-			mem.Drop()
-		}
+		dropMemories(out)
 		return nil, err
 	}
 	for i := 0; len(b) > 0; i++ {
@@ -335,16 +343,34 @@ func unpackMemories(m *lm.Model, b []byte) ([]*lm.Memory, error) {
 		if n > uint64(len(b)) || n > math.MaxInt32*8 {
 			return fail(errors.New("truncated memory bytes"))
 		}
-		f := filepath.Join(dir, fmt.Sprintf("m%d.ot", i))
-		if err := os.WriteFile(f, b[:n], 0o600); err != nil {
-			return fail(err)
+		f, err := safetensors.Decode(b[:n])
+		if err != nil {
+			return fail(fmt.Errorf("memory %d: %w", i, err))
 		}
 		b = b[n:]
-		mem, err := m.LoadMemory(f)
+		var named []ts.NamedTensor
+		for _, st := range f.Tensors {
+			x, err := torchrt.FromRaw(st.DType, st.Shape, st.Data, m.Device())
+			if err != nil {
+				for _, nt := range named {
+					nt.Tensor.MustDrop()
+				}
+				return fail(fmt.Errorf("memory %d: tensor %s: %w", i, st.Name, err))
+			}
+			named = append(named, ts.NamedTensor{Name: st.Name, Tensor: x})
+		}
+		mem, err := m.MemoryFrom(named) // takes the tensors
 		if err != nil {
-			return fail(err)
+			return fail(fmt.Errorf("memory %d: %w", i, err))
 		}
 		out = append(out, mem)
 	}
 	return out, nil
+}
+
+// dropMemories frees memories.
+func dropMemories(mems []*lm.Memory) {
+	for _, m := range mems {
+		m.Drop()
+	}
 }

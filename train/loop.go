@@ -107,7 +107,11 @@ func (t *trainer) loop(ctx context.Context) error {
 			t.prog.step(t.step, row, true)
 			iv = interval{}
 		} else {
-			t.prog.step(t.step, &checkpoint.Row{Loss: out.loss, BPC: out.loss / math.Ln2 / t.unit.PerToken, TokPerSec: float64(stepTokens) / dt}, false)
+			row := &checkpoint.Row{Loss: out.loss, BPC: out.loss / math.Ln2 / t.unit.PerToken, TokPerSec: float64(stepTokens) / dt, LR: lr, GradNorm: out.norm}
+			if t.prog.bar != nil {
+				row.RSS = float64(torchrt.RSS()) / (1 << 20)
+			}
+			t.prog.step(t.step, row, false)
 		}
 		if out.stop {
 			return t.interrupted()
@@ -172,6 +176,9 @@ func (t *trainer) interrupted() error {
 	dir, err := t.checkpoint(nil)
 	if err != nil {
 		return fmt.Errorf("%w at step %d, and the checkpoint failed: %v", ErrInterrupted, t.step, err)
+	}
+	if t.rank != 0 {
+		return fmt.Errorf("%w at step %d: rank %d stopped; rank 0 wrote the checkpoint", ErrInterrupted, t.step, t.rank)
 	}
 	return fmt.Errorf("%w at step %d: checkpoint %s written; continue with --resume", ErrInterrupted, t.step, dir)
 }

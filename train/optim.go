@@ -210,34 +210,28 @@ func ClipGradNorm(params []*ts.Tensor, maxNorm float64) float64 {
 	return norm
 }
 
-// Adam state files hold the moments as named tensors "m.<i>" and "v.<i>" (i the
-// parameter's index) and the step count as the int64 tensor "step".
+// Adam's state is the moments as named tensors "m.<i>" and "v.<i>" (i the parameter's
+// index) and the step count as the int64 tensor "step".
 
-// Save writes the optimiser's state to path (libtorch's named-tensor format).
-func (a *Adam) Save(path string) error {
-	named := make([]ts.NamedTensor, 0, 2*len(a.m)+1)
+// State returns the optimiser's state as named tensors for a checkpoint; free drops the
+// ones made for it (the moments stay the optimiser's).
+func (a *Adam) State() (named []ts.NamedTensor, free func()) {
+	named = make([]ts.NamedTensor, 0, 2*len(a.m)+1)
 	step := ts.MustOfSlice([]int64{a.step})
-	defer step.MustDrop()
 	named = append(named, ts.NamedTensor{Name: "step", Tensor: step})
 	for i := range a.m {
 		named = append(named,
 			ts.NamedTensor{Name: fmt.Sprintf("m.%d", i), Tensor: a.m[i]},
 			ts.NamedTensor{Name: fmt.Sprintf("v.%d", i), Tensor: a.v[i]})
 	}
-	if err := ts.SaveMultiNew(named, path); err != nil {
-		return fmt.Errorf("adam: save %s: %w", path, err)
-	}
-	return nil
+	return named, func() { step.MustDrop() }
 }
 
-// Load replaces the optimiser's state with the one saved at path. The file must hold a
-// moment of the right shape for every parameter.
-func (a *Adam) Load(path string) error {
-	dev := a.params[0].MustDevice()
-	named, err := ts.LoadMultiWithDevice(path, dev)
-	if err != nil {
-		return fmt.Errorf("adam: load %s: %w", path, err)
-	}
+// SetState replaces the optimiser's state with one that State gave (loaded from a
+// checkpoint). It takes the tensors: the moments become the optimiser's, the rest are
+// dropped (all of them on error). There must be a moment of the right shape and dtype
+// for every parameter, and nothing else.
+func (a *Adam) SetState(named []ts.NamedTensor) error {
 	byName := make(map[string]*ts.Tensor, len(named))
 	for _, n := range named {
 		byName[n.Name] = n.Tensor
@@ -250,7 +244,11 @@ func (a *Adam) Load(path string) error {
 	st, ok := byName["step"]
 	if !ok {
 		dropAll()
-		return fmt.Errorf("adam: %s: no step count", path)
+		return errors.New("adam: no step count")
+	}
+	if sz := st.MustSize(); len(sz) != 1 || sz[0] != 1 {
+		dropAll()
+		return fmt.Errorf("adam: step count of shape %v, want [1]", sz)
 	}
 	step := st.Int64Values()[0]
 	m := make([]*ts.Tensor, len(a.params))
@@ -264,26 +262,30 @@ func (a *Adam) Load(path string) error {
 			t, ok := byName[pair.name]
 			if !ok {
 				dropAll()
-				return fmt.Errorf("adam: %s: no tensor %q (state of %d parameters expected)", path, pair.name, len(a.params))
+				return fmt.Errorf("adam: no tensor %q (state of %d parameters expected)", pair.name, len(a.params))
 			}
 			if got := t.MustSize(); !slices.Equal(got, want) {
 				dropAll()
-				return fmt.Errorf("adam: %s: tensor %q has shape %v, parameter %d has %v", path, pair.name, got, i, want)
+				return fmt.Errorf("adam: tensor %q has shape %v, parameter %d has %v", pair.name, got, i, want)
 			}
 			if t.DType() != p.DType() {
 				dropAll()
-				return fmt.Errorf("adam: %s: tensor %q has dtype %v, parameter %d has %v", path, pair.name, t.DType(), i, p.DType())
+				return fmt.Errorf("adam: tensor %q has dtype %v, parameter %d has %v", pair.name, t.DType(), i, p.DType())
+			}
+			if dev := p.MustDevice(); t.MustDevice() != dev {
+				dropAll()
+				return fmt.Errorf("adam: tensor %q is on %v, parameter %d on %v", pair.name, t.MustDevice(), i, dev)
 			}
 			pair.dst[i] = t
 			delete(byName, pair.name)
 		}
 	}
 	delete(byName, "step")
-	st.MustDrop()
 	if len(byName) > 0 {
 		dropAll()
-		return fmt.Errorf("adam: %s: holds %d tensors more than the model's %d parameters need", path, len(byName), len(a.params))
+		return fmt.Errorf("adam: holds %d tensors more than the model's %d parameters need", len(byName), len(a.params))
 	}
+	st.MustDrop()
 	for i := range a.params {
 		a.m[i].MustDrop()
 		a.v[i].MustDrop()

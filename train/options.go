@@ -26,6 +26,7 @@ type options struct {
 	noFinal    bool
 	group      *dist.Group
 	atEnd      func(m *lm.Model) error // tests: sees the model before Run frees it
+	atMicro    func(step int64, g int) // tests: called before each micro-step (to fail one)
 }
 
 // Option configures Run.

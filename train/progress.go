@@ -78,7 +78,7 @@ func (p *progress) step(step int64, r *checkpoint.Row, logLine bool) {
 		if note != "" {
 			slow = " (slow)"
 		}
-		p.bar.Describe(fmt.Sprintf("loss %.3f %s %.3f %s tok/s%s", r.Loss, "bpc", r.BPC, siCount(r.TokPerSec), slow))
+		p.bar.Describe(fmt.Sprintf("loss %.3f bpc %.3f lr %.2g |g| %.2g %s tok/s%s rss %.0f MiB", r.Loss, r.BPC, r.LR, r.GradNorm, siCount(r.TokPerSec), slow, r.RSS))
 		p.bar.Set64(step)
 		return
 	}

@@ -118,6 +118,13 @@ func (t *trainer) close() {
 }
 
 func (t *trainer) setup(cfg lm.Config, dataDir string) error {
+	// What a killed run left half-written or half-removed goes first (rank 0 alone
+	// writes the run folder).
+	if t.o.group == nil || t.o.group.Rank == 0 {
+		if err := checkpoint.Clean(t.run); err != nil {
+			return err
+		}
+	}
 	t.rank, t.world = 0, 1
 	if g := t.o.group; g != nil {
 		t.rank, t.world = g.Rank, g.World
@@ -226,14 +233,6 @@ func (t *trainer) setupLocal(cfg lm.Config, dataDir string, hdr *checkpoint.Head
 		}
 	}
 	t.cfg = cfg
-	if t.rank == 0 {
-		if err := os.MkdirAll(t.run, 0o755); err != nil {
-			return err
-		}
-		if err := checkpoint.WriteRunConfig(t.run, cfg); err != nil {
-			return err
-		}
-	}
 	torchrt.Seed(cfg.Seed) // the initial weights (rank 0's go to the other ranks)
 	if t.model, err = lm.New(cfg, o.dev); err != nil {
 		return err
@@ -259,13 +258,17 @@ func (t *trainer) setupLocal(cfg lm.Config, dataDir string, hdr *checkpoint.Head
 	keepUpTo := int64(-1)
 	switch {
 	case hdr != nil && resumeDir != "":
-		if err := t.restore(resumeDir, hdr); err != nil {
+		if err := t.restore(resumeDir); err != nil {
 			return err
 		}
 		keepUpTo = t.step
 	case hdr != nil:
 		// A rank other than 0: the position from the header rank 0 sent, the memories
-		// from rank 0 once every rank is set up.
+		// from rank 0 once every rank is set up. The epoch's start offset is a function
+		// of the seed and the epoch: the same on every rank.
+		if err := t.batcher.SetStart(t.epochStart(hdr.Data.Epoch)); err != nil {
+			return fmt.Errorf("epoch %d: %w", hdr.Data.Epoch, err)
+		}
 		if err := t.batcher.SetPosition(hdr.Data.Position); err != nil {
 			return fmt.Errorf("data position: %w", err)
 		}
@@ -279,6 +282,14 @@ func (t *trainer) setupLocal(cfg lm.Config, dataDir string, hdr *checkpoint.Head
 	if t.rank != 0 {
 		t.res = Result{Run: t.run, NumParams: t.model.NumParams(), Unit: t.unit, Step: t.step, Tokens: t.tokens}
 		return nil
+	}
+	// Everything that can refuse the run was checked: only now does the run folder get
+	// written, so that a refused run leaves nothing behind.
+	if err := os.MkdirAll(t.run, 0o755); err != nil {
+		return err
+	}
+	if err := checkpoint.WriteRunConfig(t.run, cfg); err != nil {
+		return err
 	}
 	mpath := filepath.Join(t.run, checkpoint.MetricsName)
 	if hdr == nil {
@@ -295,17 +306,22 @@ func (t *trainer) setupLocal(cfg lm.Config, dataDir string, hdr *checkpoint.Head
 }
 
 // restore loads a checkpoint's full state for an exact resume.
-func (t *trainer) restore(dir string, h *checkpoint.Header) error {
-	if err := t.model.LoadWeights(filepath.Join(dir, checkpoint.WeightsName)); err != nil {
-		return fmt.Errorf("%s: %w", dir, err)
+func (t *trainer) restore(dir string) error {
+	ck, err := checkpoint.Open(dir)
+	if err != nil {
+		return err
 	}
-	if err := t.opt.Load(filepath.Join(dir, checkpoint.OptimName)); err != nil {
+	h := ck.Header
+	if err := ck.LoadWeights(t.model); err != nil {
+		return err
+	}
+	if err := ck.LoadOptim(t.opt, t.o.dev); err != nil {
 		return err
 	}
 	// This process's groups' memories; in a distributed run, the other ranks' go to them
-	// as files' bytes (see shareState).
+	// as bytes (see shareState).
 	for i := 0; i < t.groups; i++ {
-		mem, err := t.model.LoadMemory(filepath.Join(dir, checkpoint.MemoryName(i)))
+		mem, err := ck.LoadMemory(t.model, i)
 		if err != nil {
 			return err
 		}
@@ -316,18 +332,29 @@ func (t *trainer) restore(dir string, h *checkpoint.Header) error {
 		t.mems = append(t.mems, mem)
 	}
 	if t.world > 1 {
+		// Each other rank's memories, loaded (and so checked against the HEADER) here,
+		// packed for shareState.
 		t.pending = make([][]byte, t.world)
 		for r := 1; r < t.world; r++ {
-			var files []string
+			var mems []*lm.Memory
 			for i := r * t.groups; i < (r+1)*t.groups; i++ {
-				files = append(files, filepath.Join(dir, checkpoint.MemoryName(i)))
+				mem, err := ck.LoadMemory(t.model, i)
+				if err != nil {
+					dropMemories(mems)
+					return err
+				}
+				mems = append(mems, mem)
 			}
-			b, err := packFiles(files)
+			b, err := packMemories(mems)
+			dropMemories(mems)
 			if err != nil {
 				return err
 			}
 			t.pending[r] = b
 		}
+	}
+	if err := t.batcher.SetStart(t.epochStart(h.Data.Epoch)); err != nil {
+		return fmt.Errorf("%s: epoch %d: %w", dir, h.Data.Epoch, err)
 	}
 	if err := t.batcher.SetPosition(h.Data.Position); err != nil {
 		return fmt.Errorf("%s: data position: %w", dir, err)
@@ -335,6 +362,19 @@ func (t *trainer) restore(dir string, h *checkpoint.Header) error {
 	t.step, t.tokens, t.epoch = h.Step, h.Tokens, h.Data.Epoch
 	t.best, t.bestStep = h.BestValid, h.BestStep
 	return nil
+}
+
+// epochStart is where the streams of an epoch begin: 0 in the first, then an offset
+// below M drawn from the run's seed and the epoch (the reference draws one at random
+// after each pass, so that blocks do not always fall on the same boundaries). Being a
+// function of the seed and the epoch, it needs nothing in the checkpoint to resume.
+// Streams of examples (the copy task) keep their boundaries.
+func (t *trainer) epochStart(epoch int64) int64 {
+	if epoch == 0 || t.batcher.ExampleLen() > 0 {
+		return 0
+	}
+	r := rand.New(rand.NewPCG(uint64(t.cfg.Seed), uint64(epoch)^0x5eed))
+	return r.Int64N(int64(t.cfg.Block))
 }
 
 // stepSeed is the seed of both generators at a step.
@@ -358,7 +398,8 @@ func (t *trainer) groupStreams() int { return t.cfg.Batch / (t.world * t.groups)
 type stepOut struct {
 	loss, span, norm float64
 	stats            lm.Stats
-	bad              error   // a non-finite loss, noted to be agreed on by every rank
+	bad              error   // a non-finite loss or a failed micro-step, noted to be agreed on by every rank
+	failed           bool    // bad is a failed micro-step (an op or an error), not a non-finite loss
 	stop             bool    // a rank was asked to stop (distributed runs)
 	reduceSecs       float64 // spent in all-reduce (distributed runs)
 }
@@ -370,9 +411,9 @@ func (t *trainer) trainStep() (_ *stepOut, err error) {
 	defer torchrt.Recover(&err)
 	ids, mask, err := t.next()
 	if errors.Is(err, io.EOF) {
-		// A new epoch: the streams start over, and so do their memories.
+		// A new epoch: the streams start over at another offset, with fresh memories.
 		t.epoch++
-		if err := t.batcher.SetPosition(0); err != nil {
+		if err := t.batcher.SetStart(t.epochStart(t.epoch)); err != nil {
 			return nil, err
 		}
 		for i, m := range t.mems {
@@ -397,8 +438,14 @@ func (t *trainer) trainStep() (_ *stepOut, err error) {
 			m = mask[first*(width-1) : (first+rows)*(width-1)]
 		}
 		rng := torchrt.Seed(groupSeed(t.cfg.Seed, t.step, gi))
-		if err := t.microStep(ids[first*width:(first+rows)*width], m, rows, width, g, rng, out); err != nil {
-			return nil, err
+		if err := t.microStepRecover(ids[first*width:(first+rows)*width], m, rows, width, g, rng, out); err != nil {
+			if t.o.group == nil {
+				return nil, err
+			}
+			// The other ranks must hear of it in the step's reduction, not by a missing
+			// rank.
+			out.bad, out.failed = err, true
+			break
 		}
 	}
 	out.loss /= float64(t.groups)
@@ -429,7 +476,16 @@ func (t *trainer) next() ([]int64, []float32, error) {
 	return ids, nil, err
 }
 
+// microStepRecover is microStep with a failed libtorch op made its error.
+func (t *trainer) microStepRecover(ids []int64, mask []float32, rows, width int64, g int, rng *rand.Rand, out *stepOut) (err error) {
+	defer torchrt.Recover(&err)
+	return t.microStep(ids, mask, rows, width, g, rng, out)
+}
+
 func (t *trainer) microStep(ids []int64, mask []float32, rows, width int64, g int, rng *rand.Rand, out *stepOut) error {
+	if t.o.atMicro != nil {
+		t.o.atMicro(t.step+1, g)
+	}
 	x, err := torchrt.FromSlice(ids, []int64{rows, width}, t.o.dev)
 	if err != nil {
 		return err

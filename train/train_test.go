@@ -3,12 +3,15 @@ package train
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/sugarme/gotch"
 
 	"xspan/checkpoint"
@@ -222,8 +225,24 @@ func TestTrainCheckpointsAndBest(t *testing.T) {
 	if r2.Step != 2 {
 		t.Errorf("fine-tune: step %d", r2.Step)
 	}
-	if _, err := Run(context.Background(), other, data, filepath.Join(t.TempDir(), "ft2"), quiet(), WithInitFrom(run)); err == nil || !strings.Contains(err.Error(), "dim") {
+	// A refused --init-from leaves no run folder behind (issue 17: it left a config.json),
+	// nor a damaged one (its weights file is named).
+	ft2 := filepath.Join(t.TempDir(), "ft2")
+	if _, err := Run(context.Background(), other, data, ft2, quiet(), WithInitFrom(run)); err == nil || !strings.Contains(err.Error(), "dim") {
 		t.Errorf("init-from another shape: err = %v", err)
+	}
+	damaged := filepath.Join(t.TempDir(), "damaged")
+	bestDir, _ := checkpoint.Best(run)
+	os.CopyFS(damaged, os.DirFS(bestDir))
+	w := filepath.Join(damaged, checkpoint.WeightsName)
+	data2, _ := os.ReadFile(w)
+	data2[len(data2)-3] ^= 1
+	os.WriteFile(w, data2, 0o644)
+	if _, err := Run(context.Background(), cfg2, data, ft2, quiet(), WithInitFrom(damaged)); err == nil || !strings.Contains(err.Error(), w) {
+		t.Errorf("init-from a damaged checkpoint: err = %v", err)
+	}
+	if _, err := os.Stat(ft2); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("refused --init-from runs left %s behind (%v)", ft2, err)
 	}
 }
 
@@ -247,17 +266,23 @@ func TestCheckpointErrors(t *testing.T) {
 			t.Errorf("%s: err = %v, want it to mention %q", what, err, want)
 		}
 	}
-	check("another format version", strings.Replace(string(orig), checkpoint.Magic+" 1", checkpoint.Magic+" 2", 1), "format version 2")
+	// resign gives a HEADER's body a magic line of format v with its right checksum.
+	resign := func(v int, content string) string {
+		_, body, _ := strings.Cut(content, "\n")
+		return fmt.Sprintf("%s %d xxh64:%016x\n%s", checkpoint.Magic, v, xxhash.Sum64String(body), body)
+	}
+	check("another format version", resign(3, string(orig)), "format version 3")
 	check("no magic", "{}\n", "not an xspan checkpoint")
-	check("edited config", strings.Replace(string(orig), `"dim": 32`, `"dim": 48`, 1), "config hash")
+	check("edited config", strings.Replace(string(orig), `"dim": 32`, `"dim": 48`, 1), "the header is damaged")
+	check("edited config, checksum redone", resign(2, strings.Replace(string(orig), `"dim": 32`, `"dim": 48`, 1)), "config hash")
 	os.WriteFile(hdrPath, orig, 0o644)
 	if _, _, err := checkpoint.Load(dir, gotch.CPU); err != nil {
 		t.Fatalf("restored header: %v", err)
 	}
 	// Weights that do not fit the config.
 	os.WriteFile(filepath.Join(dir, checkpoint.WeightsName), []byte("junk"), 0o644)
-	if _, _, err := checkpoint.Load(dir, gotch.CPU); err == nil {
-		t.Error("junk weights: no error")
+	if _, _, err := checkpoint.Load(dir, gotch.CPU); err == nil || !strings.Contains(err.Error(), checkpoint.WeightsName) {
+		t.Errorf("junk weights: err = %v", err)
 	}
 	for _, p := range []string{filepath.Join(run, "nope"), t.TempDir()} {
 		if _, err := checkpoint.Resolve(p); err == nil {
@@ -297,5 +322,53 @@ func TestNonFiniteLossStops(t *testing.T) {
 	}
 	if h, err := checkpoint.ReadHeader(last); err != nil || h.Step != res.Step || res.Step < 1 {
 		t.Errorf("last checkpoint %+v (%v); the run stopped after step %d", h, err, res.Step)
+	}
+}
+
+// A full disk while a checkpoint is written (injected: the disk takes 1000 bytes of the
+// step-4 weights) stops the run with an error that says so; the step-2 checkpoint stays
+// whole, nothing half-written is left, and --resume then finishes the run with the same
+// weights as a run that never failed.
+func TestFullDiskStopsCleanlyAndResumes(t *testing.T) {
+	defer torchrt.Lock()()
+	data := testData(t)
+	cfg := tinyConfig(6)
+	cfg.CkptEvery = 2
+	ref := filepath.Join(t.TempDir(), "ref")
+	if _, err := Run(context.Background(), cfg, data, ref, quiet(), WithoutFinalEval()); err != nil {
+		t.Fatal(err)
+	}
+	run := filepath.Join(t.TempDir(), "run")
+	checkpoint.FaultHook = func(path string) int64 {
+		if strings.Contains(path, checkpoint.StepDirName(4)) && filepath.Base(path) == checkpoint.WeightsName {
+			return 1000
+		}
+		return -1
+	}
+	_, err := Run(context.Background(), cfg, data, run, quiet(), WithoutFinalEval())
+	checkpoint.FaultHook = nil
+	if err == nil || !strings.Contains(err.Error(), "no space left on device") || !strings.Contains(err.Error(), checkpoint.StepDirName(4)) {
+		t.Fatalf("full disk at step 4: err = %v", err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(run, checkpoint.Dir))
+	if len(ents) != 1 || ents[0].Name() != checkpoint.StepDirName(2) {
+		t.Fatalf("after the failure the checkpoints folder holds %v", ents)
+	}
+	if _, _, err := checkpoint.Load(run, gotch.CPU); err != nil {
+		t.Fatalf("the step-2 checkpoint: %v", err)
+	}
+	if _, err := Run(context.Background(), cfg, data, run, quiet(), WithoutFinalEval(), WithResume(true)); err != nil {
+		t.Fatalf("resume after the failure: %v", err)
+	}
+	ma, _, err := checkpoint.Load(ref, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mb, _, err := checkpoint.Load(run, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sameTensors(paramValues(ma), paramValues(mb)); err != nil {
+		t.Fatalf("resumed run vs one that never failed: %v", err)
 	}
 }

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 
 	"xspan/bench"
+	"xspan/generate"
 	"xspan/internal/torchrt"
 )
 
@@ -19,8 +19,10 @@ func init() {
 const benchDescription = `
 xspan bench [--quick] [--out DIR]        runs every benchmark below in turn
 xspan bench prep [--quick]                 prep throughput beside plain zstd (the ceiling)
-xspan bench train [bench-train flags]      training tokens/s and peak RSS (as bench-train)
+xspan bench train [--data DIR] [--quick]   training tokens/s, peak RSS and valid bpc
+                                           (also 'xspan bench-train')
 xspan bench gen [--quick]                  generation flatness: pruning on beside off
+                                           (also 'xspan generate --bench N')
 xspan bench copy [--quick] [--gaps 512,2048,8192] [--out DIR]
                                            the copy task: Expire-Span beside the baseline
                                            of equal memory
@@ -29,41 +31,42 @@ Each prints its figures beside the ceiling or baseline measured in the same run.
 'xspan bench SUB -h' for a benchmark's flags.`
 
 // benchSubs are the benchmarks; the all-in-one run takes them in benchOrder.
-var benchSubs = map[string]func(args []string) error{
+var benchSubs = map[string]func(e *env, args []string) error{
 	"prep":  runBenchPrep,
-	"train": runBenchTrainPair,
+	"train": runBenchTrain,
 	"gen":   runBenchGen,
 	"copy":  runBenchCopy,
 }
 
 var benchOrder = []string{"prep", "train", "gen", "copy"}
 
-func runBench(args []string) error {
+func runBench(e *env, args []string) error {
 	if len(args) > 0 {
 		if sub, ok := benchSubs[args[0]]; ok {
-			return sub(args[1:])
+			return sub(e, args[1:])
 		}
 	}
 	fs := newFlagSet("bench", "[SUB] [--quick] [--out DIR]", benchDescription)
 	quick := fs.Bool("quick", false, "a few-minute run of every benchmark")
 	out := fs.String("out", "", "folder for the copy task's table, PNG and runs (default: bench copy's)")
-	if err := parseFlags(fs, args); err != nil {
+	pos, err := fs.parse(e, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unknown benchmark %q: want prep, train, gen or copy", fs.Arg(0))
+	if len(pos) > 0 {
+		return usageErrorf("unknown benchmark %q: want prep, train, gen or copy", pos[0])
 	}
 	var flags []string
 	if *quick {
 		flags = append(flags, "--quick")
 	}
 	for _, name := range benchOrder {
-		fmt.Printf("== xspan bench %s ==\n", name)
+		fmt.Fprintf(e.stdout, "== xspan bench %s ==\n", name)
 		a := flags
 		if name == "copy" && *out != "" {
 			a = append(a, "--out", *out)
 		}
-		if err := benchSubs[name](a); err != nil {
+		if err := benchSubs[name](e, a); err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 	}
@@ -86,7 +89,7 @@ Writes DIR/copy.md (the table), DIR/copy.png, DIR/copy.json, and the datasets an
 --quick: gaps 256 and 1024, about 500 training examples per run (a few minutes);
 otherwise gaps 512, 2048 and 8192, about 1000 examples per run, at most 6000 steps.`
 
-func runBenchCopy(args []string) error {
+func runBenchCopy(e *env, args []string) error {
 	fs := newFlagSet("bench copy", "[--quick] [--gaps 512,2048,8192] [--out DIR] [flags]", benchCopyDescription)
 	quick := fs.Bool("quick", false, "gaps 256,1024 and fewer steps: a few minutes")
 	gapsFlag := fs.String("gaps", "", "comma-separated gaps (default 512,2048,8192; --quick 256,1024)")
@@ -95,14 +98,17 @@ func runBenchCopy(args []string) error {
 	alphabet := fs.Int("alphabet", 8, "symbols")
 	examples := fs.Int("examples", 0, "training examples per run; sets the steps (default 1000, --quick 500)")
 	maxSteps := fs.Int("max-steps", 6000, "most steps per run")
-	threads := fs.Int("threads", 1, "libtorch threads (0: one per core)")
-	if err := parseFlags(fs, args); err != nil {
+	var df deviceFlags
+	fs.group("device")
+	fs.IntVar(&df.threads, "threads", 0, fmt.Sprintf("CPU threads for libtorch, 1 to %d (4 per core); 0: one per core (the runs are on the CPU)", maxThreads()))
+	fs.group("flags")
+	if err := fs.noArgs(e, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected argument %q", fs.Arg(0))
+	if err := df.check(); err != nil {
+		return err
 	}
-	cfg := bench.CopyConfig{SeqLen: *seqLen, Alphabet: *alphabet, Examples: *examples, MaxSteps: *maxSteps, Threads: *threads, Seed: 1, Out: *out}
+	cfg := bench.CopyConfig{SeqLen: *seqLen, Alphabet: *alphabet, Examples: *examples, MaxSteps: *maxSteps, Threads: df.threads, Seed: 1, Out: *out}
 	gaps := "512,2048,8192"
 	if *quick {
 		gaps = "256,1024"
@@ -133,15 +139,15 @@ func runBenchCopy(args []string) error {
 	if err := os.MkdirAll(cfg.Out, 0o755); err != nil {
 		return err
 	}
-	cfg.Logf = func(format string, a ...any) { fmt.Fprintf(os.Stderr, "bench copy: "+format+"\n", a...) }
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	cfg.Logf = func(format string, a ...any) { fmt.Fprintf(e.stderr, "bench copy: "+format+"\n", a...) }
+	ctx, stop := e.interruptible()
 	defer stop()
 	defer torchrt.Lock()()
 	rows, err := bench.RunCopy(ctx, cfg)
 	if err != nil {
 		return err
 	}
-	return bench.WriteCopyFiles(cfg.Out, rows, os.Stdout)
+	return bench.WriteCopyFiles(cfg.Out, rows, e.stdout)
 }
 
 const benchPrepDescription = `
@@ -149,15 +155,12 @@ Writes --size MB of word-like text (bench.Text, the input of the dataset
 package's BenchmarkPrep) and prepares it with a char vocabulary, beside plain zstd
 compression of the same bytes at the same level measured just before (the ceiling).`
 
-func runBenchPrep(args []string) error {
+func runBenchPrep(e *env, args []string) error {
 	fs := newFlagSet("bench prep", "[--quick] [--size MB]", benchPrepDescription)
 	quick := fs.Bool("quick", false, "20 MB instead of 100")
-	size := fs.Int("size", 0, "MB of text (default 100; --quick 20)")
-	if err := parseFlags(fs, args); err != nil {
+	size := fs.Int("size", 0, "MB of text (0: 100, or 20 with --quick)")
+	if err := fs.noArgs(e, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected argument %q", fs.Arg(0))
 	}
 	if *size < 0 {
 		return usageErrorf("--size %d: want ≥ 1", *size)
@@ -169,86 +172,108 @@ func runBenchPrep(args []string) error {
 			mb = 20
 		}
 	}
-	res, err := bench.Prep(context.Background(), mb<<20)
+	ctx, stop := e.interruptible()
+	defer stop()
+	res, err := bench.Prep(ctx, mb<<20)
 	if err != nil {
 		return err
 	}
-	fmt.Println(res)
-	return nil
-}
-
-const benchTrainPairDescription = `
-With --data: the bench-train benchmark (see 'xspan bench-train -h'), with its flags.
-Without --data (as in 'xspan bench --quick'): prepares a 2 MB text dataset in a temporary
-folder and runs bench-train on it twice, Expire-Span and the fixed-memory baseline
-(--set expire=false) of the same preset, for --steps steps each (default 30), without
-validation.`
-
-// runBenchTrainPair is bench-train with --data, else Expire-Span beside the baseline on
-// a generated corpus.
-func runBenchTrainPair(args []string) error {
-	for _, a := range args {
-		if a == "-h" || a == "--help" || a == "-help" {
-			fmt.Fprintln(os.Stderr, strings.TrimSpace(benchTrainPairDescription)+"\n")
-			return runBenchTrain(args)
-		}
-		if a == "--data" || a == "-data" || strings.HasPrefix(a, "--data=") || strings.HasPrefix(a, "-data=") {
-			return runBenchTrain(args)
-		}
-	}
-	steps := "30"
-	var rest []string
-	for i := 0; i < len(args); i++ {
-		switch a := args[i]; {
-		case a == "--quick" || a == "-quick":
-		case (a == "--steps" || a == "-steps") && i+1 < len(args):
-			steps = args[i+1]
-			i++
-		default:
-			rest = append(rest, a)
-		}
-	}
-	dir, err := os.MkdirTemp("", "xspan-bench-train-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	data, err := bench.TextDataset(context.Background(), dir, 2<<20)
-	if err != nil {
-		return err
-	}
-	for _, model := range []struct{ name, set string }{{"Expire-Span", "expire=true"}, {"baseline (fixed memory of the last L keys)", "expire=false"}} {
-		fmt.Printf("-- %s --\n", model.name)
-		a := append([]string{"--data", data, "--steps", steps, "--no-valid", "--set", model.set}, rest...)
-		if err := runBenchTrain(a); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err = fmt.Fprintln(e.stdout, res)
+	return err
 }
 
 const benchGenDescription = `
-The flatness benchmark of 'xspan generate --bench' on a randomly initialised tiny
-preset: per-token time and live memory with pruning on, beside pruning off, in the same
-run. --quick: 4000 tokens, marks at 1000, 2000 and 4000; else 20000 tokens.`
+The flatness benchmark: generates --tokens tokens twice, with pruning and with pruning off,
+and prints per-token time and live memory at --marks, in the same run. The model is a
+randomly initialised --preset (tiny) unless --ckpt names a checkpoint. --quick: 4000
+tokens, marks at 1000, 2000 and 4000. 'xspan generate --bench N' is the same benchmark.`
 
-func runBenchGen(args []string) error {
-	fs := newFlagSet("bench gen", "[--quick] [--preset tiny]", benchGenDescription)
-	quick := fs.Bool("quick", false, "4000 tokens instead of 20000")
-	preset := fs.String("preset", "tiny", "preset of the random model")
-	threads := fs.Int("threads", 1, "libtorch threads")
-	if err := parseFlags(fs, args); err != nil {
+func runBenchGen(e *env, args []string) error {
+	fs := newFlagSet("bench gen", "[--quick] [--ckpt PATH_OR_RUN | --preset tiny] [flags]", benchGenDescription)
+	quick := fs.Bool("quick", false, "4000 tokens, marks at 1000, 2000 and 4000")
+	tokens := fs.Int("tokens", 20000, "tokens to generate with pruning, then without")
+	marksFlag := fs.String("marks", "1000,5000,10000,20000", "where to measure (token counts)")
+	window := fs.Int("window", 500, "tokens before each mark whose step times are measured")
+	prompt := fs.String("prompt", "In the beginning ", "the prompt")
+	seed := fs.Int64("seed", 1, "sampling seed")
+	var mf modelFlags
+	mf.register(fs)
+	if err := fs.noArgs(e, args); err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected argument %q", fs.Arg(0))
+	set := fs.visited()
+	if mf.ckpt == "" {
+		mf.random = true
+		if mf.preset == "" {
+			mf.preset = "tiny"
+		}
 	}
-	a := []string{"--preset", *preset, "--random", "--device", "cpu", "--threads", strconv.Itoa(*threads),
-		"--seed", "1", "--prompt", "In the beginning "}
 	if *quick {
-		a = append(a, "--bench", "4000", "--bench-marks", "1000,2000,4000", "--bench-window", "300")
-	} else {
-		a = append(a, "--bench", "20000")
+		if !set["tokens"] {
+			*tokens = 4000
+		}
+		if !set["marks"] {
+			*marksFlag = "1000,2000,4000"
+		}
+		if !set["window"] {
+			*window = 300
+		}
 	}
-	return runGenerate(a)
+	if err := mf.check(); err != nil {
+		return err
+	}
+	marks, err := parseMarks(*marksFlag)
+	if err != nil {
+		return usageErrorf("--marks: %w", err)
+	}
+	switch {
+	case *tokens < 1:
+		return usageErrorf("--tokens %d: need at least 1", *tokens)
+	case *window < 1:
+		return usageErrorf("--window %d: need at least 1", *window)
+	case *seed < 0:
+		return usageErrorf("--seed %d: must not be negative", *seed)
+	}
+	defer torchrt.Lock()()
+	logf := func(f string, a ...any) { fmt.Fprintf(e.stderr, f+"\n", a...) }
+	model, err := mf.load(logf)
+	if err != nil {
+		return err
+	}
+	ids, _, err := generate.EncodePrompt(model.vocab, []byte(*prompt), generate.UnkReplace)
+	if err != nil {
+		return err
+	}
+	ctx, stop := e.interruptible()
+	defer stop()
+	return runFlatness(ctx, e, model, ids, generate.FlatnessConfig{
+		Tokens: *tokens, Marks: marks, Window: *window, Sampler: generate.SamplerConfig{Temperature: 1, TopP: 1, Seed: *seed},
+		PromptBlock: model.m.Cfg.Block, BytesPerMemory: model.bytesPerMemory(),
+	}, logf)
+}
+
+// runFlatness runs the flatness benchmark on a loaded model (bench gen and generate
+// --bench).
+func runFlatness(ctx context.Context, e *env, model *lmModel, prompt []int64, cfg generate.FlatnessConfig, logf func(string, ...any)) error {
+	cfg.Progress = func(pruning bool, n int) {
+		if n%5000 == 0 {
+			logf("bench: pruning %v: %d tokens", pruning, n)
+		}
+	}
+	logf("bench: %d tokens with pruning, then %d without; prompt %d tokens", cfg.Tokens, cfg.Tokens, len(prompt))
+	runs, err := generate.Flatness(ctx, func(pruning bool) (generate.Stepper, error) {
+		return model.stepper(pruning), nil
+	}, prompt, cfg)
+	if err != nil {
+		return err
+	}
+	what := fmt.Sprintf("checkpoint %v (step %v)", model.info["checkpoint"], model.info["step"])
+	if model.info["checkpoint"] == nil {
+		what = fmt.Sprintf("random weights: preset %v", model.info["preset"])
+	}
+	c := model.m.Cfg
+	fmt.Fprintf(e.stdout, "flatness benchmark: %d tokens; %s; %d layers, dim %d, max span %d, ramp %d, block %d; live memory ≈ %d bytes per memory (hidden state, key, value)\n",
+		cfg.Tokens, what, c.Layers, c.Dim, c.MaxSpan, c.Ramp, c.Block, cfg.BytesPerMemory)
+	generate.WriteFlatness(e.stdout, runs, cfg)
+	return nil
 }

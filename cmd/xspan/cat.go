@@ -2,11 +2,7 @@ package main
 
 import (
 	"bufio"
-	"errors"
-	"flag"
 	"fmt"
-	"os"
-	"strings"
 
 	"xspan/dataset"
 )
@@ -15,22 +11,20 @@ func init() {
 	register(command{name: "cat", summary: "write a split of a dataset as decoded text to stdout", run: runCat})
 }
 
-func runCat(args []string) error {
+func runCat(e *env, args []string) error {
 	fs := newFlagSet("cat", "DIR --split NAME", "Writes a split's decoded text to stdout; with a byte vocabulary it is the\nsource text byte for byte (after the newline policy).")
 	split := fs.String("split", "", "split to write (required): train, valid or test")
-	if err := fs.Parse(reorder(args)); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageErrorf("%v", err)
+	pos, err := fs.parse(e, args)
+	if err != nil {
+		return err
 	}
-	if fs.NArg() != 1 {
-		return usageErrorf("want one dataset folder, got %d arguments", fs.NArg())
+	if len(pos) != 1 {
+		return usageErrorf("want one dataset folder, got %d arguments", len(pos))
 	}
 	if *split == "" {
 		return usageErrorf("--split is required")
 	}
-	r, err := dataset.Open(fs.Arg(0))
+	r, err := dataset.Open(pos[0])
 	if err != nil {
 		return err
 	}
@@ -41,7 +35,7 @@ func runCat(args []string) error {
 	if err != nil {
 		return err
 	}
-	w := bufio.NewWriterSize(os.Stdout, 1<<20)
+	w := bufio.NewWriterSize(e.stdout, 1<<20)
 	raw := v.Kind() == "byte" && r.Manifest().TokenWidth == 1
 	s, _ := r.Manifest().Split(*split)
 	var packed []byte
@@ -59,33 +53,11 @@ func runCat(args []string) error {
 			_, err = w.Write(v.Decode(ids))
 		}
 		if err != nil {
-			return fmt.Errorf("stdout: %v", err)
+			return fmt.Errorf("writing standard output: %w", err)
 		}
 	}
 	if err := w.Flush(); err != nil {
-		return fmt.Errorf("stdout: %v", err)
+		return fmt.Errorf("writing standard output: %w", err)
 	}
 	return nil
-}
-
-// reorder moves flags before positional arguments, so "cat DIR --split x" parses.
-func reorder(args []string) []string {
-	var flags, pos []string
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		switch {
-		case a == "--":
-			pos = append(pos, args[i+1:]...)
-			i = len(args)
-		case strings.HasPrefix(a, "-") && len(a) > 1:
-			flags = append(flags, a)
-			if !strings.Contains(a, "=") && i+1 < len(args) && strings.TrimLeft(a, "-") != "h" && strings.TrimLeft(a, "-") != "help" {
-				flags = append(flags, args[i+1])
-				i++
-			}
-		default:
-			pos = append(pos, a)
-		}
-	}
-	return append(flags, pos...)
 }

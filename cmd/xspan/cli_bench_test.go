@@ -55,6 +55,7 @@ func TestCLIBenchCopy(t *testing.T) {
 }
 
 func TestCLIBenchErrors(t *testing.T) {
+	t.Parallel()
 	for _, c := range []struct {
 		args []string
 		want string
@@ -74,6 +75,7 @@ func TestCLIBenchErrors(t *testing.T) {
 
 // TestCLIBenchPrep measures prep on 1 MB beside the zstd ceiling.
 func TestCLIBenchPrep(t *testing.T) {
+	t.Parallel()
 	code, stdout, stderr := run(t, "bench", "prep", "--size", "1")
 	if code != 0 || !strings.Contains(stdout, "prep: ") || !strings.Contains(stdout, "zstd ceiling") || !strings.Contains(stdout, "% of the ceiling") {
 		t.Errorf("bench prep: exit %d:\n%s%s", code, stdout, stderr)

@@ -2,27 +2,26 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// run calls runMain with stdout and stderr captured.
+// run calls runMain with an empty standard input and stdout and stderr captured; tests
+// may call it side by side.
 func run(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	dir := t.TempDir()
-	outF, _ := os.Create(filepath.Join(dir, "stdout"))
-	errF, _ := os.Create(filepath.Join(dir, "stderr"))
-	oldOut, oldErr := os.Stdout, os.Stderr
-	os.Stdout, os.Stderr = outF, errF
-	defer func() { os.Stdout, os.Stderr = oldOut, oldErr }()
-	code = runMain(args)
-	outF.Close()
-	errF.Close()
-	o, _ := os.ReadFile(outF.Name())
-	e, _ := os.ReadFile(errF.Name())
-	return code, string(o), string(e)
+	return runWith(t, strings.NewReader(""), args...)
+}
+
+// runWith is run with stdin as standard input.
+func runWith(t *testing.T, stdin io.Reader, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var o, e bytes.Buffer
+	code = runMain(&env{stdin: stdin, stdout: &o, stderr: &e}, args)
+	return code, o.String(), e.String()
 }
 
 func testText() []byte {
@@ -37,6 +36,7 @@ func testText() []byte {
 }
 
 func TestCLIPrepInspectCat(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	text := testText()
 	in := filepath.Join(dir, "corpus.txt")
@@ -79,6 +79,7 @@ func TestCLIPrepInspectCat(t *testing.T) {
 }
 
 func TestCLIErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	in := filepath.Join(dir, "corpus.txt")
 	os.WriteFile(in, testText(), 0o644)

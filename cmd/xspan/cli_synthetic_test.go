@@ -67,6 +67,7 @@ func TestCLIPrepSyntheticCopy(t *testing.T) {
 }
 
 func TestCLIPrepSyntheticErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	out := filepath.Join(dir, "copy")
 	if code, _, stderr := run(t, "prep", "--synthetic", "copy", "--out", out, "--examples", "3", "--gap", "2"); code != 0 {

@@ -21,7 +21,7 @@ import (
 func TestMain(m *testing.M) {
 	if os.Getenv("XSPAN_TEST_AS_MAIN") == "1" {
 		defer torchrt.Lock()()
-		os.Exit(runMain(os.Args[1:]))
+		os.Exit(runMain(&env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:]))
 	}
 	os.Exit(m.Run())
 }

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 
@@ -43,7 +41,7 @@ evaluated; with --batch B a stream's cut tail leaves some out). Chance is 1/alph
 predict it, and per layer the span the model gave it as a memory. (With --dump the model
 runs a path that returns spans but not predictions: no copy accuracy then.)`
 
-func runEval(args []string) error {
+func runEval(e *env, args []string) error {
 	fs := newFlagSet("eval", "--ckpt PATH_OR_RUN [--data DIR] [--split test] [flags]", evalDescription)
 	ckpt := fs.String("ckpt", "", "checkpoint: run folder, RUN/best or checkpoint folder (required)")
 	data := fs.String("data", "", "dataset folder (default: the one the checkpoint was trained on)")
@@ -52,13 +50,10 @@ func runEval(args []string) error {
 	maxBlocks := fs.Int64("max-blocks", 0, "evaluate only the first N blocks of each stream (0: all)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	dump := fs.String("dump", "", "write per-token bits and spans as JSONL to this file (batch 1)")
-	device := fs.String("device", "auto", "auto, cpu, cuda or cuda:N")
-	threads := fs.Int("threads", 0, "CPU threads for libtorch (0: one per core)")
-	if err := parseFlags(fs, args); err != nil {
+	var df deviceFlags
+	df.register(fs)
+	if err := fs.noArgs(e, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected argument %q", fs.Arg(0))
 	}
 	if *ckpt == "" {
 		return usageErrorf("--ckpt is required")
@@ -66,14 +61,32 @@ func runEval(args []string) error {
 	if *batch < 1 {
 		return usageErrorf("--batch %d: want ≥ 1", *batch)
 	}
+	if *maxBlocks < 0 {
+		return usageErrorf("--max-blocks %d: must not be negative (0: all)", *maxBlocks)
+	}
 	if *dump != "" && *batch != 1 {
 		return usageErrorf("--dump needs --batch 1")
 	}
+	if err := df.check(); err != nil {
+		return err
+	}
+	// The dump's file is made before the evaluation, so that a bad path fails first.
+	var tmp *os.File
+	if *dump != "" {
+		if st, err := os.Stat(*dump); err == nil && st.IsDir() {
+			return usageErrorf("--dump %s is a folder: want the path of a file to write", *dump)
+		}
+		var err error
+		if tmp, err = os.CreateTemp(filepath.Dir(*dump), "."+filepath.Base(*dump)+".tmp*"); err != nil {
+			return fmt.Errorf("--dump: %w", err)
+		}
+		defer os.Remove(tmp.Name())
+		defer tmp.Close()
+	}
 	defer torchrt.Lock()()
-	torchrt.SetThreads(*threads)
-	dev, note, err := torchrt.ParseDevice(*device)
+	dev, note, err := df.open()
 	if err != nil {
-		return usageErrorf("--device: %v", err)
+		return err
 	}
 	m, ck, err := checkpoint.Load(*ckpt, dev)
 	if err != nil {
@@ -90,17 +103,10 @@ func runEval(args []string) error {
 	if err := ck.CheckVocab(r); err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := e.interruptible()
 	defer stop()
 	opts := []eval.Option{eval.WithBatch(*batch), eval.WithMaxBlocks(*maxBlocks)}
-	var tmp *os.File
-	if *dump != "" {
-		tmp, err = os.CreateTemp(filepath.Dir(*dump), "."+filepath.Base(*dump)+".tmp*")
-		if err != nil {
-			return err
-		}
-		defer os.Remove(tmp.Name())
-		defer tmp.Close()
+	if tmp != nil {
 		opts = append(opts, eval.WithDump(tmp, ck.Vocab))
 	}
 	res, err := eval.Run(ctx, m, r, *split, opts...)
@@ -123,31 +129,32 @@ func runEval(args []string) error {
 			*eval.Result
 		}{ck.Path, ck.Step, dir, res}
 		js, _ := json.MarshalIndent(out, "", "  ")
-		fmt.Println(string(js))
-		return nil
+		_, err := fmt.Fprintln(e.stdout, string(js))
+		return err
 	}
-	fmt.Fprintln(os.Stderr, note)
-	fmt.Printf("checkpoint %s (step %d), %s split of %s\n", ck.Path, ck.Step, res.Split, dir)
-	fmt.Printf("tokens      %d scored (%d not), batch %d, %.1fs\n", res.Tokens, res.Skipped, res.Batch, res.Seconds)
-	fmt.Printf("loss        %.4f nats/token\n", res.Loss)
-	fmt.Printf("bits/token  %.4f\n", res.BitsPerToken)
-	fmt.Printf("%-11s %.4f %s\n", res.Unit.Abbrev, res.BPC, res.Unit.Name)
-	fmt.Printf("live memory %s keys per layer (mean over blocks, per stream)\n", evalFloats(res.MeanLive, "%.1f"))
+	w := e.stdout
+	fmt.Fprintln(e.stderr, note)
+	fmt.Fprintf(w, "checkpoint %s (step %d), %s split of %s\n", ck.Path, ck.Step, res.Split, dir)
+	fmt.Fprintf(w, "tokens      %d scored (%d not), batch %d, %.1fs\n", res.Tokens, res.Skipped, res.Batch, res.Seconds)
+	fmt.Fprintf(w, "loss        %.4f nats/token\n", res.Loss)
+	fmt.Fprintf(w, "bits/token  %.4f\n", res.BitsPerToken)
+	fmt.Fprintf(w, "%-11s %.4f %s\n", res.Unit.Abbrev, res.BPC, res.Unit.Name)
+	fmt.Fprintf(w, "live memory %s keys per layer (mean over blocks, per stream)\n", evalFloats(res.MeanLive, "%.1f"))
 	if len(res.MeanSpan) > 0 && res.MeanSpan[0] > 0 {
-		fmt.Printf("mean span   %s per layer\n", evalFloats(res.MeanSpan, "%.1f"))
+		fmt.Fprintf(w, "mean span   %s per layer\n", evalFloats(res.MeanSpan, "%.1f"))
 	}
 	if a := res.Copy; a != nil {
-		fmt.Printf("copy acc    %.4f (%d of %d scored tokens right, greedy argmax given the true prefix", a.Accuracy, a.Correct, a.Scored)
+		fmt.Fprintf(w, "copy acc    %.4f (%d of %d scored tokens right, greedy argmax given the true prefix", a.Accuracy, a.Correct, a.Scored)
 		if a.Chance > 0 {
-			fmt.Printf("; chance %.4f", a.Chance)
+			fmt.Fprintf(w, "; chance %.4f", a.Chance)
 		}
-		fmt.Println(")")
+		fmt.Fprintln(w, ")")
 		if a.Examples > 0 {
-			fmt.Printf("exact match %.4f (%d of %d complete examples all right)\n", a.ExactRate, a.Exact, a.Examples)
+			fmt.Fprintf(w, "exact match %.4f (%d of %d complete examples all right)\n", a.ExactRate, a.Exact, a.Examples)
 		}
 	}
 	if *dump != "" {
-		fmt.Printf("dump        %s\n", *dump)
+		fmt.Fprintf(w, "dump        %s\n", *dump)
 	}
 	return nil
 }

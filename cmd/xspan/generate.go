@@ -2,16 +2,14 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"golang.org/x/term"
 
@@ -37,26 +35,30 @@ one checkpoint folder), or a randomly initialised preset (--preset tiny --random
 vocabulary) for trying the pipeline without training.
 
 Prompt characters outside a char vocabulary are an error naming them; --unk replace maps
-them to <unk> with a warning instead.
+them to <unk> with a warning instead. An empty prompt starts from a newline (where the
+vocabulary has one; else token 0).
+
+--stop S (repeatable) ends a sample at the first S in its text, which is cut before it.
+--logprobs FILE writes one JSON line per token: its log-probability under the model and
+the 5 most likely tokens at its step ("-": standard error).
 
 --bench N generates N tokens twice, with pruning and with pruning off, and prints
 per-token time and live memory at --bench-marks (the flatness benchmark).`
 
-// modelFlags choose the model that generate and serve load.
+// modelFlags choose the model that generate, serve and bench gen load, and its device.
 type modelFlags struct {
-	ckpt    string
-	preset  string
-	random  bool
-	device  string
-	threads int
+	ckpt   string
+	preset string
+	random bool
+	deviceFlags
 }
 
-func (f *modelFlags) register(fs *flag.FlagSet) {
+func (f *modelFlags) register(fs *flagSet) {
+	fs.group("model")
 	fs.StringVar(&f.ckpt, "ckpt", "", "checkpoint: a run folder (latest), RUN/best, or a checkpoint folder")
 	fs.StringVar(&f.preset, "preset", "", "with --random: the preset whose shape to initialise ("+strings.Join(lm.PresetNames(), ", ")+")")
 	fs.BoolVar(&f.random, "random", false, "use a randomly initialised --preset model with a byte vocabulary instead of a checkpoint")
-	fs.StringVar(&f.device, "device", "auto", "auto, cpu, cuda or cuda:N")
-	fs.IntVar(&f.threads, "threads", 0, "libtorch intra-op threads (0: one per core)")
+	f.deviceFlags.register(fs)
 }
 
 func (f *modelFlags) check() error {
@@ -67,20 +69,17 @@ func (f *modelFlags) check() error {
 		return usageErrorf("give --ckpt PATH_OR_RUN, or --preset NAME --random for an untrained model")
 	case f.random && f.preset == "":
 		return usageErrorf("--random needs --preset (%s)", strings.Join(lm.PresetNames(), ", "))
-	case f.threads < 0:
-		return usageErrorf("--threads %d: must not be negative", f.threads)
 	}
-	return nil
+	return f.deviceFlags.check()
 }
 
 // load loads the model; the caller holds its OS thread.
 func (f *modelFlags) load(logf func(string, ...any)) (*lmModel, error) {
-	dev, note, err := torchrt.ParseDevice(f.device)
+	dev, note, err := f.deviceFlags.open()
 	if err != nil {
-		return nil, usageErrorf("--device: %v", err)
+		return nil, err
 	}
-	torchrt.SetThreads(f.threads)
-	logf("%s; intra-op threads: %d", note, torchrt.Threads())
+	logf("%s", note)
 	if f.random {
 		cfg, err := lm.Preset(f.preset)
 		if err != nil {
@@ -172,7 +171,7 @@ func parseMarks(s string) ([]int, error) {
 	return out, nil
 }
 
-func runGenerate(args []string) error {
+func runGenerate(e *env, args []string) error {
 	fs := newFlagSet("generate", "(--ckpt PATH_OR_RUN | --preset NAME --random) [--prompt TEXT | --prompt-file F | < F] [flags]", generateDescription)
 	var mf modelFlags
 	mf.register(fs)
@@ -186,20 +185,26 @@ func runGenerate(args []string) error {
 	samples := fs.Int("num-samples", 1, "samples to draw, each from a fresh memory, with seeds seed, seed+1, …")
 	echo := fs.Bool("echo", false, "print the prompt before the generated text")
 	unk := fs.String("unk", "error", "prompt characters outside a char vocabulary: error or replace (with <unk>)")
+	var stops []string
+	fs.Func("stop", "end a sample at this text, cut before it (repeatable)", func(v string) error {
+		stops = append(stops, v)
+		return nil
+	})
+	logprobs := fs.String("logprobs", "", "write each token's log-probability and the 5 most likely tokens as JSON lines to this file (-: stderr)")
 	stats := fs.Bool("stats", false, "print tokens/s, live memories per layer, memories dropped and process RSS to stderr")
 	statsEvery := fs.Int("stats-every", 1000, "with --stats: print every N tokens too")
 	noPrune := fs.Bool("no-prune", false, "keep every memory (for comparison; the text does not change)")
-	bench := fs.Int("bench", 0, "run the flatness benchmark over N tokens instead of printing text")
+	bench := fs.Int("bench", 0, "run the flatness benchmark over N tokens instead of printing text (as 'xspan bench gen')")
 	benchMarks := fs.String("bench-marks", "1000,5000,10000,20000", "with --bench: where to measure")
 	benchWindow := fs.Int("bench-window", 500, "with --bench: tokens before each mark whose step times are measured")
-	if err := parseFlags(fs, args); err != nil {
+	pos, err := fs.parse(e, args)
+	if err != nil {
 		return err
 	}
-	if fs.NArg() > 0 {
-		return usageErrorf("unexpected arguments %q (the prompt goes in --prompt)", fs.Args())
+	if len(pos) > 0 {
+		return usageErrorf("unexpected arguments %q (the prompt goes in --prompt)", pos)
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	set := fs.visited()
 	if err := mf.check(); err != nil {
 		return err
 	}
@@ -229,7 +234,7 @@ func runGenerate(args []string) error {
 	}
 	var text []byte
 	if *bench == 0 || set["prompt"] || *promptFile != "" {
-		if text, err = readPrompt(*prompt, *promptFile, set, os.Stdin); err != nil {
+		if text, err = readPrompt(*prompt, *promptFile, set, e.stdin); err != nil {
 			return err
 		}
 	} else {
@@ -237,12 +242,12 @@ func runGenerate(args []string) error {
 	}
 
 	defer torchrt.Lock()()
-	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, f+"\n", a...) }
+	logf := func(f string, a ...any) { fmt.Fprintf(e.stderr, f+"\n", a...) }
 	model, err := mf.load(logf)
 	if err != nil {
 		return err
 	}
-	ids, warning, err := generate.EncodePrompt(model.vocab, text, policy)
+	ids, warning, err := generate.PromptTokens(model, text, policy)
 	if err != nil {
 		return err
 	}
@@ -253,85 +258,104 @@ func runGenerate(args []string) error {
 		scfg.Seed = rand.Int64N(1 << 53)
 		logf("seed: %d", scfg.Seed)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := e.interruptible()
 	defer stop()
 
 	if *bench > 0 {
-		return runFlatness(ctx, model, ids, generate.FlatnessConfig{
+		return runFlatness(ctx, e, model, ids, generate.FlatnessConfig{
 			Tokens: *bench, Marks: marks, Window: *benchWindow, Sampler: scfg,
 			PromptBlock: model.m.Cfg.Block, BytesPerMemory: model.bytesPerMemory(),
 		}, logf)
 	}
+	var lpOut io.Writer
+	switch *logprobs {
+	case "":
+	case "-":
+		lpOut = os.Stderr
+	default:
+		f, err := os.Create(*logprobs)
+		if err != nil {
+			return fmt.Errorf("--logprobs: %w", err)
+		}
+		defer f.Close()
+		lpOut = f
+	}
 	model.pruning = !*noPrune
 	for k := 0; k < *samples; k++ {
-		opts := generate.Options{MaxNewTokens: *maxNew, Sampler: scfg, PromptBlock: model.m.Cfg.Block}
+		opts := generate.Options{MaxNewTokens: *maxNew, Sampler: scfg, PromptBlock: model.m.Cfg.Block, Stop: stops}
+		if lpOut != nil {
+			opts.TopLogProbs = generate.MaxTopLogProbs
+		}
 		opts.Sampler.Seed = scfg.Seed + int64(k)
 		endedLine := false
+		out := &lineTracker{w: e.stdout}
 		if *stats {
-			show := generate.StatsPrinter(os.Stderr)
+			show := generate.StatsPrinter(e.stderr)
 			opts.StatsEvery = *statsEvery
 			opts.OnStats = func(s generate.Stats) {
-				if s.Final {
+				switch {
+				case s.Final:
 					// End the text's line first, so that on a terminal the summary does not
 					// run on from the last generated character.
-					fmt.Println()
+					fmt.Fprintln(e.stdout)
 					endedLine = true
+				case e.sharedOutput && out.midLine:
+					// On one screen, a snapshot gets a line of its own (on stderr: the text
+					// on stdout stays as generated) and the text goes on below it.
+					fmt.Fprintln(e.stderr)
+					out.midLine = false
 				}
 				show(s)
 			}
 		}
 		if *samples > 1 {
 			if k > 0 {
-				fmt.Println()
+				fmt.Fprintln(e.stdout)
 			}
-			fmt.Printf("--- sample %d of %d (seed %d) ---\n", k+1, *samples, opts.Sampler.Seed)
+			fmt.Fprintf(e.stdout, "--- sample %d of %d (seed %d) ---\n", k+1, *samples, opts.Sampler.Seed)
 		}
 		if *echo {
-			os.Stdout.Write(text)
+			out.Write(text)
 		}
 		st, _ := model.NewStepper()
 		_, err := generate.Generate(ctx, st, model.vocab, ids, opts, func(t generate.Token) error {
+			if lpOut != nil && t.LogProb != nil {
+				line, _ := json.Marshal(map[string]any{"sample": k, "index": t.Index, "id": t.ID,
+					"token": generate.TokenText(model.vocab, t.ID), "logprob": *t.LogProb, "top_logprobs": t.TopLogProbs})
+				if _, err := fmt.Fprintf(lpOut, "%s\n", line); err != nil {
+					return fmt.Errorf("--logprobs: %w", err)
+				}
+			}
 			if t.Text == "" {
 				return nil
 			}
-			_, err := io.WriteString(os.Stdout, t.Text)
+			_, err := io.WriteString(out, t.Text)
 			return err
 		})
 		st.(*lmStepper).Close()
 		if err != nil {
 			if errors.Is(err, context.Canceled) {
-				fmt.Println()
+				fmt.Fprintln(e.stdout)
 				return errInterrupted
 			}
 			return err
 		}
 		if !endedLine {
-			fmt.Println()
+			fmt.Fprintln(e.stdout)
 		}
 	}
 	return nil
 }
 
-func runFlatness(ctx context.Context, model *lmModel, prompt []int64, cfg generate.FlatnessConfig, logf func(string, ...any)) error {
-	cfg.Progress = func(pruning bool, n int) {
-		if n%5000 == 0 {
-			logf("bench: pruning %v: %d tokens", pruning, n)
-		}
+// lineTracker writes to w and remembers whether the last byte written ended a line.
+type lineTracker struct {
+	w       io.Writer
+	midLine bool
+}
+
+func (l *lineTracker) Write(p []byte) (int, error) {
+	if len(p) > 0 {
+		l.midLine = p[len(p)-1] != '\n'
 	}
-	logf("bench: %d tokens with pruning, then %d without; prompt %d tokens", cfg.Tokens, cfg.Tokens, len(prompt))
-	runs, err := generate.Flatness(ctx, func(pruning bool) (generate.Stepper, error) {
-		return model.stepper(pruning), nil
-	}, prompt, cfg)
-	if err != nil {
-		return err
-	}
-	what := fmt.Sprintf("checkpoint %v (step %v)", model.info["checkpoint"], model.info["step"])
-	if model.info["checkpoint"] == nil {
-		what = fmt.Sprintf("random weights: preset %v", model.info["preset"])
-	}
-	c := model.m.Cfg
-	fmt.Printf("flatness benchmark: %d tokens; %s; %d layers, dim %d, max span %d, ramp %d, block %d; live memory ≈ %d bytes per memory (hidden state, key, value)\n",
-		cfg.Tokens, what, c.Layers, c.Dim, c.MaxSpan, c.Ramp, c.Block, cfg.BytesPerMemory)
-	generate.WriteFlatness(os.Stdout, runs, cfg)
-	return nil
+	return l.w.Write(p)
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,12 +41,10 @@ func TestCLIGenerateSameSeedSameText(t *testing.T) {
 	pf := filepath.Join(dir, "prompt.txt")
 	os.WriteFile(pf, []byte("Hello there"), 0o644)
 	d, _ := mustRun(t, genArgs("--prompt-file", pf, "--seed", "5", "--top-k", "40", "--top-p", "0.9")...)
-	in, _ := os.Open(pf)
-	defer in.Close()
-	old := os.Stdin
-	os.Stdin = in
-	e, _ := mustRun(t, genArgs("--seed", "5", "--top-k", "40", "--top-p", "0.9")...)
-	os.Stdin = old
+	code, e, stderr := runWith(t, strings.NewReader("Hello there"), genArgs("--seed", "5", "--top-k", "40", "--top-p", "0.9")...)
+	if code != 0 {
+		t.Fatalf("prompt from stdin: exit %d: %s", code, stderr)
+	}
 	if d != a || e != a {
 		t.Errorf("prompt from a file %q or stdin %q differs from --prompt %q", d, e, a)
 	}
@@ -108,7 +108,6 @@ func TestCLIGenerateBadInput(t *testing.T) {
 		{genArgs("--prompt", "x", "--bench-marks", "10,x"), 2, "--bench-marks"},
 		{genArgs("--prompt", "x", "--prompt-file", "f"), 2, "exclude each other"},
 		{genArgs("--prompt", "x", "extra"), 2, "unexpected arguments"},
-		{genArgs("--prompt", ""), 1, "prompt is empty"},
 		{genArgs("--prompt-file", missing), 1, "--prompt-file"},
 		{[]string{"generate", "--ckpt", missing, "--prompt", "x", "--device", "cpu"}, 1, "no-such-run"},
 	} {
@@ -119,5 +118,70 @@ func TestCLIGenerateBadInput(t *testing.T) {
 		if c.code == 1 && strings.Count(strings.TrimSpace(stderr), "\n") > 2 {
 			t.Errorf("xspan %s: want a short error, got:\n%s", strings.Join(c.args, " "), stderr)
 		}
+	}
+}
+
+// An empty prompt starts from a newline; --stop cuts a sample; --logprobs writes one
+// JSON line per token.
+func TestCLIGenerateEmptyPromptStopLogProbs(t *testing.T) {
+	empty, _ := mustRun(t, genArgs("--prompt", "", "--seed", "3", "--temperature", "0")...)
+	nl, _ := mustRun(t, genArgs("--prompt", "\n", "--seed", "3", "--temperature", "0")...)
+	if empty == "" || empty != nl {
+		t.Errorf("empty prompt %q, newline prompt %q", empty, nl)
+	}
+	text := strings.TrimSuffix(nl, "\n")
+	runes := []rune(text)
+	stop := string(runes[len(runes)/2 : len(runes)/2+2])
+	lp := filepath.Join(t.TempDir(), "lp.jsonl")
+	cut, _ := mustRun(t, genArgs("--prompt", "\n", "--seed", "3", "--temperature", "0", "--stop", "never", "--stop", stop, "--logprobs", lp)...)
+	if want := text[:strings.Index(text, stop)] + "\n"; cut != want {
+		t.Errorf("--stop %q: %q, want %q", stop, cut, want)
+	}
+	data, err := os.ReadFile(lp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	var first struct {
+		Index   int
+		ID      int
+		Token   string
+		LogProb *float64
+		Top     []struct{ ID int } `json:"top_logprobs"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil || first.LogProb == nil || *first.LogProb > 0 || len(first.Top) != 5 || first.Top[0].ID != first.ID {
+		t.Errorf("first line %s (%v): want the greedy token first among 5", lines[0], err)
+	}
+	if len(lines) < 2 || len(lines) > 60 {
+		t.Errorf("%d lines of log-probs", len(lines))
+	}
+}
+
+// On one screen (stdout and stderr to the same place), every stats snapshot stands on a
+// line of its own instead of breaking into a line of generated text; stdout alone is the
+// text as generated.
+func TestCLIGenerateStatsOnTheirOwnLines(t *testing.T) {
+	var screen bytes.Buffer
+	code := runMain(&env{stdin: strings.NewReader(""), stdout: &screen, stderr: &screen},
+		genArgs("--prompt", "abc", "--temperature", "0", "--max-new-tokens", "300", "--stats", "--stats-every", "50"))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, screen.String())
+	}
+	n := 0
+	for _, line := range strings.Split(screen.String(), "\n") {
+		if i := strings.Index(line, "stats: "); i >= 0 {
+			n++
+			if i > 0 {
+				t.Errorf("a stats snapshot starts mid-line: %q", line)
+			}
+		}
+	}
+	if n != 5 {
+		t.Errorf("%d interim snapshots, want 5 (every 50 of 300 tokens, the last one final):\n%s", n, screen.String())
+	}
+	plain, _ := mustRun(t, genArgs("--prompt", "abc", "--temperature", "0", "--max-new-tokens", "300", "--stats", "--stats-every", "50")...)
+	alone, _ := mustRun(t, genArgs("--prompt", "abc", "--temperature", "0", "--max-new-tokens", "300")...)
+	if plain != alone {
+		t.Errorf("stdout changes with --stats")
 	}
 }

@@ -3,10 +3,8 @@ package main
 import (
 	"bufio"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -18,32 +16,40 @@ func init() {
 	register(command{name: "inspect", summary: "describe a dataset folder and show a decoded sample", run: runInspect})
 }
 
-func runInspect(args []string) error {
-	fs := newFlagSet("inspect", "[flags] DIR", "Prints a dataset's manifest in human form and a decoded sample.")
+func runInspect(e *env, args []string) error {
+	fs := newFlagSet("inspect", "DIR [flags]", "Prints a dataset's manifest in human form and a decoded sample.")
 	sample := fs.Int("sample", 300, "tokens of decoded sample to show (0 for none)")
 	split := fs.String("split", "", "split to sample (default valid, else the first)")
-	if err := fs.Parse(reorder(args)); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageErrorf("%v", err)
-	}
-	if fs.NArg() != 1 {
-		return usageErrorf("want one dataset folder, got %d arguments", fs.NArg())
-	}
-	r, err := dataset.Open(fs.Arg(0))
+	pos, err := fs.parse(e, args)
 	if err != nil {
 		return err
 	}
-	w := bufio.NewWriter(os.Stdout)
-	defer w.Flush()
+	if len(pos) != 1 {
+		return usageErrorf("want one dataset folder, got %d arguments", len(pos))
+	}
+	if *sample < 0 {
+		return usageErrorf("--sample %d: must not be negative (0: no sample)", *sample)
+	}
+	r, err := dataset.Open(pos[0])
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(e.stdout)
+	if err := inspect(w, r, *split, *sample); err != nil {
+		return err
+	}
+	return w.Flush()
+}
+
+// inspect writes the manifest and a sample of n tokens of split.
+func inspect(w io.Writer, r *dataset.Reader, split string, n int) error {
 	if err := describe(w, r); err != nil {
 		return err
 	}
-	if *sample <= 0 {
+	if n == 0 {
 		return nil
 	}
-	name := *split
+	name := split
 	m := r.Manifest()
 	if name == "" {
 		name = m.Splits[0].Name
@@ -51,8 +57,8 @@ func runInspect(args []string) error {
 			name = "valid"
 		}
 	}
-	ids := make([]uint32, *sample)
-	n, err := r.ReadAt(name, 0, ids)
+	ids := make([]uint32, n)
+	got, err := r.ReadAt(name, 0, ids)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return err
 	}
@@ -60,8 +66,8 @@ func runInspect(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "\nsample: the first %d tokens of %s, decoded:\n", n, name)
-	for _, line := range strings.Split(printable(v.Decode(ids[:n])), "\n") {
+	fmt.Fprintf(w, "\nsample: the first %d tokens of %s, decoded:\n", got, name)
+	for _, line := range strings.Split(printable(v.Decode(ids[:got])), "\n") {
 		fmt.Fprintf(w, "  | %s\n", line)
 	}
 	return nil

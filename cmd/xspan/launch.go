@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -23,7 +24,10 @@ import (
 // which passes it on once to every worker (they stop after the same step and rank 0
 // writes one checkpoint); a second Ctrl-C kills them. When a worker fails, the others
 // get grace to report their own error, then are killed.
-func launchLocal(nproc int, args []string) error {
+//
+// The launcher's exit status is the one a signal gives any command (128 + its number):
+// the signal caught is passed on as it is, and the ranks stop as on their own.
+func launchLocal(e *env, nproc int, args []string) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -41,7 +45,7 @@ func launchLocal(nproc int, args []string) error {
 		cmd.Env = append(envWithout(os.Environ(), "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"),
 			fmt.Sprintf("RANK=%d", r), fmt.Sprintf("WORLD_SIZE=%d", nproc), fmt.Sprintf("LOCAL_RANK=%d", r),
 			"MASTER_ADDR=127.0.0.1", fmt.Sprintf("MASTER_PORT=%d", port))
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, childWriter(e.stdout), childWriter(e.stderr)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := cmd.Start(); err != nil {
 			for _, c := range cmds[:r] {
@@ -51,11 +55,11 @@ func launchLocal(nproc int, args []string) error {
 		}
 		cmds[r] = cmd
 	}
-	fmt.Fprintf(os.Stderr, "launched %d ranks on 127.0.0.1:%d (pids", nproc, port)
+	pids := ""
 	for _, c := range cmds {
-		fmt.Fprintf(os.Stderr, " %d", c.Process.Pid)
+		pids += fmt.Sprintf(" %d", c.Process.Pid)
 	}
-	fmt.Fprintln(os.Stderr, ")")
+	fmt.Fprintf(e.stderr, "launched %d ranks on 127.0.0.1:%d (pids%s)\n", nproc, port, pids)
 
 	type exit struct {
 		rank, code int
@@ -79,7 +83,7 @@ func launchLocal(nproc int, args []string) error {
 		}()
 	}
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(sigs, signals...)
 	defer signal.Stop(sigs)
 	var once sync.Once
 	killAll := func() {
@@ -89,6 +93,7 @@ func launchLocal(nproc int, args []string) error {
 	}
 	var kill <-chan time.Time
 	interrupts := 0
+	caught := syscall.SIGINT
 	firstFail := -1
 	codes := make([]int, nproc)
 	for left := nproc; left > 0; {
@@ -103,20 +108,24 @@ func launchLocal(nproc int, args []string) error {
 		case s := <-sigs:
 			interrupts++
 			if interrupts == 1 {
-				fmt.Fprintf(os.Stderr, "launcher: %v: passing it on to the %d ranks (again to kill them)\n", s, nproc)
+				if n, ok := s.(syscall.Signal); ok {
+					caught = n
+				}
+				e.caught.Store(int32(caught))
+				fmt.Fprintf(e.stderr, "launcher: %v: passing it on to the %d ranks (again to kill them)\n", s, nproc)
 				for _, c := range cmds {
-					c.Process.Signal(syscall.SIGINT)
+					c.Process.Signal(caught)
 				}
 			} else {
 				killAll()
 			}
 		case <-kill:
-			fmt.Fprintf(os.Stderr, "launcher: rank %d failed; killing the ranks still running\n", firstFail)
+			fmt.Fprintf(e.stderr, "launcher: rank %d failed; killing the ranks still running\n", firstFail)
 			killAll()
 		}
 	}
 	if interrupts > 0 {
-		if codes[0] == 130 || codes[0] == 0 {
+		if codes[0] == 128+int(caught) || codes[0] == 0 {
 			return fmt.Errorf("%w: the %d ranks stopped (rank 0 wrote the checkpoint; continue with --resume --nproc %d)", errInterrupted, nproc, nproc)
 		}
 		return fmt.Errorf("%w: rank 0 exited with status %d", errInterrupted, codes[0])
@@ -131,6 +140,17 @@ func launchLocal(nproc int, args []string) error {
 		return fmt.Errorf("distributed run failed (%s)", strings.Join(bad, ", "))
 	}
 	return nil
+}
+
+// childWriter is what a rank writes to for w: the file itself when w is one (so that rank
+// 0's progress bar still sees a terminal), else w.
+func childWriter(w io.Writer) io.Writer {
+	if ew, ok := w.(*exitWriter); ok {
+		if f, ok := ew.w.(*os.File); ok {
+			return f
+		}
+	}
+	return w
 }
 
 // withoutFlag removes -name/--name (with its value) from args.

@@ -13,7 +13,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strings"
 
 	"xspan/internal/torchrt"
 	"xspan/train"
@@ -24,7 +23,7 @@ import (
 type command struct {
 	name    string
 	summary string
-	run     func(args []string) error
+	run     func(e *env, args []string) error
 }
 
 var commands = map[string]command{}
@@ -37,29 +36,13 @@ func register(c command) {
 	commands[c.name] = c
 }
 
-// errUsage marks an error caused by how the command was called; main prints it with a
-// pointer to the subcommand's -h.
+// errUsage marks an error caused by how the command was called (a bad flag, a value out
+// of range, a missing argument): exit status 2, with a pointer to the subcommand's -h.
 var errUsage = errors.New("usage")
 
 // usageErrorf returns an error that wraps errUsage.
 func usageErrorf(format string, a ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{errUsage}, a...)...)
-}
-
-// newFlagSet returns a FlagSet for a subcommand whose -h prints the synopsis, the
-// description and the flags, and whose parse errors are returned, not fatal.
-func newFlagSet(name, synopsis, description string) *flag.FlagSet {
-	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.Usage = func() {
-		w := fs.Output()
-		fmt.Fprintf(w, "usage: xspan %s %s\n\n", name, synopsis)
-		if description != "" {
-			fmt.Fprintf(w, "%s\n\n", strings.TrimSpace(description))
-		}
-		fmt.Fprintln(w, "flags:")
-		fs.PrintDefaults()
-	}
-	return fs
 }
 
 func printHelp(w io.Writer) {
@@ -68,77 +51,95 @@ func printHelp(w io.Writer) {
 	fmt.Fprintln(w, "usage: xspan <command> [flags]")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "commands:")
-	names := make([]string, 0, len(commands))
+	names := []string{"help"}
 	for n := range commands {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	width := 0
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
+		width = max(width, len(n))
 	}
-	fmt.Fprintln(w, "  help       print this list")
+	for _, n := range names {
+		summary := "print this list, or a command's flags: xspan help <command>"
+		if n != "help" {
+			summary = commands[n].summary
+		}
+		fmt.Fprintf(w, "  %-*s  %s\n", width, n, summary)
+	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'xspan <command> -h' for a command's flags.")
 }
 
 func main() {
 	torchrt.TuneAndReexec()
-	os.Exit(runMain(os.Args[1:]))
+	os.Exit(runMain(&env{stdin: os.Stdin, stdout: os.Stdout, stderr: os.Stderr}, os.Args[1:]))
 }
 
-// errInterrupted is returned by a command stopped by Ctrl-C (or SIGTERM) that has no
-// error of its own to say so (train's is train.ErrInterrupted).
+// errInterrupted is returned by a command stopped by a signal that has no error of its
+// own to say so (train's is train.ErrInterrupted).
 var errInterrupted = errors.New("interrupted")
 
 // runMain dispatches to a subcommand and returns the exit status: 0 on success, 1 on a
-// failure, 2 on a usage error, 130 after Ctrl-C (as a shell reports SIGINT).
-func runMain(args []string) int {
+// failure (a failed write to stdout included), 2 on a usage error, 128 + the signal's
+// number after a signal stopped it (130 for Ctrl-C, 143 for SIGTERM, 129 for SIGHUP).
+func runMain(e *env, args []string) int {
+	stdout, stderr := &exitWriter{w: e.stdout}, e.stderr
+	if _, ok := stderr.(*os.File); !ok {
+		stderr = &exitWriter{w: stderr} // one write at a time (a file is so already, and a terminal stays one for progress bars)
+	}
+	ce := &env{stdin: e.stdin, stdout: stdout, stderr: stderr,
+		sharedOutput: e.stdout == e.stderr || (isTerminal(e.stdout) && isTerminal(e.stderr))}
 	if len(args) == 0 {
-		printHelp(os.Stderr)
+		printHelp(stderr)
 		return 2
 	}
 	name := args[0]
 	if name == "help" || name == "-h" || name == "--help" || name == "-help" {
 		if len(args) > 1 {
-			if c, ok := commands[args[1]]; ok {
-				_ = c.run([]string{"-h"})
-				return 0
+			c, ok := commands[args[1]]
+			if !ok {
+				fmt.Fprintf(stderr, "xspan help: unknown command %q; run 'xspan help' for the list\n", args[1])
+				return 2
 			}
+			_ = c.run(ce, []string{"-h"})
+		} else {
+			printHelp(stdout)
 		}
-		printHelp(os.Stdout)
-		return 0
+		return writeStatus(stdout, stderr, name, 0)
 	}
 	c, ok := commands[name]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "xspan: unknown command %q; run 'xspan help' for the list\n", name)
+		fmt.Fprintf(stderr, "xspan: unknown command %q; run 'xspan help' for the list\n", name)
 		return 2
 	}
-	err := c.run(args[1:])
+	err := c.run(ce, args[1:])
 	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, flag.ErrHelp):
-		return 0
+	case err == nil || errors.Is(err, flag.ErrHelp):
+		return writeStatus(stdout, stderr, name, 0)
 	case errors.Is(err, errUsage):
-		fmt.Fprintf(os.Stderr, "xspan %s: %v\nrun 'xspan %s -h' for help\n", name, err, name)
+		fmt.Fprintf(stderr, "xspan %s: %v\nrun 'xspan %s -h' for help\n", name, err, name)
 		return 2
+	case stdout.Err() != nil:
+		return writeStatus(stdout, stderr, name, 1) // the failed write, whatever it made the command say
 	case errors.Is(err, errInterrupted) || errors.Is(err, train.ErrInterrupted) || errors.Is(err, context.Canceled):
-		fmt.Fprintf(os.Stderr, "xspan %s: %v\n", name, err)
+		fmt.Fprintf(stderr, "xspan %s: %v\n", name, err)
+		if n := ce.caught.Load(); n > 0 {
+			return 128 + int(n)
+		}
 		return 130
 	default:
-		fmt.Fprintf(os.Stderr, "xspan %s: %v\n", name, err)
+		fmt.Fprintf(stderr, "xspan %s: %v\n", name, err)
 		return 1
 	}
 }
 
-// parseFlags parses a subcommand's flags; a bad flag is a usage error, -h is not an error.
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	fs.SetOutput(os.Stderr)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageErrorf("%v", err)
+// writeStatus is a successful command's exit status: 1 if its output could not be
+// written.
+func writeStatus(stdout *exitWriter, stderr io.Writer, name string, code int) int {
+	if err := stdout.Err(); err != nil {
+		fmt.Fprintf(stderr, "xspan %s: writing standard output: %v\n", name, err)
+		return 1
 	}
-	return nil
+	return code
 }

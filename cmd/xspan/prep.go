@@ -1,18 +1,13 @@
 package main
 
 import (
-	"context"
-	"errors"
-	"flag"
 	"fmt"
-	"os"
-	"os/signal"
+	"io"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
-	"golang.org/x/term"
 
 	"xspan/dataset"
 )
@@ -45,7 +40,7 @@ string is scored: the dataset records a scored mask and its example length, so
 training starts streams at example boundaries and counts only the copied tokens.
 Train has --examples examples; valid and test --eval-examples each.`
 
-func runPrep(args []string) error {
+func runPrep(e *env, args []string) error {
 	fs := newFlagSet("prep", "--input PATH... --out DIR [flags]", prepDescription)
 	var inputs, train, valid, test listFlag
 	fs.Var(&inputs, "input", "input file, folder or glob (repeatable; extra arguments are inputs too)")
@@ -57,6 +52,8 @@ func runPrep(args []string) error {
 	fs.Var(&valid, "valid", "input of the valid split (repeatable)")
 	fs.Var(&test, "test", "input of the test split (repeatable)")
 	newlines := fs.String("newlines", "keep", "keep or drop newline characters before tokenizing")
+	encoding := fs.String("encoding", "utf-8", "the text inputs' encoding: utf-8, latin-1 or cp1252 (turned into UTF-8 first)")
+	invalid := fs.String("invalid", "error", "invalid UTF-8 in text inputs: error, replace (with U+FFFD) or skip; the manifest counts them")
 	level := fs.String("level", "default", "zstd level: fastest, default, better, best or 1-22")
 	shardTokens := fs.Int("shard-tokens", dataset.DefaultShardTokens, "tokens per shard")
 	force := fs.Bool("force", false, "replace an existing dataset folder")
@@ -68,27 +65,24 @@ func runPrep(args []string) error {
 	examples := fs.Int("examples", def.Examples, "copy task: examples in the train split")
 	evalExamples := fs.Int("eval-examples", 0, "copy task: examples in valid and in test (0: a tenth of --examples, at least 1)")
 	seed := fs.Uint64("seed", def.Seed, "copy task: random seed (the same seed gives the same dataset)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return usageErrorf("%v", err)
+	pos, err := fs.parse(e, args)
+	if err != nil {
+		return err
 	}
-	inputs = append(inputs, fs.Args()...)
+	inputs = append(inputs, pos...)
 	if *out == "" {
 		return usageErrorf("--out is required")
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	set := fs.visited()
 	lvl, err := parseLevel(*level)
 	if err != nil {
-		return usageErrorf("--level: %v", err)
+		return usageErrorf("--level: %w", err)
 	}
 	if *synthetic != "" || set["synthetic"] {
 		if *synthetic != dataset.TaskCopy {
 			return usageErrorf("--synthetic %q: want copy", *synthetic)
 		}
-		for _, name := range []string{"input", "format", "vocab", "split", "train", "valid", "test", "newlines"} {
+		for _, name := range []string{"input", "format", "vocab", "split", "train", "valid", "test", "newlines", "encoding", "invalid"} {
 			if set[name] {
 				return usageErrorf("--%s does not apply to --synthetic copy", name)
 			}
@@ -98,7 +92,7 @@ func runPrep(args []string) error {
 		}
 		task := dataset.CopyTask{SeqLen: *seqLen, Gap: *gap, Alphabet: *alphabet, Examples: *examples,
 			EvalExamples: *evalExamples, Seed: *seed}
-		return prepCopy(*out, task, lvl, *shardTokens, *force)
+		return prepCopy(e, *out, task, lvl, *shardTokens, *force)
 	}
 	for _, name := range []string{"seq-len", "gap", "alphabet", "examples", "eval-examples", "seed"} {
 		if set[name] {
@@ -107,14 +101,15 @@ func runPrep(args []string) error {
 	}
 	opts := []dataset.Option{
 		dataset.WithFormat(*format), dataset.WithVocab(*vocab), dataset.WithNewlines(*newlines),
+		dataset.WithEncoding(*encoding), dataset.WithInvalid(*invalid),
 		dataset.WithLevel(lvl), dataset.WithShardTokens(*shardTokens), dataset.WithForce(*force),
-		dataset.WithLogf(func(f string, a ...any) { fmt.Fprintf(os.Stderr, "prep: "+f+"\n", a...) }),
-		dataset.WithProgress(newProgress("prep")),
+		dataset.WithLogf(func(f string, a ...any) { fmt.Fprintf(e.stderr, "prep: "+f+"\n", a...) }),
+		dataset.WithProgress(newProgress(e.stderr, "prep")),
 	}
 	if set["split"] {
 		fr, err := parseSplit(*split)
 		if err != nil {
-			return usageErrorf("--split: %v", err)
+			return usageErrorf("--split: %w", err)
 		}
 		opts = append(opts, dataset.WithSplit(fr[0], fr[1], fr[2]))
 	}
@@ -131,9 +126,9 @@ func runPrep(args []string) error {
 	}
 	// Bad option values (say --format or --newlines) are usage errors.
 	if err := dataset.CheckOptions(opts...); err != nil {
-		return usageErrorf("%v", err)
+		return usageErrorf("%w", err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := e.interruptible()
 	defer stop()
 	start := time.Now()
 	m, err := dataset.Prep(ctx, *out, inputs, opts...)
@@ -145,28 +140,28 @@ func runPrep(args []string) error {
 	for _, s := range m.Splits {
 		in += s.Source.Bytes
 	}
-	fmt.Printf("wrote %s in %.1fs (%.1f MB/s): %s vocabulary of %d ids, newlines %s\n",
+	fmt.Fprintf(e.stdout, "wrote %s in %.1fs (%.1f MB/s): %s vocabulary of %d ids, newlines %s\n",
 		*out, secs, float64(in)/1e6/secs, m.Vocab.Kind, m.Vocab.Size, m.Newlines)
 	for _, s := range m.Splits {
-		fmt.Printf("  %-6s %12d tokens  %3d shards  ratio %.2f\n", s.Name, s.Tokens, len(s.Shards), ratio(m, &s))
+		fmt.Fprintf(e.stdout, "  %-6s %12d tokens  %3d shards  ratio %.2f\n", s.Name, s.Tokens, len(s.Shards), ratio(m, &s))
 	}
 	return nil
 }
 
 // prepCopy writes a copy-task dataset.
-func prepCopy(out string, task dataset.CopyTask, level, shardTokens int, force bool) error {
+func prepCopy(e *env, out string, task dataset.CopyTask, level, shardTokens int, force bool) error {
 	if err := task.Check(); err != nil {
-		return usageErrorf("%v", err)
+		return usageErrorf("%w", err)
 	}
 	opts := []dataset.Option{
 		dataset.WithLevel(level), dataset.WithShardTokens(shardTokens), dataset.WithForce(force),
-		dataset.WithLogf(func(f string, a ...any) { fmt.Fprintf(os.Stderr, "prep: "+f+"\n", a...) }),
-		dataset.WithProgress(newProgress("prep")),
+		dataset.WithLogf(func(f string, a ...any) { fmt.Fprintf(e.stderr, "prep: "+f+"\n", a...) }),
+		dataset.WithProgress(newProgress(e.stderr, "prep")),
 	}
 	if err := dataset.CheckOptions(opts...); err != nil {
-		return usageErrorf("%v", err)
+		return usageErrorf("%w", err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := e.interruptible()
 	defer stop()
 	start := time.Now()
 	m, err := dataset.PrepCopy(ctx, out, task, opts...)
@@ -174,10 +169,10 @@ func prepCopy(out string, task dataset.CopyTask, level, shardTokens int, force b
 		return err
 	}
 	t := m.Task
-	fmt.Printf("wrote %s in %.1fs: copy task, strings of %d over %d symbols, gap %d, examples of %d tokens (copy at offset %d), seed %d\n",
+	fmt.Fprintf(e.stdout, "wrote %s in %.1fs: copy task, strings of %d over %d symbols, gap %d, examples of %d tokens (copy at offset %d), seed %d\n",
 		out, time.Since(start).Seconds(), t.SeqLen, t.Alphabet, t.Gap, t.ExampleLen, t.CopyOffset, t.Seed)
 	for _, s := range m.Splits {
-		fmt.Printf("  %-6s %12d tokens  %8d examples  %10d scored  %3d shards  ratio %.2f\n",
+		fmt.Fprintf(e.stdout, "  %-6s %12d tokens  %8d examples  %10d scored  %3d shards  ratio %.2f\n",
 			s.Name, s.Tokens, s.Tokens/s.ExampleLen, s.Scored, len(s.Shards), ratio(m, &s))
 	}
 	return nil
@@ -230,13 +225,13 @@ func parseSplit(s string) ([3]float64, error) {
 
 // newProgress returns a progress function: a bar with throughput and ETA when stderr
 // is a terminal, else a plain line every few seconds.
-func newProgress(what string) func(done, total int64) {
-	if term.IsTerminal(int(os.Stderr.Fd())) {
+func newProgress(w io.Writer, what string) func(done, total int64) {
+	if isTerminal(w) {
 		var bar *progressbar.ProgressBar
 		return func(done, total int64) {
 			if bar == nil {
 				bar = progressbar.NewOptions64(total,
-					progressbar.OptionSetWriter(os.Stderr),
+					progressbar.OptionSetWriter(w),
 					progressbar.OptionSetDescription(what),
 					progressbar.OptionShowBytes(true),
 					progressbar.OptionSetPredictTime(true),
@@ -266,7 +261,7 @@ func newProgress(what string) func(done, total int64) {
 		if rate > 0 {
 			eta = time.Duration(float64(total-done) / rate * float64(time.Second)).Round(time.Second).String()
 		}
-		fmt.Fprintf(os.Stderr, "%s: %.1f of %.1f MB (%.0f%%), %.1f MB/s, ETA %s\n",
+		fmt.Fprintf(w, "%s: %.1f of %.1f MB (%.0f%%), %.1f MB/s, ETA %s\n",
 			what, float64(done)/1e6, float64(total)/1e6, 100*float64(done)/float64(max(total, 1)), rate/1e6, eta)
 	}
 }

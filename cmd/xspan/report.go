@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"xspan/checkpoint"
 	"xspan/dataset"
 	"xspan/eval"
 	"xspan/internal/torchrt"
+	"xspan/lm"
 	"xspan/report"
 )
 
@@ -26,7 +26,7 @@ a checkpoint (default: RUN/best, else the latest) and its dataset at hand, it ad
 histogram of the spans the model gives the tokens of the first --sample tokens of the
 valid split. --no-spans leaves that out.`
 
-func runReport(args []string) error {
+func runReport(e *env, args []string) error {
 	fs := newFlagSet("report", "RUN [flags]", reportDescription)
 	out := fs.String("out", "", "PNG to write (default RUN/report.png)")
 	ckpt := fs.String("ckpt", "", "checkpoint for the span histogram (default RUN/best, else RUN's latest)")
@@ -34,37 +34,42 @@ func runReport(args []string) error {
 	split := fs.String("split", "valid", "split whose text the span histogram samples")
 	sample := fs.Int64("sample", 4096, "tokens of text for the span histogram")
 	noSpans := fs.Bool("no-spans", false, "leave out the span histogram")
-	threads := fs.Int("threads", 0, "CPU threads for libtorch (0: one per core)")
-	// The run folder may come before the flags or after them.
-	var run string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		run, args = args[0], args[1:]
-	}
-	if err := parseFlags(fs, args); err != nil {
+	var df deviceFlags
+	fs.group("device")
+	fs.IntVar(&df.threads, "threads", 0, fmt.Sprintf("CPU threads for libtorch, 1 to %d (4 per core); 0: one per core (the span histogram runs on the CPU)", maxThreads()))
+	fs.group("flags")
+	pos, err := fs.parse(e, args)
+	if err != nil {
 		return err
 	}
-	if run == "" && fs.NArg() > 0 {
-		run = fs.Arg(0)
-		if err := parseFlags(fs, fs.Args()[1:]); err != nil {
-			return err
-		}
+	if len(pos) != 1 {
+		return usageErrorf("want one run folder, got %d arguments", len(pos))
 	}
-	if run == "" || fs.NArg() > 0 {
-		return usageErrorf("want one run folder")
+	run := pos[0]
+	if *sample < 1 {
+		return usageErrorf("--sample %d: need at least 1 token", *sample)
 	}
+	if err := df.check(); err != nil {
+		return err
+	}
+	df.device = "cpu"
 	rows, err := checkpoint.ReadMetrics(filepath.Join(run, checkpoint.MetricsName))
 	if err != nil {
 		return err
 	}
 	var spans *eval.SpanSample
 	if !*noSpans {
-		spans, err = reportSpans(run, *ckpt, *data, *split, *sample, *threads)
+		spans, err = reportSpans(e, run, *ckpt, *data, *split, *sample, df)
 		if err != nil {
 			return fmt.Errorf("span histogram: %w (use --no-spans to leave it out)", err)
 		}
 	}
+	var cfg *lm.Config
+	if c, err := checkpoint.ReadRunConfig(run); err == nil {
+		cfg = &c
+	}
 	var buf bytes.Buffer
-	if err := report.PNG(&buf, filepath.Base(filepath.Clean(run)), rows, spans); err != nil {
+	if err := report.PNG(&buf, report.Title(filepath.Base(filepath.Clean(run)), cfg, rows), rows, spans); err != nil {
 		return fmt.Errorf("%s: %w", run, err)
 	}
 	path := *out
@@ -85,19 +90,19 @@ func runReport(args []string) error {
 			last = &rows[i]
 		}
 	}
-	fmt.Printf("wrote %s (%d metrics rows", path, len(rows))
+	fmt.Fprintf(e.stdout, "wrote %s (%d metrics rows", path, len(rows))
 	if last != nil {
-		fmt.Printf("; last validation at step %d: %.4f %s", last.Step, last.BPC, last.Unit)
+		fmt.Fprintf(e.stdout, "; last validation at step %d: %.4f %s", last.Step, last.BPC, last.Unit)
 	}
 	if spans != nil {
-		fmt.Printf("; spans of step %d", spans.Step)
+		fmt.Fprintf(e.stdout, "; spans of step %d", spans.Step)
 	}
-	fmt.Println(")")
+	fmt.Fprintln(e.stdout, ")")
 	return nil
 }
 
 // reportSpans samples the spans of a run's checkpoint over the start of a split.
-func reportSpans(run, ckpt, data, split string, tokens int64, threads int) (*eval.SpanSample, error) {
+func reportSpans(e *env, run, ckpt, data, split string, tokens int64, df deviceFlags) (*eval.SpanSample, error) {
 	if ckpt == "" {
 		ckpt = run
 		if best, _ := checkpoint.Best(run); best != "" {
@@ -105,8 +110,7 @@ func reportSpans(run, ckpt, data, split string, tokens int64, threads int) (*eva
 		}
 	}
 	defer torchrt.Lock()()
-	torchrt.SetThreads(threads)
-	dev, _, err := torchrt.ParseDevice("cpu")
+	dev, _, err := df.open()
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +119,7 @@ func reportSpans(run, ckpt, data, split string, tokens int64, threads int) (*eva
 		return nil, err
 	}
 	if !ck.Config.Expire {
-		fmt.Fprintf(os.Stderr, "report: %s has no learned spans (expire is off): no span histogram\n", ck.Path)
+		fmt.Fprintf(e.stderr, "report: %s has no learned spans (expire is off): no span histogram\n", ck.Path)
 		return nil, nil
 	}
 	if data == "" {

@@ -30,7 +30,7 @@ func TestCLIServe(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		code, o, e := run(t, "serve", "--preset", "tiny", "--random", "--device", "cpu", "--threads", "1", "--addr", addr, "--max-new-tokens", "100")
+		code, o, e := run(t, "serve", "--preset", "tiny", "--random", "--device", "cpu", "--threads", "1", "--addr", addr, "--max-new-tokens", "100", "--allow-host", "gen.example")
 		done <- result{code, o, e}
 	}()
 	url := "http://" + addr
@@ -71,6 +71,25 @@ func TestCLIServe(t *testing.T) {
 	if resp.StatusCode != 400 || !strings.Contains(string(body), "[1, 100]") {
 		t.Errorf("over the limit: %d %s", resp.StatusCode, body)
 	}
+	// The Host must name the server, unless --allow-host names it.
+	for host, want := range map[string]int{"evil.example": 403, "gen.example": 200} {
+		req, _ := http.NewRequest("GET", url+"/healthz", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %s: %d, want %d", host, resp.StatusCode, want)
+		}
+	}
+	resp, _ = http.Get(url + "/v1/models")
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `"id":"xspan-tiny-random"`) {
+		t.Errorf("/v1/models: %s", body)
+	}
 	resp, _ = http.Get(url + "/v1/model")
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
@@ -98,6 +117,9 @@ func TestCLIServeBadFlags(t *testing.T) {
 		{[]string{"serve", "--preset", "tiny", "--random", "--max-queue", "-1"}, "--max-queue -1"},
 		{[]string{"serve", "--preset", "tiny", "--random", "--default-new-tokens", "500", "--max-new-tokens", "100"}, "--default-new-tokens 500"},
 		{[]string{"serve", "--preset", "tiny", "--random", "--unk", "skip"}, "--unk"},
+		{[]string{"serve", "--preset", "tiny", "--random", "--max-conns", "18"}, "--max-conns 18: must exceed"},
+		{[]string{"serve", "--preset", "tiny", "--random", "--max-prompt-tokens", "0"}, "--max-prompt-tokens 0"},
+		{[]string{"serve", "--preset", "tiny", "--random", "--read-timeout", "0s"}, "--read-timeout"},
 	} {
 		code, _, stderr := run(t, c.args...)
 		if code != 2 || !strings.Contains(stderr, c.want) {

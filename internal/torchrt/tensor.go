@@ -1,7 +1,9 @@
 package torchrt
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
 
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
@@ -91,4 +93,84 @@ func DeviceName(d gotch.Device) string {
 		return "cpu"
 	}
 	return fmt.Sprintf("cuda:%d", d.Value)
+}
+
+// Raw copies a tensor to Go as little-endian bytes, with its shape and its dtype as
+// safetensors names it: F32, F64 or I64 (other dtypes are an error).
+func Raw(t *ts.Tensor) (dtype string, shape []int64, data []byte, err error) {
+	shape, err = t.Size()
+	if err != nil {
+		return "", nil, nil, err
+	}
+	switch k := t.DType(); k {
+	case gotch.Float:
+		vals := Float32s(t)
+		data = make([]byte, 0, 4*len(vals))
+		for _, v := range vals {
+			data = binary.LittleEndian.AppendUint32(data, math.Float32bits(v))
+		}
+		return "F32", shape, data, nil
+	case gotch.Double:
+		vals := Float64s(t)
+		data = make([]byte, 0, 8*len(vals))
+		for _, v := range vals {
+			data = binary.LittleEndian.AppendUint64(data, math.Float64bits(v))
+		}
+		return "F64", shape, data, nil
+	case gotch.Int64:
+		vals := Int64s(t)
+		data = make([]byte, 0, 8*len(vals))
+		for _, v := range vals {
+			data = binary.LittleEndian.AppendUint64(data, uint64(v))
+		}
+		return "I64", shape, data, nil
+	default:
+		return "", nil, nil, fmt.Errorf("tensor of dtype %v: only float32, float64 and int64 tensors are saved", k)
+	}
+}
+
+// FromRaw makes a tensor on dev from little-endian bytes of dtype F32, F64 or I64 (as
+// Raw writes them) and shape; len(data) must match.
+func FromRaw(dtype string, shape []int64, data []byte, dev gotch.Device) (*ts.Tensor, error) {
+	n := int64(1)
+	for _, d := range shape {
+		n *= d
+	}
+	var size int64
+	switch dtype {
+	case "F32":
+		size = 4
+	case "F64", "I64":
+		size = 8
+	default:
+		return nil, fmt.Errorf("dtype %s: only F32, F64 and I64 tensors are loaded", dtype)
+	}
+	if n*size != int64(len(data)) {
+		return nil, fmt.Errorf("%d bytes for shape %v of %s", len(data), shape, dtype)
+	}
+	var vals any
+	switch dtype {
+	case "F32":
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = math.Float32frombits(binary.LittleEndian.Uint32(data[4*i:]))
+		}
+		vals = v
+	case "F64":
+		v := make([]float64, n)
+		for i := range v {
+			v[i] = math.Float64frombits(binary.LittleEndian.Uint64(data[8*i:]))
+		}
+		vals = v
+	default:
+		v := make([]int64, n)
+		for i := range v {
+			v[i] = int64(binary.LittleEndian.Uint64(data[8*i:]))
+		}
+		vals = v
+	}
+	if shape == nil {
+		shape = []int64{}
+	}
+	return FromSlice(vals, shape, dev)
 }
