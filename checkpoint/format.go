@@ -90,8 +90,12 @@ type Header struct {
 	// Vocab records where the vocabulary came from, for people reading the header; the
 	// checkpoint's own copy is VocabName, and its identity is that copy's Spec().Ref().
 	Vocab VocabRef `json:"vocab"`
-	// Memories is the number of memory-<i> files (0: none saved).
+	// Memories is the number of memory-<i> files (0: none saved): one per group of
+	// Data.Streams/Memories consecutive streams, in stream order.
 	Memories int `json:"memories"`
+	// World is the number of ranks of a distributed run that wrote the checkpoint (0 or 1:
+	// one process); each rank held Memories/World of the memories.
+	World int `json:"world,omitempty"`
 	// HasOptim says whether the optimizer's state is present.
 	HasOptim bool `json:"has_optim"`
 	// Files lists every file of the checkpoint but the HEADER, with its size and

@@ -41,6 +41,10 @@ type Row struct {
 	// GPUPeak is the CUDA caching allocator's peak allocation since the run (or resume)
 	// began, in MiB; 0 on the CPU.
 	GPUPeak float64 `json:"gpu_peak_mib,omitempty"`
+	// Distributed runs: the ranks, and the mean time per step spent in the gradients'
+	// all-reduce, in milliseconds.
+	World       int     `json:"world,omitempty"`
+	AllReduceMS float64 `json:"allreduce_ms,omitempty"`
 
 	// Evaluation rows.
 	Split        string  `json:"split,omitempty"`

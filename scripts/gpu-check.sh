@@ -82,6 +82,10 @@ for side in ref dev; do
   "$xspan" generate --ckpt "$out/step-ref" --prompt "The " --max-new-tokens "$gen" --temperature 0 --device "$d" >"$out/greedy-$side.txt" 2>"$out/greedy-$side.log"
 done
 "$xspan" eval --ckpt "$out/step-dev" --data "$out/data" --split valid --max-blocks 2 --device cpu --json >"$out/cross-load.json" 2>"$out/cross-load.log"
+# The same first step as one rank of a c10d group (world size 1: NCCL on CUDA, Gloo on the
+# CPU): proves the distributed build; its step must equal the plain one.
+RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=${XSPAN_CHECK_PORT:-29517} \
+  "$xspan" train --data "$out/data" --out "$out/step-dist" --init-from "$out/init" "${shape[@]}" "${common[@]}" --log-every 1 --steps 1 --device "$device" --dist-timeout 2m >"$out/step-dist.log" 2>&1 || true
 
 log "2/3 training ${shape[*]} for $steps steps on $device: fp32, tf32, bf16"
 for p in fp32 tf32 bf16; do
@@ -114,6 +118,13 @@ check("per-token log-probabilities, cpu vs " + device, len(da) == len(db) and wo
 ga, gb = open(os.path.join(out, "greedy-ref.txt"), "rb").read(), open(os.path.join(out, "greedy-dev.txt"), "rb").read()
 same = sum(1 for x, y in zip(ga, gb) if x == y) if ga != gb else len(ga)
 check("greedy text, cpu vs " + device, ga == gb, f"{len(ga)} bytes, {'identical' if ga == gb else f'first {next((i for i, (x, y) in enumerate(zip(ga, gb)) if x != y), 0)} bytes equal (a near-tie can flip an argmax; the log-probabilities decide)'}")
+backend = "NCCL" if device.startswith("cuda") else "Gloo"
+try:
+    c = first_train("step-dist")
+    check(f"c10d {backend}, world size 1: first step as the plain one", rel(c["loss"], b["loss"]) <= 1e-6 and rel(c["grad_norm"], b["grad_norm"]) <= 1e-6, f'{c["loss"]:.7f} vs {b["loss"]:.7f}, all-reduce {c.get("allreduce_ms", 0):.2f} ms')
+except (OSError, StopIteration):
+    tail = open(os.path.join(out, "step-dist.log")).read().strip().splitlines()[-1:] if os.path.exists(os.path.join(out, "step-dist.log")) else ["no log"]
+    check(f"c10d {backend}, world size 1: first step as the plain one", False, "did not train: " + " ".join(tail)[:300])
 cross = json.load(open(os.path.join(out, "cross-load.json")))
 check(f"checkpoint written on {device} evaluates on the cpu", cross.get("tokens", 0) > 0, f'{cross.get("tokens")} tokens, {cross.get("bpc", 0):.4f} bpc')
 

@@ -15,13 +15,14 @@ import (
 
 // interval accumulates the figures of the steps since the last logged row.
 type interval struct {
-	n                      int
-	loss, span, norm, secs float64
-	tokens                 int64
+	n                              int
+	loss, span, norm, secs, reduce float64
+	tokens                         int64
 }
 
 func (t *trainer) loop(ctx context.Context) error {
 	total := int64(t.cfg.Steps)
+	t.ctx = ctx
 	t.prog = newProgress(t.o.out, t.step, total, t.o.bar)
 	defer t.prog.finish()
 	_, hasValid := t.splitLen("valid")
@@ -30,6 +31,9 @@ func (t *trainer) loop(ctx context.Context) error {
 	}
 	t.prog.logf("model: %d parameters, %d layers, dim %d; %s, %d intra-op threads; %d steps of %d×%d tokens",
 		t.res.NumParams, t.cfg.Layers, t.cfg.Dim, torchrt.DeviceName(t.o.dev), torchrt.Threads(), total, t.cfg.Batch, t.cfg.Block)
+	if g := t.o.group; g != nil {
+		t.prog.logf("distributed: %d ranks (%s), %d streams each in %d micro-batches; timeout %v", t.world, g.Backend, t.cfg.Batch/t.world, t.groups, g.Timeout)
+	}
 	if !hasValid {
 		t.prog.logf("dataset has no valid split: no validation, no best checkpoint")
 	}
@@ -39,7 +43,9 @@ func (t *trainer) loop(ctx context.Context) error {
 	wall := time.Now()
 	torchrt.ResetCUDAPeak(t.o.dev)
 	for t.step < total {
-		if ctx.Err() != nil {
+		// A distributed run learns of a stop request in the step's reduction, so that
+		// every rank stops after the same step.
+		if t.o.group == nil && ctx.Err() != nil {
 			return t.interrupted()
 		}
 		t0 := time.Now()
@@ -72,6 +78,7 @@ func (t *trainer) loop(ctx context.Context) error {
 		iv.span += out.span
 		iv.norm += out.norm
 		iv.secs += dt
+		iv.reduce += out.reduceSecs
 		iv.tokens += stepTokens
 		lr := t.sched.LR(t.step - 1)
 		if t.o.onStep != nil {
@@ -86,11 +93,16 @@ func (t *trainer) loop(ctx context.Context) error {
 				GradNorm: iv.norm / n, TokPerSec: float64(iv.tokens) / iv.secs,
 				MeanSpan: out.stats.MeanSpan, MaxSpan: out.stats.MaxSpan, Live: out.stats.Live,
 				RSS: float64(torchrt.RSS()) / (1 << 20)}
+			if t.world > 1 {
+				row.World, row.AllReduceMS = t.world, iv.reduce/n*1000
+			}
 			if _, peak, ok := torchrt.CUDAMemory(t.o.dev); ok {
 				row.GPUPeak = float64(peak) / (1 << 20)
 			}
-			if err := t.metrics.Write(row); err != nil {
-				return err
+			if t.metrics != nil {
+				if err := t.metrics.Write(row); err != nil {
+					return err
+				}
 			}
 			t.prog.step(t.step, row, true)
 			iv = interval{}
@@ -101,19 +113,23 @@ func (t *trainer) loop(ctx context.Context) error {
 			}
 			t.prog.step(t.step, row, false)
 		}
+		if out.stop {
+			return t.interrupted()
+		}
 		last := t.step == total
 		ckptNow := (t.cfg.CkptEvery > 0 && t.step%int64(t.cfg.CkptEvery) == 0) || last
 		evalNow := hasValid && ((t.cfg.EvalEvery > 0 && t.step%int64(t.cfg.EvalEvery) == 0) || (last && !t.o.noFinal))
 		improved := false
 		valid = nil
 		if evalNow {
-			v, err := t.validate(ctx, wall)
-			if errors.Is(err, context.Canceled) {
-				return t.interrupted()
-			}
+			vo, err := t.validateAll(ctx, wall)
 			if err != nil {
 				return err
 			}
+			if vo.canceled {
+				return t.interrupted()
+			}
+			v := vo.v
 			valid = v
 			t.res.Valid = v
 			if t.best == 0 || v.BPC < t.best {
@@ -126,7 +142,7 @@ func (t *trainer) loop(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
-			if improved {
+			if improved && t.rank == 0 {
 				if err := checkpoint.SetBest(t.run, t.step); err != nil {
 					return err
 				}
@@ -161,7 +177,36 @@ func (t *trainer) interrupted() error {
 	if err != nil {
 		return fmt.Errorf("%w at step %d, and the checkpoint failed: %v", ErrInterrupted, t.step, err)
 	}
+	if t.rank != 0 {
+		return fmt.Errorf("%w at step %d: rank %d stopped; rank 0 wrote the checkpoint", ErrInterrupted, t.step, t.rank)
+	}
 	return fmt.Errorf("%w at step %d: checkpoint %s written; continue with --resume", ErrInterrupted, t.step, dir)
+}
+
+// validOut is a validation's result, or that it was interrupted.
+type validOut struct {
+	v        *eval.Result
+	canceled bool
+}
+
+func stubResult(bpc float64) *eval.Result { return &eval.Result{BPC: bpc} }
+
+// validateAll validates: in a distributed run on rank 0, the others getting the bpc.
+func (t *trainer) validateAll(ctx context.Context, wall time.Time) (*validOut, error) {
+	run := func() (*validOut, error) {
+		v, err := t.validate(ctx, wall)
+		if errors.Is(err, context.Canceled) {
+			return &validOut{canceled: true}, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &validOut{v: v}, nil
+	}
+	if t.o.group == nil {
+		return run()
+	}
+	return t.validShared(run)
 }
 
 // validate measures the model on the valid split and logs it.

@@ -8,6 +8,8 @@ import (
 	"github.com/sugarme/gotch"
 
 	"xspan/checkpoint"
+	"xspan/dist"
+	"xspan/lm"
 )
 
 type options struct {
@@ -22,6 +24,9 @@ type options struct {
 	evalBlocks int64
 	onStep     func(step int64, r *checkpoint.Row)
 	noFinal    bool
+	group      *dist.Group
+	atEnd      func(m *lm.Model) error // tests: sees the model before Run frees it
+	atMicro    func(step int64, g int) // tests: called before each micro-step (to fail one)
 }
 
 // Option configures Run.

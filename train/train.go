@@ -60,7 +60,11 @@ type trainer struct {
 	sched    Schedule
 	batcher  *dataset.Batcher
 	mems     []*lm.Memory
-	groups   int // micro-batches per step
+	groups   int // micro-batches per step (per rank in a distributed run)
+	rank     int // this process's rank, and the ranks in all (1 without a group)
+	world    int
+	ctx      context.Context
+	pending  [][]byte // on rank 0 of a distributed resume: each rank's memories, packed
 	step     int64
 	tokens   int64
 	epoch    int64
@@ -93,6 +97,9 @@ func Run(ctx context.Context, cfg lm.Config, dataDir, run string, opts ...Option
 	}
 	defer torchrt.SetTF32(false)
 	err := t.loop(ctx)
+	if err == nil && t.o.atEnd != nil {
+		err = t.o.atEnd(t.model)
+	}
 	res := t.res
 	return &res, err
 }
@@ -111,35 +118,64 @@ func (t *trainer) close() {
 }
 
 func (t *trainer) setup(cfg lm.Config, dataDir string) error {
-	o := &t.o
-	var resumeDir string
-	var hdr *checkpoint.Header
-	// What a killed run left half-written or half-removed goes first.
-	if err := checkpoint.Clean(t.run); err != nil {
+	// What a killed run left half-written or half-removed goes first (rank 0 alone
+	// writes the run folder).
+	if t.o.group == nil || t.o.group.Rank == 0 {
+		if err := checkpoint.Clean(t.run); err != nil {
+			return err
+		}
+	}
+	t.rank, t.world = 0, 1
+	if g := t.o.group; g != nil {
+		t.rank, t.world = g.Rank, g.World
+		if t.rank != 0 {
+			t.o.out = nil // rank 0 reports for all
+		}
+		return t.setupDist(cfg, dataDir)
+	}
+	hdr, resumeDir, err := t.start()
+	if err != nil {
 		return err
 	}
-	if o.resume {
+	return t.setupLocal(cfg, dataDir, hdr, resumeDir)
+}
+
+// start finds the checkpoint to resume (with WithResume), or checks that the run folder
+// holds no run yet.
+func (t *trainer) start() (*checkpoint.Header, string, error) {
+	if t.o.resume {
 		dir, err := checkpoint.Latest(t.run)
 		if err != nil {
-			return err
+			return nil, "", err
 		}
 		if dir == "" {
-			return fmt.Errorf("--resume: %s holds no checkpoint to resume", t.run)
+			return nil, "", fmt.Errorf("--resume: %s holds no checkpoint to resume", t.run)
 		}
-		if hdr, err = checkpoint.ReadHeader(dir); err != nil {
-			return err
+		hdr, err := checkpoint.ReadHeader(dir)
+		if err != nil {
+			return nil, "", err
 		}
 		if !hdr.HasOptim || hdr.Memories == 0 {
-			return fmt.Errorf("%s: a weights-only checkpoint cannot be resumed exactly", dir)
+			return nil, "", fmt.Errorf("%s: a weights-only checkpoint cannot be resumed exactly", dir)
 		}
-		resumeDir = dir
-		if dataDir == "" {
-			dataDir = hdr.Data.Dir
-		}
-	} else if steps, err := checkpoint.Steps(t.run); err != nil {
-		return err
+		return hdr, dir, nil
+	}
+	if steps, err := checkpoint.Steps(t.run); err != nil {
+		return nil, "", err
 	} else if len(steps) > 0 {
-		return fmt.Errorf("%s already holds a run (checkpoints up to step %d): continue it with --resume, or choose another --out", t.run, steps[len(steps)-1])
+		return nil, "", fmt.Errorf("%s already holds a run (checkpoints up to step %d): continue it with --resume, or choose another --out", t.run, steps[len(steps)-1])
+	}
+	return nil, "", nil
+}
+
+// setupLocal sets the run up from its config and, when resuming, the checkpoint's
+// header (on ranks other than 0 of a distributed run, resumeDir is "": their state comes
+// from rank 0 afterwards).
+func (t *trainer) setupLocal(cfg lm.Config, dataDir string, hdr *checkpoint.Header, resumeDir string) error {
+	o := &t.o
+	var err error
+	if hdr != nil && dataDir == "" {
+		dataDir = hdr.Data.Dir
 	}
 	if dataDir == "" {
 		return errors.New("no dataset folder given")
@@ -162,6 +198,9 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 		return err
 	}
 	t.groups = cfg.Accumulate
+	if cfg.Batch%(t.world*t.groups) != 0 {
+		return fmt.Errorf("batch = %d streams cannot be shared by %d ranks of %d micro-batches each: it must be a multiple of %d", cfg.Batch, t.world, t.groups, t.world*t.groups)
+	}
 	t.sched = ScheduleOf(cfg.TrainConfig)
 	if t.unit, err = r.Manifest().Unit("train"); err != nil {
 		return err
@@ -180,19 +219,25 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 		if err := old.SameShape(cfg.ModelConfig); err != nil {
 			return fmt.Errorf("--resume: %w", err)
 		}
-		if hdr.Data.Streams != cfg.Batch || hdr.Data.Block != cfg.Block || hdr.Memories != cfg.Accumulate {
-			return fmt.Errorf("--resume: the checkpoint has batch %d, block %d, accumulate %d; this run asks for %d, %d, %d: exact resume needs the same", hdr.Data.Streams, hdr.Data.Block, hdr.Memories, cfg.Batch, cfg.Block, cfg.Accumulate)
+		if hdr.Data.Streams != cfg.Batch || hdr.Data.Block != cfg.Block {
+			return fmt.Errorf("--resume: the checkpoint has batch %d, block %d; this run asks for %d, %d: exact resume needs the same", hdr.Data.Streams, hdr.Data.Block, cfg.Batch, cfg.Block)
+		}
+		// The memories are per group of streams: they map onto this run's groups exactly
+		// when there are as many (ranks × micro-batches per rank).
+		if hdr.Memories != t.world*cfg.Accumulate {
+			return fmt.Errorf("--resume: the checkpoint holds %d stream groups of %d streams (%s); this run would have %d ranks × accumulate %d = %d: the streams' memories map exactly only with ranks × accumulate = %d",
+				hdr.Memories, cfg.Batch/hdr.Memories, describeLayout(hdr), t.world, cfg.Accumulate, t.world*cfg.Accumulate, hdr.Memories)
 		}
 		if old.Tokenizer != cfg.Tokenizer {
 			return fmt.Errorf("--resume: dataset %s has another vocabulary (%s) than the checkpoint (%s)", dataDir, cfg.Tokenizer, old.Tokenizer)
 		}
 	}
 	t.cfg = cfg
-	torchrt.Seed(cfg.Seed) // the initial weights
+	torchrt.Seed(cfg.Seed) // the initial weights (rank 0's go to the other ranks)
 	if t.model, err = lm.New(cfg, o.dev); err != nil {
 		return err
 	}
-	if o.initFrom != "" && hdr == nil {
+	if o.initFrom != "" && hdr == nil && t.rank == 0 {
 		ck, err := checkpoint.Open(o.initFrom)
 		if err != nil {
 			return fmt.Errorf("--init-from: %w", err)
@@ -211,15 +256,32 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 		return err
 	}
 	keepUpTo := int64(-1)
-	if hdr != nil {
+	switch {
+	case hdr != nil && resumeDir != "":
 		if err := t.restore(resumeDir); err != nil {
 			return err
 		}
 		keepUpTo = t.step
-	} else {
-		for i := 0; i < t.groups; i++ {
-			t.mems = append(t.mems, t.model.NewMemory(cfg.Batch/t.groups))
+	case hdr != nil:
+		// A rank other than 0: the position from the header rank 0 sent, the memories
+		// from rank 0 once every rank is set up. The epoch's start offset is a function
+		// of the seed and the epoch: the same on every rank.
+		if err := t.batcher.SetStart(t.epochStart(hdr.Data.Epoch)); err != nil {
+			return fmt.Errorf("epoch %d: %w", hdr.Data.Epoch, err)
 		}
+		if err := t.batcher.SetPosition(hdr.Data.Position); err != nil {
+			return fmt.Errorf("data position: %w", err)
+		}
+		t.step, t.tokens, t.epoch = hdr.Step, hdr.Tokens, hdr.Data.Epoch
+		t.best, t.bestStep = hdr.BestValid, hdr.BestStep
+	default:
+		for i := 0; i < t.groups; i++ {
+			t.mems = append(t.mems, t.model.NewMemory(t.groupStreams()))
+		}
+	}
+	if t.rank != 0 {
+		t.res = Result{Run: t.run, NumParams: t.model.NumParams(), Unit: t.unit, Step: t.step, Tokens: t.tokens}
+		return nil
 	}
 	// Everything that can refuse the run was checked: only now does the run folder get
 	// written, so that a refused run leaves nothing behind.
@@ -256,16 +318,40 @@ func (t *trainer) restore(dir string) error {
 	if err := ck.LoadOptim(t.opt, t.o.dev); err != nil {
 		return err
 	}
-	for i := 0; i < h.Memories; i++ {
+	// This process's groups' memories; in a distributed run, the other ranks' go to them
+	// as bytes (see shareState).
+	for i := 0; i < t.groups; i++ {
 		mem, err := ck.LoadMemory(t.model, i)
 		if err != nil {
 			return err
 		}
-		if mem.Batch() != t.cfg.Batch/t.groups {
+		if mem.Batch() != t.groupStreams() {
 			mem.Drop()
-			return fmt.Errorf("%s: memory %d holds %d streams, want %d", dir, i, mem.Batch(), t.cfg.Batch/t.groups)
+			return fmt.Errorf("%s: memory %d holds %d streams, want %d", dir, i, mem.Batch(), t.groupStreams())
 		}
 		t.mems = append(t.mems, mem)
+	}
+	if t.world > 1 {
+		// Each other rank's memories, loaded (and so checked against the HEADER) here,
+		// packed for shareState.
+		t.pending = make([][]byte, t.world)
+		for r := 1; r < t.world; r++ {
+			var mems []*lm.Memory
+			for i := r * t.groups; i < (r+1)*t.groups; i++ {
+				mem, err := ck.LoadMemory(t.model, i)
+				if err != nil {
+					dropMemories(mems)
+					return err
+				}
+				mems = append(mems, mem)
+			}
+			b, err := packMemories(mems)
+			dropMemories(mems)
+			if err != nil {
+				return err
+			}
+			t.pending[r] = b
+		}
 	}
 	if err := t.batcher.SetStart(t.epochStart(h.Data.Epoch)); err != nil {
 		return fmt.Errorf("%s: epoch %d: %w", dir, h.Data.Epoch, err)
@@ -294,10 +380,28 @@ func (t *trainer) epochStart(epoch int64) int64 {
 // stepSeed is the seed of both generators at a step.
 func stepSeed(seed, step int64) int64 { return seed*1000003 + step }
 
+// groupSeed is the seed of both generators for the micro-batch of stream group gi (counted
+// over all ranks) at a step: group 0's is stepSeed, and every group draws its own, so that
+// the span noise and dropout of a group do not depend on how the groups are shared out
+// among ranks.
+func groupSeed(seed, step int64, gi int) int64 {
+	if gi == 0 {
+		return stepSeed(seed, step)
+	}
+	return stepSeed(seed, step)*1000003 + int64(gi)
+}
+
+// groupStreams is the number of streams of each micro-batch.
+func (t *trainer) groupStreams() int { return t.cfg.Batch / (t.world * t.groups) }
+
 // stepOut is what one training step measured.
 type stepOut struct {
 	loss, span, norm float64
 	stats            lm.Stats
+	bad              error   // a non-finite loss or a failed micro-step, noted to be agreed on by every rank
+	failed           bool    // bad is a failed micro-step (an op or an error), not a non-finite loss
+	stop             bool    // a rank was asked to stop (distributed runs)
+	reduceSecs       float64 // spent in all-reduce (distributed runs)
 }
 
 // trainStep takes one optimiser step over the next block of every stream.
@@ -321,22 +425,39 @@ func (t *trainer) trainStep() (_ *stepOut, err error) {
 	if err != nil {
 		return nil, err
 	}
-	rng := torchrt.Seed(stepSeed(t.cfg.Seed, t.step))
 	t.opt.ZeroGrad()
 	out := &stepOut{}
-	rows := int64(t.cfg.Batch / t.groups)
+	rows := int64(t.groupStreams())
 	width := int64(t.cfg.Block + 1)
 	for g := 0; g < t.groups; g++ {
+		// This rank's groups are the rank-th share of the global batch's streams.
+		gi := t.rank*t.groups + g
+		first := int64(gi) * rows
 		var m []float32
 		if mask != nil {
-			m = mask[int64(g)*rows*(width-1) : int64(g+1)*rows*(width-1)]
+			m = mask[first*(width-1) : (first+rows)*(width-1)]
 		}
-		if err := t.microStep(ids[int64(g)*rows*width:int64(g+1)*rows*width], m, rows, width, g, rng, out); err != nil {
-			return nil, err
+		rng := torchrt.Seed(groupSeed(t.cfg.Seed, t.step, gi))
+		if err := t.microStepRecover(ids[first*width:(first+rows)*width], m, rows, width, g, rng, out); err != nil {
+			if t.o.group == nil {
+				return nil, err
+			}
+			// The other ranks must hear of it in the step's reduction, not by a missing
+			// rank.
+			out.bad, out.failed = err, true
+			break
 		}
 	}
 	out.loss /= float64(t.groups)
 	out.span /= float64(t.groups)
+	if t.o.group != nil {
+		if err := t.reduceStep(out); err != nil {
+			return nil, err
+		}
+	}
+	if out.bad != nil {
+		return nil, out.bad
+	}
 	if out.norm = ClipGradNorm(t.model.Parameters(), t.cfg.Clip); math.IsNaN(out.norm) || math.IsInf(out.norm, 0) {
 		return nil, fmt.Errorf("step %d: gradient norm is %v: %w", t.step+1, out.norm, ErrNonFinite)
 	}
@@ -355,7 +476,16 @@ func (t *trainer) next() ([]int64, []float32, error) {
 	return ids, nil, err
 }
 
+// microStepRecover is microStep with a failed libtorch op made its error.
+func (t *trainer) microStepRecover(ids []int64, mask []float32, rows, width int64, g int, rng *rand.Rand, out *stepOut) (err error) {
+	defer torchrt.Recover(&err)
+	return t.microStep(ids, mask, rows, width, g, rng, out)
+}
+
 func (t *trainer) microStep(ids []int64, mask []float32, rows, width int64, g int, rng *rand.Rand, out *stepOut) error {
+	if t.o.atMicro != nil {
+		t.o.atMicro(t.step+1, g)
+	}
 	x, err := torchrt.FromSlice(ids, []int64{rows, width}, t.o.dev)
 	if err != nil {
 		return err
@@ -385,7 +515,15 @@ func (t *trainer) microStep(ids []int64, mask []float32, rows, width int64, g in
 		span = torchrt.Float64(sr.SpanLoss)
 	}
 	if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(span) || math.IsInf(span, 0) {
-		return fmt.Errorf("step %d: loss is %v (span loss %v): %w", t.step+1, loss, span, ErrNonFinite)
+		err := fmt.Errorf("step %d: loss is %v (span loss %v): %w", t.step+1, loss, span, ErrNonFinite)
+		if t.o.group == nil {
+			return err
+		}
+		// The other ranks must hear of it in the step's reduction, not by a missing rank.
+		if out.bad == nil {
+			out.bad = err
+		}
+		return nil
 	}
 	if err := sr.Backward(1 / float64(t.groups)); err != nil {
 		return err
@@ -410,17 +548,32 @@ func (t *trainer) checkpoint(valid *eval.Result) (string, error) {
 		Step: t.step, Tokens: t.tokens,
 		Data: checkpoint.DataState{Dir: t.reader.Dir(), Split: "train", Streams: t.cfg.Batch, Block: t.cfg.Block,
 			Position: t.batcher.Position(), StreamLen: t.batcher.StreamLen(), Epoch: t.epoch},
-		RNG:       checkpoint.RNGState{Seed: t.cfg.Seed, Scheme: "per-step: libtorch and Go generators seeded with seed*1000003+step"},
+		RNG:       checkpoint.RNGState{Seed: t.cfg.Seed, Scheme: "per step and stream group: libtorch and Go generators seeded with seed*1000003+step (group 0), or that times 1000003 plus the group"},
 		Vocab:     checkpoint.NewVocabRef(t.vocab, t.reader.Dir()),
 		BestValid: t.best, BestStep: t.bestStep,
 		Threads: torchrt.Threads(),
 		Device:  torchrt.DeviceName(t.o.dev),
 		Time:    time.Now().UTC().Format(time.RFC3339),
 	}
-	if valid != nil {
+	if valid != nil && valid.Tokens > 0 {
 		h.Valid = valid.Summary()
 	}
-	dir, err := checkpoint.Write(t.run, &checkpoint.State{Header: h, Model: t.model, Optim: t.opt, Memories: t.mems, Vocab: t.vocab})
+	mems := t.mems
+	if t.o.group != nil {
+		// Rank 0 writes every rank's memories, in stream order.
+		all, err := t.gatherMemories()
+		if err != nil || t.rank != 0 {
+			return "", err
+		}
+		defer func() {
+			for _, m := range all[len(t.mems):] {
+				m.Drop()
+			}
+		}()
+		mems = all
+		h.World = t.world
+	}
+	dir, err := checkpoint.Write(t.run, &checkpoint.State{Header: h, Model: t.model, Optim: t.opt, Memories: mems, Vocab: t.vocab})
 	if err != nil {
 		return "", err
 	}

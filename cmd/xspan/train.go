@@ -1,12 +1,18 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+
+	"github.com/sugarme/gotch"
 
 	"xspan/checkpoint"
 	"xspan/dataset"
+	"xspan/dist"
 	"xspan/internal/torchrt"
 	"xspan/lm"
 	"xspan/train"
@@ -28,7 +34,15 @@ With --resume it starts from RUN/config.json instead and continues the latest
 checkpoint exactly; settings that change the model's shape are refused then.
 
 Ctrl-C stops after the step under way and writes a checkpoint first. A NaN or infinite
-loss stops the run before the update, leaving the last good checkpoint.`
+loss stops the run before the update, leaving the last good checkpoint.
+
+Distributed (data-parallel, over libtorch's c10d: Gloo on CPUs, NCCL on CUDA): started
+by a launcher that sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT
+(torchrun; or SLURM's SLURM_PROCID/SLURM_NTASKS/SLURM_LOCALID with MASTER_ADDR), each
+process is a rank; --nproc N starts N ranks on this machine itself. --batch is the
+global batch: each rank trains batch/WORLD_SIZE streams (in --accumulate micro-batches);
+rank 0 writes the run folder. A rank that dies or hangs stops the others with an error
+within --dist-timeout.`
 
 func runTrain(e *env, args []string) error {
 	fs := newFlagSet("train", "--data DIR --out RUN [--preset NAME | --config FILE] [--set key=value ...] [flags]", trainDescription)
@@ -48,6 +62,9 @@ func runTrain(e *env, args []string) error {
 	fs.group("flags")
 	var df deviceFlags
 	df.register(fs)
+	fs.group("distributed")
+	nproc := fs.Int("nproc", 0, "start N ranks on this machine (distributed over Gloo, or NCCL with --device cuda: one GPU each by LOCAL_RANK)")
+	distTimeout := fs.Duration("dist-timeout", dist.DefaultTimeout, "distributed runs: how long a rank waits for the others at the rendezvous and each collective before failing")
 	if err := fs.noArgs(e, args); err != nil {
 		return err
 	}
@@ -73,15 +90,35 @@ func runTrain(e *env, args []string) error {
 	if err := df.check(); err != nil {
 		return err
 	}
+	if *nproc < 0 {
+		return usageErrorf("--nproc %d: want ≥ 1", *nproc)
+	}
+	if *distTimeout <= 0 {
+		return usageErrorf("--dist-timeout %v: must be positive", *distTimeout)
+	}
+	denv, launched, err := dist.FromEnv()
+	if err != nil {
+		return err
+	}
+	if *nproc > 1 && !launched && !*printConfig {
+		return launchLocal(e, *nproc, args)
+	}
 
 	var cfg lm.Config
-	var err error
-	if *resume {
+	switch {
+	case *resume && launched && denv.Rank != 0 && !fileExists(filepath.Join(*out, checkpoint.ConfigName)):
+		// A rank on another machine: the config comes from rank 0.
+		if cfg, err = lm.Preset("tiny"); err != nil {
+			return err
+		}
+	case *resume:
 		if cfg, err = checkpoint.ReadRunConfig(*out); err != nil {
 			return err
 		}
-	} else if cfg, err = cf.base(set); err != nil {
-		return err
+	default:
+		if cfg, err = cf.base(set); err != nil {
+			return err
+		}
 	}
 	if err := cf.apply(&cfg); err != nil {
 		return err
@@ -104,9 +141,25 @@ func runTrain(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(e.stderr, note)
-	js, _ := json.Marshal(cfg)
-	fmt.Fprintf(e.stderr, "config: %s\n", js)
+	var group *dist.Group
+	if launched {
+		if dev.IsCuda() && (df.device == "cuda" || df.device == "auto") {
+			// One GPU per local rank.
+			if denv.LocalRank < torchrt.CUDADeviceCount() {
+				dev = gotch.CudaBuilder(uint(denv.LocalRank))
+			}
+		}
+		if group, err = joinFromEnv(context.Background(), dev.IsCuda(), dev.Value, *distTimeout); err != nil {
+			return err
+		}
+		defer group.Close()
+	}
+	quiet := group != nil && group.Rank != 0 // rank 0 reports for all
+	if !quiet {
+		fmt.Fprintln(e.stderr, note)
+		js, _ := json.Marshal(cfg)
+		fmt.Fprintf(e.stderr, "config: %s\n", js)
+	}
 
 	ctx, stop := e.interruptible()
 	defer stop()
@@ -118,9 +171,19 @@ func runTrain(e *env, args []string) error {
 	if *initFrom != "" {
 		opts = append(opts, train.WithInitFrom(*initFrom))
 	}
+	if group != nil {
+		opts = append(opts, train.WithGroup(group))
+	}
 	res, err := train.Run(ctx, cfg, *data, *out, opts...)
 	if err != nil {
+		if group != nil && !errors.Is(err, train.ErrInterrupted) {
+			group.Abandon() // the peers may be gone: leave without waiting on them
+			return fmt.Errorf("rank %d: %w", group.Rank, err)
+		}
 		return err
+	}
+	if quiet {
+		return nil
 	}
 	w := e.stdout
 	fmt.Fprintf(w, "trained %s: step %d, %d tokens; this run %d steps at %.0f tokens/s (%d parameters)\n",
@@ -133,4 +196,9 @@ func runTrain(e *env, args []string) error {
 		fmt.Fprintf(w, "best: %s\n", res.Best)
 	}
 	return nil
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

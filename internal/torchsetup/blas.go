@@ -50,3 +50,30 @@ func ensureFastBLAS(lt *libtorch) error {
 	}
 	return nil
 }
+
+// glooPackage holds gloo's headers, which c10d's Gloo process group (xspan's distributed
+// training on CPUs) includes; Debian's libtorch links libgloo0 but does not depend on them.
+const glooPackage = "libgloo-dev"
+
+// ensureGloo installs gloo's headers for the system libtorch when they are missing and
+// this runs as root; otherwise it says what distributed training lacks.
+func ensureGloo(lt *libtorch) error {
+	if lt.Dir != "" || glooIncludeDir(lt) != "" {
+		return nil
+	}
+	if os.Geteuid() != 0 {
+		fmt.Printf("torch set-up: note: gloo's headers are missing: distributed training (Gloo) is off; run 'sudo apt-get install -y %s' to have it\n", glooPackage)
+		return nil
+	}
+	fmt.Printf("torch set-up: installing %s (gloo's headers, for distributed training on CPUs)\n", glooPackage)
+	if err := runVisible("apt-get", "install", "-y", "-q", "--no-install-recommends", glooPackage); err != nil {
+		if err := runVisible("apt-get", "update", "-q"); err != nil {
+			fmt.Printf("torch set-up: note: apt-get update failed (%v): distributed training (Gloo) is off\n", err)
+			return nil
+		}
+		if err := runVisible("apt-get", "install", "-y", "-q", "--no-install-recommends", glooPackage); err != nil {
+			fmt.Printf("torch set-up: note: installing %s failed (%v): distributed training (Gloo) is off\n", glooPackage, err)
+		}
+	}
+	return nil
+}

@@ -14,6 +14,7 @@ package libtch
 //#include <stdlib.h>
 //#include "torch_api.h"
 //#include "xspan_native.h"
+//#include "xspan_dist.h"
 import "C"
 
 import (
@@ -103,5 +104,53 @@ func XspanAutocastExit(device, previous int) {
 
 // XspanAutocastEnabled reports whether autocast is on for the device.
 func XspanAutocastEnabled(device int) bool { return C.xspan_autocast_enabled(C.int(device)) != 0 }
+
+// Distributed training over c10d (xspan's native/xspan_dist.h). Errors go to the
+// last-error slot.
+
+// XspanDistAvailable reports whether the library was built with a backend (0 Gloo, 1 NCCL).
+func XspanDistAvailable(backend int) bool { return C.xspan_dist_available(C.int(backend)) != 0 }
+
+// XspanDistNew joins a process group; nil on failure.
+func XspanDistNew(backend int, addr string, port, rank, world int, timeoutMs int64, device int) unsafe.Pointer {
+	caddr := C.CString(addr)
+	defer C.free(unsafe.Pointer(caddr))
+	return C.xspan_dist_new(C.int(backend), caddr, C.int(port), C.int(rank), C.int(world), C.int64_t(timeoutMs), C.int(device))
+}
+
+// XspanDistFree leaves and frees a process group.
+func XspanDistFree(g unsafe.Pointer) { C.xspan_dist_free(g) }
+
+// xspanTensorArray copies tensor handles into C memory for a call.
+func xspanTensorArray(ts []unsafe.Pointer) (*unsafe.Pointer, func()) {
+	if len(ts) == 0 {
+		return nil, func() {}
+	}
+	arr := C.malloc(C.size_t(len(ts)) * C.size_t(unsafe.Sizeof(uintptr(0))))
+	s := unsafe.Slice((*unsafe.Pointer)(arr), len(ts))
+	copy(s, ts)
+	return (*unsafe.Pointer)(arr), func() { C.free(arr) }
+}
+
+// XspanDistAllreduce sums (or averages) tensors in place over the group, in buckets.
+func XspanDistAllreduce(g unsafe.Pointer, ts []unsafe.Pointer, average bool, bucketBytes int64) {
+	arr, free := xspanTensorArray(ts)
+	defer free()
+	avg := 0
+	if average {
+		avg = 1
+	}
+	C.xspan_dist_allreduce(g, arr, C.int(len(ts)), C.int(avg), C.int64_t(bucketBytes))
+}
+
+// XspanDistBroadcast copies root's tensors into every rank's, in buckets.
+func XspanDistBroadcast(g unsafe.Pointer, ts []unsafe.Pointer, root int, bucketBytes int64) {
+	arr, free := xspanTensorArray(ts)
+	defer free()
+	C.xspan_dist_broadcast(g, arr, C.int(len(ts)), C.int(root), C.int64_t(bucketBytes))
+}
+
+// XspanDistBarrier waits for every rank.
+func XspanDistBarrier(g unsafe.Pointer) { C.xspan_dist_barrier(g) }
 `, lt.String(), lt.Version) + panicErrorGo
 }

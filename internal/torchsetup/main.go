@@ -35,7 +35,7 @@ const (
 	gotchModule  = "github.com/sugarme/gotch"
 	gotchVersion = "v0.9.1"
 	// setupVersion changes whenever the patches below change, so that old copies are redone.
-	setupVersion = "10"
+	setupVersion = "11"
 )
 
 func main() {
@@ -97,6 +97,9 @@ func run(root string, force bool, jobs int) error {
 		return err
 	}
 	if err := ensureFastBLAS(lt); err != nil {
+		return err
+	}
+	if err := ensureGloo(lt); err != nil {
 		return err
 	}
 	dest := filepath.Join(root, ".build", "gotch")

@@ -216,8 +216,50 @@ func (b *nativeBuild) compileFlags() []string {
 		for _, d := range cudaIncludeDirs() {
 			out = append(out, "-I"+d)
 		}
+		if d := ncclIncludeDir(b.Lib); d != "" {
+			out = append(out, "-DXSPAN_NCCL=1", "-I"+d)
+		}
+	}
+	// c10d's Gloo process group needs gloo's headers, which Debian ships apart
+	// (libgloo-dev); the flag is part of every unit's key, so installing them rebuilds.
+	if d := glooIncludeDir(b.Lib); d != "" {
+		out = append(out, "-DXSPAN_GLOO=1", "-I"+d)
 	}
 	return out
+}
+
+// glooIncludeDir returns the folder that holds gloo/context.h for this libtorch, or "".
+func glooIncludeDir(lt *libtorch) string {
+	dirs := append([]string{}, lt.IncludeDirs...)
+	if lt.Dir != "" {
+		dirs = append(dirs, filepath.Join(lt.Dir, "include"))
+	}
+	dirs = append(dirs, "/usr/include", "/usr/local/include")
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "gloo", "context.h")); err == nil {
+			return d
+		}
+	}
+	return ""
+}
+
+// ncclIncludeDir returns the folder that holds nccl.h for a CUDA libtorch (a Python
+// install keeps it in the nvidia packages beside torch), or "".
+func ncclIncludeDir(lt *libtorch) string {
+	var dirs []string
+	if lt.Dir != "" {
+		dirs = append(dirs, filepath.Join(lt.Dir, "include"))
+		more, _ := filepath.Glob(filepath.Join(lt.Dir, "..", "nvidia", "*", "include"))
+		dirs = append(dirs, more...)
+	}
+	dirs = append(dirs, cudaIncludeDirs()...)
+	dirs = append(dirs, "/usr/include", "/usr/local/include")
+	for _, d := range dirs {
+		if _, err := os.Stat(filepath.Join(d, "nccl.h")); err == nil {
+			return filepath.Clean(d)
+		}
+	}
+	return ""
 }
 
 // cudaIncludeDirs are CUDA toolkit header folders found on this machine, for xspan's own
@@ -263,12 +305,13 @@ func (b *nativeBuild) compile(u *unit, flagsKey string) error {
 	src := filepath.Join(b.Dir, "work", u.name)
 	text := u.text
 	tmpObj := obj + ".tmp"
+	var extra []string // a fallback's flags
 	for pass := 1; pass <= maxStubPasses; pass++ {
 		if err := os.WriteFile(src, text, 0o644); err != nil {
 			return err
 		}
 		t := time.Now()
-		cmd := exec.Command("g++", append(b.compileFlags(), "-fmax-errors=0", "-c", src, "-o", tmpObj)...)
+		cmd := exec.Command("g++", append(append(b.compileFlags(), extra...), "-fmax-errors=0", "-c", src, "-o", tmpObj)...)
 		out, err := cmd.CombinedOutput()
 		if err == nil {
 			b.Log("compiled %s (%.0fs)", u.name, time.Since(t).Seconds())
@@ -284,6 +327,13 @@ func (b *nativeBuild) compile(u *unit, flagsKey string) error {
 			return fmt.Errorf("running g++: %v", err)
 		}
 		hit, _ := enclosing(u.findFunc(text), diagLines(out, u.name))
+		if fb, ok := unitFallbacks[u.name]; ok && len(hit) == 0 && extra == nil {
+			// Headers that this libtorch cannot compile: the unit's other build.
+			extra = []string{fb.flag}
+			u.stubbed = append(u.stubbed, fb.name)
+			b.Log("%s does not compile against %s outside its functions; building it with %s (calls say so); first errors:\n%s", u.name, b.Lib, fb.flag, firstErrors(out, 4))
+			continue
+		}
 		if len(hit) == 0 {
 			return fmt.Errorf("%s does not compile against %s, and not inside a function that can be stubbed; first compiler errors:\n%s", u.name, b.Lib, firstErrors(out, 8))
 		}
@@ -294,6 +344,13 @@ func (b *nativeBuild) compile(u *unit, flagsKey string) error {
 		b.Log("%s: stubbed %d functions that %s cannot compile (%.0fs)", u.name, len(hit), b.Lib, time.Since(t).Seconds())
 	}
 	return fmt.Errorf("%s still does not compile against %s after %d passes", u.name, b.Lib, maxStubPasses)
+}
+
+// unitFallbacks are xspan's own units that have a second build for a libtorch whose
+// headers they cannot compile at all (not a function that can be stubbed): the flag
+// selects it, and the name goes to the list of what is stubbed.
+var unitFallbacks = map[string]struct{ flag, name string }{
+	"xspan_dist.cpp": {"-DXSPAN_NO_C10D", "xspan_dist_c10d"},
 }
 
 // link writes the library under a temporary name and renames it into place.
