@@ -2,7 +2,9 @@ package expirespan
 
 import (
 	"math"
+	"os"
 	"runtime"
+	"strconv"
 
 	lib "github.com/sugarme/gotch/libtch"
 	"github.com/sugarme/gotch/ts"
@@ -120,8 +122,9 @@ func (a *Attention) AttendFused(h, k, v, pos, e *ts.Tensor, ages []float32, b, t
 
 // fusedChunk is the number of queries per block of the fused attention's work; 0 lets
 // the native library pick it from its memory budget. Tests set it to exercise several
-// blocks.
-var fusedChunk int64
+// blocks; XSPAN_ATTENTION_CHUNK sets it for a process (for measuring, a multiple of
+// DropoutGroup).
+var fusedChunk, _ = strconv.ParseInt(os.Getenv("XSPAN_ATTENTION_CHUNK"), 10, 64)
 
 // ct is t's C handle; the caller keeps t alive across the call.
 func ct(t *ts.Tensor) lib.Ctensor { return lib.Ctensor(t.Ctensor()) }

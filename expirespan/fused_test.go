@@ -81,8 +81,9 @@ func runAttention(t *testing.T, c fusedCase, fused bool) fusedRun {
 	torchrt.Seed(99) // both paths draw the dropout seed from here
 	var out, loss *ts.Tensor
 	if fused {
+		old := fusedChunk
 		fusedChunk = c.chunk
-		defer func() { fusedChunk = 0 }()
+		defer func() { fusedChunk = old }()
 		out, loss = a.AttendFused(h, k, v, pos, ep, ages, c.b, c.t, c.shorten, c.dropout > 0, c.expire)
 	} else {
 		mk := a.BuildMasks(ep, ages, c.b, c.t, c.shorten)

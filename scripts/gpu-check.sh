@@ -6,6 +6,8 @@
 #   1. checks CUDA against the CPU from the same weights: the first step's loss and
 #      gradient norm (fp32, relative 1e-4), the per-token log-probabilities of an
 #      evaluation and the greedy text, and that a checkpoint written on CUDA loads on the CPU;
+#      and the fused attention against the composed one on CUDA (first step's loss and
+#      gradient norm);
 #   2. trains enwik8-small on enwik8-shaped bytes made on the spot for a fixed number of
 #      steps, in fp32, tf32 and bf16;
 #   3. writes report.md and report.json: tokens/s, ms/step, peak GPU memory, model FLOPs
@@ -82,6 +84,10 @@ for side in ref dev; do
   "$xspan" generate --ckpt "$out/step-ref" --prompt "The " --max-new-tokens "$gen" --temperature 0 --device "$d" >"$out/greedy-$side.txt" 2>"$out/greedy-$side.log"
 done
 "$xspan" eval --ckpt "$out/step-dev" --data "$out/data" --split valid --max-blocks 2 --device cpu --json >"$out/cross-load.json" 2>"$out/cross-load.log"
+# The fused attention against the composed one, both on --device, from the same weights.
+for path in composed fused; do
+  "$xspan" train --data "$out/data" --out "$out/step-$path" --init-from "$out/init" "${shape[@]}" "${common[@]}" --log-every 1 --steps 1 --device "$device" --set attention=$path >"$out/step-$path.log" 2>&1
+done
 
 log "2/3 training ${shape[*]} for $steps steps on $device: fp32, tf32, bf16"
 for p in fp32 tf32 bf16; do
@@ -114,6 +120,9 @@ check("per-token log-probabilities, cpu vs " + device, len(da) == len(db) and wo
 ga, gb = open(os.path.join(out, "greedy-ref.txt"), "rb").read(), open(os.path.join(out, "greedy-dev.txt"), "rb").read()
 same = sum(1 for x, y in zip(ga, gb) if x == y) if ga != gb else len(ga)
 check("greedy text, cpu vs " + device, ga == gb, f"{len(ga)} bytes, {'identical' if ga == gb else f'first {next((i for i, (x, y) in enumerate(zip(ga, gb)) if x != y), 0)} bytes equal (a near-tie can flip an argmax; the log-probabilities decide)'}")
+a, b = first_train("step-composed"), first_train("step-fused")
+check(f"fused attention vs composed on {device}: first-step loss and gradient norm", rel(a["loss"], b["loss"]) <= 1e-5 and rel(a["grad_norm"], b["grad_norm"]) <= 1e-4,
+      f'loss {a["loss"]:.7f} vs {b["loss"]:.7f}, gradient norm {a["grad_norm"]:.7f} vs {b["grad_norm"]:.7f}')
 cross = json.load(open(os.path.join(out, "cross-load.json")))
 check(f"checkpoint written on {device} evaluates on the cpu", cross.get("tokens", 0) > 0, f'{cross.get("tokens")} tokens, {cross.get("bpc", 0):.4f} bpc')
 
