@@ -65,7 +65,7 @@ const (
 	AttentionComposed = expirespan.PathComposed
 	AttentionFused    = expirespan.PathFused
 	// DefaultAttention is the path of configs that do not name one.
-	DefaultAttention = AttentionComposed
+	DefaultAttention = AttentionFused
 )
 
 // TrainConfig is the training recipe.
