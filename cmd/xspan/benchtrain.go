@@ -195,8 +195,8 @@ func runBenchTrain(args []string) error {
 			return err
 		}
 		refTPS := float64(tokens) / (ref.msPerStep / 1000)
-		fmt.Printf("reference (measured in this run: %q): %.0f tokens/s (%.1f ms per step of %d tokens, mean of %d logged figures), peak RSS %.0f MiB, %.0fs in all, valid bpc %s (its own validation)\n",
-			*refCmd, refTPS, ref.msPerStep, tokens, ref.steps, mib(ref.peakRSS), ref.seconds, ref.bpc)
+		fmt.Printf("reference (--reference-cmd, measured in this run): %.0f tokens/s (%.1f ms per step of %d tokens, mean of %d logged figures), peak RSS %.0f MiB, %.0fs in all, valid bpc %s (its own validation)\n",
+			refTPS, ref.msPerStep, tokens, ref.steps, mib(ref.peakRSS), ref.seconds, ref.bpc)
 		fmt.Printf("ratio (measured in this run): %.2fx the tokens/s, %.2fx the peak memory\n", res.TokPerSec/refTPS, mib(trainPeak)/mib(ref.peakRSS))
 		return nil
 	}
