@@ -157,15 +157,8 @@ func (a *Attention) BuildMasks(e *ts.Tensor, ages []float32, b, t int, shorten f
 	// ≤ P, a suffix of every stream's keys (ages fall along the slots). Work on the last
 	// W slots only.
 	p := float64(a.cfg.PosWindow)
-	w := 0
-	for s := 0; s < b; s++ {
-		k := 0
-		for i := n - 1; i >= 0 && float64(ages[s*n+i]) <= p; i-- {
-			k++
-		}
-		w = max(w, k)
-	}
-	mk.PosFrom = n - w
+	mk.PosFrom = posFrom(ages, b, n, a.cfg.PosWindow)
+	w := n - mk.PosFrom
 	if w > 0 {
 		tail := delta.MustNarrow(2, int64(n-w), int64(w), false)
 		okLow := tail.MustGe(ts.FloatScalar(1), false)
@@ -229,7 +222,8 @@ func (a *Attention) Attend(h, k, v, pos *ts.Tensor, mk *Masks, train bool) *ts.T
 	s.MustAdd_(mk.LogM)
 	att := s.MustSoftmax(-1, gotch.Float, true)
 	if train && a.cfg.Dropout > 0 {
-		att = ts.MustDropout(att, a.cfg.Dropout, true)
+		// The fused path's dropout: masks drawn per group of queries from one seed.
+		att = groupDropout(att, a.cfg.Dropout, drawSeed(), true)
 	}
 	o := att.MustMatmul(v, true).MustMul(mk.RowOK, true) // B×K×T×d_h
 	o = o.MustTranspose(1, 2, true).MustContiguous(true)

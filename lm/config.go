@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"xspan/expirespan"
 )
 
 // Config is a run's whole configuration: the model (ModelConfig) and the recipe that
@@ -50,7 +52,21 @@ type ModelConfig struct {
 	PreDiv   float64 `json:"pre_div"`   // span predictor input divisor
 	InitFrac float64 `json:"init_frac"` // p0: initial span as a fraction of MaxSpan
 	Noisy    bool    `json:"noisy"`     // random span shortening in training
+
+	// Attention is how attention runs: AttentionFused (one native autograd function that
+	// keeps no score-sized tensor for the backward pass) or AttentionComposed (libtorch ops
+	// under autograd, the reference for tests); "" means the default, DefaultAttention. Both
+	// compute the same function and draw the same dropout masks: not part of the shape.
+	Attention string `json:"attention"`
 }
+
+// Paths of the attention, as the "attention" key names them.
+const (
+	AttentionComposed = expirespan.PathComposed
+	AttentionFused    = expirespan.PathFused
+	// DefaultAttention is the path of configs that do not name one.
+	DefaultAttention = AttentionFused
+)
 
 // TrainConfig is the training recipe.
 type TrainConfig struct {
@@ -93,25 +109,25 @@ const (
 var presets = map[string]Config{
 	"tiny": {
 		ModelConfig{Layers: 2, Dim: 128, Heads: 4, FFN: 512, Block: 128,
-			Expire: true, MaxSpan: 1024, Ramp: 128, Alpha: 1e-6, PreDiv: 1, InitFrac: 0.1, Noisy: true},
+			Expire: true, MaxSpan: 1024, Ramp: 128, Alpha: 1e-6, PreDiv: 1, InitFrac: 0.1, Noisy: true, Attention: DefaultAttention},
 		TrainConfig{Batch: 16, Steps: 200, LR: 7e-4, Warmup: 50, Schedule: ScheduleConstant, Clip: 0.3, Accumulate: 1,
 			EvalEvery: 100, CkptEvery: 100, Seed: 1, Precision: PrecisionFP32},
 	},
 	"small": {
 		ModelConfig{Layers: 4, Dim: 256, Heads: 4, FFN: 1024, Block: 256,
-			Expire: true, MaxSpan: 4096, Ramp: 64, Alpha: 1e-6, PreDiv: 64, InitFrac: 0.1},
+			Expire: true, MaxSpan: 4096, Ramp: 64, Alpha: 1e-6, PreDiv: 64, InitFrac: 0.1, Attention: DefaultAttention},
 		TrainConfig{Batch: 16, Steps: 1000, LR: 3e-4, Warmup: 100, Schedule: ScheduleConstant, Clip: 0.3, Accumulate: 1,
 			EvalEvery: 250, CkptEvery: 250, Seed: 1, Precision: PrecisionFP32},
 	},
 	"enwik8-small": {
 		ModelConfig{Vocab: 256, Layers: 8, Dim: 256, Heads: 4, FFN: 1024, Block: 256,
-			Expire: true, MaxSpan: 4096, Ramp: 64, Alpha: 1e-6, PreDiv: 64, InitFrac: 0.1},
+			Expire: true, MaxSpan: 4096, Ramp: 64, Alpha: 1e-6, PreDiv: 64, InitFrac: 0.1, Attention: DefaultAttention},
 		TrainConfig{Batch: 64, Steps: 100000, LR: 3e-4, Warmup: 8000, Schedule: ScheduleConstant, Clip: 0.3, Accumulate: 1,
 			EvalEvery: 1000, CkptEvery: 1000, Seed: 1, Precision: PrecisionFP32},
 	},
 	"enwik8-12l": {
 		ModelConfig{Vocab: 256, Layers: 12, Dim: 512, Heads: 8, FFN: 2048, Block: 512, Dropout: 0.3,
-			Expire: true, MaxSpan: 16384, Ramp: 128, Alpha: 1e-6, PreDiv: 1, InitFrac: 0.1, Noisy: true},
+			Expire: true, MaxSpan: 16384, Ramp: 128, Alpha: 1e-6, PreDiv: 1, InitFrac: 0.1, Noisy: true, Attention: DefaultAttention},
 		TrainConfig{Batch: 512, Steps: 110000, LR: 7e-4, Warmup: 8000, Schedule: ScheduleStep, DecayAt: 100000, DecayLR: 7e-5,
 			Clip: 0.3, Accumulate: 1, EvalEvery: 1000, CkptEvery: 1000, Seed: 1, Precision: PrecisionFP32},
 	},
@@ -143,6 +159,14 @@ func (c ModelConfig) EffectivePosWindow() int {
 		return c.PosWindow
 	}
 	return c.Block
+}
+
+// EffectiveAttention is the attention path with its default applied.
+func (c ModelConfig) EffectiveAttention() string {
+	if c.Attention == "" {
+		return DefaultAttention
+	}
+	return c.Attention
 }
 
 // EffectiveInitCache is the initial cache length with its default applied.
@@ -207,6 +231,8 @@ func (c ModelConfig) Validate() error {
 		{c.Expire && c.PreDiv <= 0, fmt.Sprintf("pre_div = %g: must be positive", c.PreDiv)},
 		{c.Alpha < 0, fmt.Sprintf("alpha = %g: must not be negative", c.Alpha)},
 		{c.Dropout < 0 || c.Dropout >= 1, fmt.Sprintf("dropout = %g: must lie in [0, 1)", c.Dropout)},
+		{c.Attention != "" && c.Attention != AttentionComposed && c.Attention != AttentionFused,
+			fmt.Sprintf("attention = %q: %s or %s", c.Attention, AttentionFused, AttentionComposed)},
 	})
 }
 

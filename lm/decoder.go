@@ -135,9 +135,13 @@ func (d *Decoder) step(token int64) []float32 {
 			if m.Cfg.Expire {
 				e = torchrt.MustFromSlice(mem.Spans, []int64{1, int64(mem.Len)}, m.dev)
 			}
-			mk := l.attn.BuildMasks(e, mem.KeyAges(0), 1, 1, 0)
-			a = l.attn.Attend(hn, mem.K, mem.V, m.pos, mk, false)
-			mk.Drop()
+			if m.Cfg.EffectiveAttention() == AttentionFused {
+				a, _ = l.attn.AttendFused(hn, mem.K, mem.V, m.pos, e, mem.KeyAges(0), 1, 1, 0, false, false)
+			} else {
+				mk := l.attn.BuildMasks(e, mem.KeyAges(0), 1, 1, 0)
+				a = l.attn.Attend(hn, mem.K, mem.V, m.pos, mk, false)
+				mk.Drop()
+			}
 			if e != nil {
 				e.MustDrop()
 			}

@@ -379,16 +379,21 @@ func (m *Model) layerForward(l *layer, h *ts.Tensor, mem *expirespan.Memory, t i
 		hn = xn.MustNarrow(1, int64(mem.Len), int64(t), false)
 	}
 	e, spans := m.spans(l, xn)
-	mk := l.attn.BuildMasks(e, ages, mem.B, t, ls.shorten)
 	k, v := l.attn.KeysValues(xn)
-	a := l.attn.Attend(hn, k, v, m.pos, mk, ls.train)
+	wantLoss := ls.train && m.Cfg.Expire && m.Cfg.Alpha > 0
+	var a, sl *ts.Tensor
+	if m.Cfg.EffectiveAttention() == AttentionFused {
+		a, sl = l.attn.AttendFused(hn, k, v, m.pos, e, ages, mem.B, t, ls.shorten, ls.train, wantLoss)
+	} else {
+		mk := l.attn.BuildMasks(e, ages, mem.B, t, ls.shorten)
+		a = l.attn.Attend(hn, k, v, m.pos, mk, ls.train)
+		if wantLoss {
+			sl = l.attn.SpanLoss(mk, t)
+		}
+		mk.Drop()
+	}
 	k.MustDrop()
 	v.MustDrop()
-	var sl *ts.Tensor
-	if ls.train && m.Cfg.Expire && m.Cfg.Alpha > 0 {
-		sl = l.attn.SpanLoss(mk, t)
-	}
-	mk.Drop()
 	if e != nil {
 		e.MustDrop()
 	}

@@ -3,6 +3,7 @@ package lm
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -20,7 +21,20 @@ func testConfig() Config {
 	c.Vocab, c.Layers, c.Dim, c.Heads, c.FFN = 13, 2, 16, 2, 32
 	c.Block, c.MaxSpan, c.Ramp, c.InitFrac = 8, 24, 4, 0.3
 	c.Batch = 3
+	c.Attention = testAttention
 	return c
+}
+
+// testAttention is the attention path of testConfig; bothPaths runs a test with each.
+var testAttention = AttentionComposed
+
+// bothPaths runs test once with the composed attention and once with the fused one.
+func bothPaths(t *testing.T, test func(t *testing.T)) {
+	for _, path := range []string{AttentionComposed, AttentionFused} {
+		testAttention = path
+		t.Run(path, test)
+	}
+	testAttention = AttentionComposed
 }
 
 func tokens(n, vocab int, seed uint64) []int64 {
@@ -95,16 +109,18 @@ func repeat(l, k int) []int {
 	return s
 }
 
-func TestCausality(t *testing.T) {
+func TestCausality(t *testing.T) { bothPaths(t, testCausality) }
+
+func testCausality(t *testing.T) {
 	defer torchrt.Lock()()
 	for _, initCache := range []int{0, -1} {
-		testCausality(t, initCache)
+		causality(t, initCache)
 	}
 }
 
-// testCausality: with init_cache -1 the first query has no key at all, and must not
+// causality: with init_cache -1 the first query has no key at all, and must not
 // average the block's own (future) values.
-func testCausality(t *testing.T, initCache int) {
+func causality(t *testing.T, initCache int) {
 	cfg := testConfig()
 	cfg.InitCache = initCache
 	m := newModel(t, cfg, 1)
@@ -125,7 +141,9 @@ func testCausality(t *testing.T, initCache int) {
 
 // One block of 40 tokens, and blocks of 8, 8, 8, 16 with the memory carried (and pruned
 // exactly): the same log-probabilities.
-func TestMemoryCarry(t *testing.T) {
+func TestMemoryCarry(t *testing.T) { bothPaths(t, testMemoryCarry) }
+
+func testMemoryCarry(t *testing.T) {
 	defer torchrt.Lock()()
 	for _, expire := range []bool{true, false} {
 		cfg := testConfig()
@@ -146,7 +164,9 @@ func TestMemoryCarry(t *testing.T) {
 }
 
 // In eval mode pruning is exact: with every key kept the outputs are the same.
-func TestPruningIsExact(t *testing.T) {
+func TestPruningIsExact(t *testing.T) { bothPaths(t, testPruningIsExact) }
+
+func testPruningIsExact(t *testing.T) {
 	defer torchrt.Lock()()
 	cfg := testConfig()
 	m := newModel(t, cfg, 3)
@@ -178,7 +198,9 @@ func TestPruningIsExact(t *testing.T) {
 }
 
 // Incremental decoding gives the block forward pass's log-probabilities.
-func TestDecoderMatchesBlockForward(t *testing.T) {
+func TestDecoderMatchesBlockForward(t *testing.T) { bothPaths(t, testDecoderMatchesBlockForward) }
+
+func testDecoderMatchesBlockForward(t *testing.T) {
 	defer torchrt.Lock()()
 	for _, preNorm := range []bool{false, true} {
 		cfg := testConfig()
@@ -215,7 +237,9 @@ func TestDecoderMatchesBlockForward(t *testing.T) {
 
 // The span loss pushes spans down: with a large α, mean spans fall over training steps,
 // and the span predictor gets a gradient.
-func TestSpansShrinkWithLargeAlpha(t *testing.T) {
+func TestSpansShrinkWithLargeAlpha(t *testing.T) { bothPaths(t, testSpansShrinkWithLargeAlpha) }
+
+func testSpansShrinkWithLargeAlpha(t *testing.T) {
 	defer torchrt.Lock()()
 	cfg := testConfig()
 	cfg.Alpha = 5
@@ -323,7 +347,9 @@ func TestMemoryTensorsRoundTrip(t *testing.T) {
 	}
 }
 
-func TestStepMasked(t *testing.T) {
+func TestStepMasked(t *testing.T) { bothPaths(t, testStepMasked) }
+
+func testStepMasked(t *testing.T) {
 	defer torchrt.Lock()()
 	cfg := testConfig()
 	m := newModel(t, cfg, 12)
@@ -362,6 +388,10 @@ func TestStepMasked(t *testing.T) {
 // Recomputing layers in the backward pass gives the gradients, losses and memory of the
 // ordinary pass.
 func TestRecomputeGivesTheSameGradients(t *testing.T) {
+	bothPaths(t, testRecomputeGivesTheSameGradients)
+}
+
+func testRecomputeGivesTheSameGradients(t *testing.T) {
 	defer torchrt.Lock()()
 	for _, preNorm := range []bool{false, true} {
 		cfg := testConfig()
@@ -411,5 +441,63 @@ func TestRecomputeGivesTheSameGradients(t *testing.T) {
 				t.Fatalf("memories differ: %v/%v live, %d/%d dropped", memA.Live(), memB.Live(), memA.Dropped(), memB.Dropped())
 			}
 		}
+	}
+}
+
+// The fused attention trains as the composed one: over steps of training with dropout,
+// random shortening and a span loss, the memory carried (and with layers recomputed in
+// the backward pass), the same losses, gradients and memory.
+func TestFusedStepMatchesComposed(t *testing.T) {
+	defer torchrt.Lock()()
+	for _, recompute := range []bool{false, true} {
+		cfg := testConfig()
+		cfg.Alpha, cfg.Dropout, cfg.Noisy, cfg.Recompute = 0.1, 0.2, true, recompute
+		cfg.Attention = AttentionComposed
+		ref := newModel(t, cfg, 14)
+		cfg.Attention = AttentionFused
+		fused := newModel(t, cfg, 14)
+		memA, memB := ref.NewMemory(cfg.Batch), fused.NewMemory(cfg.Batch)
+		rngA, rngB := rand.New(torchrt.NewSource(14)), rand.New(torchrt.NewSource(14))
+		worst := 0.0
+		for step := 0; step < 4; step++ {
+			blk := tensor2(tokens(cfg.Batch*(cfg.Block+1), cfg.Vocab, uint64(step)), cfg.Batch, cfg.Block+1)
+			run := func(m *Model, mem *Memory, rng *rand.Rand) *StepResult {
+				torchrt.SeedTorch(int64(100 + step))
+				r, err := m.Step(mem, blk, StepOptions{Train: true, RNG: rng})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := r.Backward(1); err != nil {
+					t.Fatal(err)
+				}
+				return r
+			}
+			ra, rb := run(ref, memA, rngA), run(fused, memB, rngB)
+			la, lb := ra.TaskLoss.Float64Values()[0], rb.TaskLoss.Float64Values()[0]
+			sa, sb := ra.SpanLoss.Float64Values()[0], rb.SpanLoss.Float64Values()[0]
+			if math.Abs(la-lb) > 1e-5 || math.Abs(sa-sb) > 1e-7+1e-5*math.Abs(sa) || sa == 0 {
+				t.Fatalf("recompute=%v step %d: losses %v/%v, span %v/%v", recompute, step, la, lb, sa, sb)
+			}
+			pa, pb := ref.NamedParameters(), fused.NamedParameters()
+			for i := range pa {
+				ga := torchrt.Float32s(pa[i].Tensor.MustGrad(false))
+				gb := torchrt.Float32s(pb[i].Tensor.MustGrad(false))
+				scale := 1.0
+				for _, v := range ga {
+					scale = math.Max(scale, math.Abs(float64(v)))
+				}
+				d := maxDiff(ga, gb)
+				worst = math.Max(worst, d)
+				if d > 1e-5*scale {
+					t.Fatalf("recompute=%v step %d: gradient of %s differs by %g (largest %g)", recompute, step, pa[i].Name, d, scale)
+				}
+				pa[i].Tensor.ZeroGrad()
+				pb[i].Tensor.ZeroGrad()
+			}
+			if fmt.Sprint(memA.Live()) != fmt.Sprint(memB.Live()) || memA.Dropped() != memB.Dropped() {
+				t.Fatalf("memories differ: %v/%v live, %d/%d dropped", memA.Live(), memB.Live(), memA.Dropped(), memB.Dropped())
+			}
+		}
+		t.Logf("recompute=%v: largest gradient difference %g", recompute, worst)
 	}
 }

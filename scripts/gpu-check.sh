@@ -6,6 +6,8 @@
 #   1. checks CUDA against the CPU from the same weights: the first step's loss and
 #      gradient norm (fp32, relative 1e-4), the per-token log-probabilities of an
 #      evaluation and the greedy text, and that a checkpoint written on CUDA loads on the CPU;
+#      and the fused attention against the composed one on CUDA (first step's loss and
+#      gradient norm);
 #   2. trains enwik8-small on enwik8-shaped bytes made on the spot for a fixed number of
 #      steps, in fp32, tf32 and bf16;
 #   3. writes report.md and report.json: tokens/s, ms/step, peak GPU memory, model FLOPs
@@ -86,6 +88,10 @@ done
 # CPU): proves the distributed build; its step must equal the plain one.
 RANK=0 WORLD_SIZE=1 LOCAL_RANK=0 MASTER_ADDR=127.0.0.1 MASTER_PORT=${XSPAN_CHECK_PORT:-29517} \
   "$xspan" train --data "$out/data" --out "$out/step-dist" --init-from "$out/init" "${shape[@]}" "${common[@]}" --log-every 1 --steps 1 --device "$device" --dist-timeout 2m >"$out/step-dist.log" 2>&1 || true
+# The fused attention against the composed one, both on --device, from the same weights.
+for path in composed fused; do
+  "$xspan" train --data "$out/data" --out "$out/step-$path" --init-from "$out/init" "${shape[@]}" "${common[@]}" --log-every 1 --steps 1 --device "$device" --set attention=$path >"$out/step-$path.log" 2>&1
+done
 
 log "2/3 training ${shape[*]} for $steps steps on $device: fp32, tf32, bf16"
 for p in fp32 tf32 bf16; do
@@ -125,6 +131,9 @@ try:
 except (OSError, StopIteration):
     tail = open(os.path.join(out, "step-dist.log")).read().strip().splitlines()[-1:] if os.path.exists(os.path.join(out, "step-dist.log")) else ["no log"]
     check(f"c10d {backend}, world size 1: first step as the plain one", False, "did not train: " + " ".join(tail)[:300])
+a, b = first_train("step-composed"), first_train("step-fused")
+check(f"fused attention vs composed on {device}: first-step loss and gradient norm", rel(a["loss"], b["loss"]) <= 1e-5 and rel(a["grad_norm"], b["grad_norm"]) <= 1e-4,
+      f'loss {a["loss"]:.7f} vs {b["loss"]:.7f}, gradient norm {a["grad_norm"]:.7f} vs {b["grad_norm"]:.7f}')
 cross = json.load(open(os.path.join(out, "cross-load.json")))
 check(f"checkpoint written on {device} evaluates on the cpu", cross.get("tokens", 0) > 0, f'{cross.get("tokens")} tokens, {cross.get("bpc", 0):.4f} bpc')
 

@@ -102,6 +102,21 @@ func TestCLIBenchTrain(t *testing.T) {
 			t.Errorf("bench train --data output lacks %q:\n%s", want, stdout)
 		}
 	}
+	// --reference-cmd: a stand-in that logs two step times and a validation: its figures
+	// and the ratios come out of the same run.
+	ref := `echo "1 ms/batch: 100.0"; echo "2 ms/batch: 300.0"; echo "val: 2.50bpc"`
+	code, stdout, stderr = run(t, append([]string{"bench", "train", "--data", data, "--steps", "2", "--no-valid", "--reference-cmd", ref}, small...)...)
+	if code != 0 {
+		t.Fatalf("bench train --reference-cmd: exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"(--reference-cmd, measured in this run): 320 tokens/s (200.0 ms per step of 64 tokens, mean of 2 logged figures)", "valid bpc 2.50", "ratio (measured in this run): ", "model FLOPs: "} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("bench train --reference-cmd output lacks %q:\n%s", want, stdout)
+		}
+	}
+	if code, _, stderr := run(t, append([]string{"bench", "train", "--data", data, "--steps", "1", "--no-valid", "--reference-cmd", "echo nothing"}, small...)...); code == 0 || !strings.Contains(stderr, "no time per step") {
+		t.Errorf("a reference that logs no step time: exit %d, %s", code, stderr)
+	}
 	code, stdout, stderr = run(t, append([]string{"bench", "train", "--quick", "--steps", "2"}, small...)...)
 	if code != 0 {
 		t.Fatalf("bench train: exit %d: %s", code, stderr)

@@ -15,6 +15,7 @@ package libtch
 //#include "torch_api.h"
 //#include "xspan_native.h"
 //#include "xspan_dist.h"
+//#include "xspan_attention.h"
 import "C"
 
 import (
@@ -152,5 +153,40 @@ func XspanDistBroadcast(g unsafe.Pointer, ts []unsafe.Pointer, root int, bucketB
 
 // XspanDistBarrier waits for every rank.
 func XspanDistBarrier(g unsafe.Pointer) { C.xspan_dist_barrier(g) }
+// The fused Expire-Span attention (xspan's native/xspan_attention.h).
+
+// XspanDropoutGroup is the number of queries whose dropout mask one seed and group index
+// draw.
+const XspanDropoutGroup = C.XSPAN_DROPOUT_GROUP
+
+// XspanDrawSeed draws a seed from libtorch's default CPU generator.
+func XspanDrawSeed() int64 { return int64(C.xspan_draw_seed()) }
+
+// XspanGroupDropout applies dropout p to B×K×T×N attention weights with the masks that
+// seed draws per group of queries, as the fused attention does.
+func XspanGroupDropout(att Ctensor, p float64, seed int64) Ctensor {
+	out := (*C.tensor)(C.malloc(C.size_t(unsafe.Sizeof(uintptr(0)))))
+	defer C.free(unsafe.Pointer(out))
+	*out = nil
+	C.xspan_group_dropout(out, att, C.double(p), C.int64_t(seed))
+	return *out
+}
+
+// XspanExpireAttention runs the fused attention; e may be nil (no expiry). It returns the
+// B×K×T×d_h output and the span loss.
+func XspanExpireAttention(q, k, v, e, ages, pos Ctensor, posFrom int64, ramp, cap, spanCoef, dropout float64, seed, chunk int64) (o, loss Ctensor) {
+	out := (*[2]C.tensor)(C.malloc(2 * C.size_t(unsafe.Sizeof(uintptr(0)))))
+	defer C.free(unsafe.Pointer(out))
+	out[0], out[1] = nil, nil
+	C.xspan_expire_attention(&out[0], q, k, v, e, ages, pos, C.int64_t(posFrom), C.double(ramp), C.double(cap),
+		C.double(spanCoef), C.double(dropout), C.int64_t(seed), C.int64_t(chunk))
+	return out[0], out[1]
+}
+
+// XspanAttentionChunk is the number of queries per block of work the fused attention picks
+// for b streams, heads heads, t queries and n keys.
+func XspanAttentionChunk(b, heads, t, n int64) int64 {
+	return int64(C.xspan_attention_chunk(C.int64_t(b), C.int64_t(heads), C.int64_t(t), C.int64_t(n)))
+}
 `, lt.String(), lt.Version) + panicErrorGo
 }
