@@ -64,33 +64,39 @@ func TestForwardMatchesReference(t *testing.T) {
 			if cfg.MaxSpan+cfg.Ramp != a.SpanPlusRamp {
 				t.Fatalf("L + R = %d, the checkpoint says %d", cfg.MaxSpan+cfg.Ramp, a.SpanPlusRamp)
 			}
-			m, err := lm.New(cfg, gotch.CPU)
-			if err != nil {
-				t.Fatal(err)
-			}
-			params := m.NamedParameters()
-			if len(params) != len(named) {
-				t.Fatalf("%d tensors for a model of %d", len(named), len(params))
-			}
-			ts.NoGrad(func() {
-				for i, p := range params {
-					n := named[i]
-					if n.Name != p.Name || !equalShape(n.Shape, p.Tensor.MustSize()) {
-						t.Fatalf("tensor %d: %s %v, the model has %s %v", i, n.Name, n.Shape, p.Name, p.Tensor.MustSize())
-					}
-					src := ts.MustOfSlice(n.Data).MustView(n.Shape, true)
-					p.Tensor.Copy_(src)
-					src.MustDrop()
+			// Both attention paths, so that the pin holds for the fused one as for the
+			// composed one it was first made against.
+			for _, attn := range []string{lm.AttentionComposed, lm.AttentionFused} {
+				cfg.Attention = attn
+				m, err := lm.New(cfg, gotch.CPU)
+				if err != nil {
+					t.Fatal(err)
 				}
-			})
-			xOf := make([]int64, len(fx.Vocab))
-			for x, r := range vm.RefID {
-				xOf[r] = int64(x)
-			}
-			// The reference's rectangular rule gives its cache lengths; batch 1's exact per-key
-			// rule (xspan's default there) keeps fewer keys and the same log-probabilities.
-			for _, rule := range []expirespan.Rule{expirespan.Rectangular, expirespan.PerKey} {
-				runBlocks(t, m, rule, xOf, len(vm.RefID), fx.Blocks)
+				params := m.NamedParameters()
+				if len(params) != len(named) {
+					t.Fatalf("%d tensors for a model of %d", len(named), len(params))
+				}
+				ts.NoGrad(func() {
+					for i, p := range params {
+						n := named[i]
+						if n.Name != p.Name || !equalShape(n.Shape, p.Tensor.MustSize()) {
+							t.Fatalf("tensor %d: %s %v, the model has %s %v", i, n.Name, n.Shape, p.Name, p.Tensor.MustSize())
+						}
+						src := ts.MustOfSlice(n.Data).MustView(n.Shape, true)
+						p.Tensor.Copy_(src)
+						src.MustDrop()
+					}
+				})
+				xOf := make([]int64, len(fx.Vocab))
+				for x, r := range vm.RefID {
+					xOf[r] = int64(x)
+				}
+				// The reference's rectangular rule gives its cache lengths; batch 1's exact per-key
+				// rule (xspan's default there) keeps fewer keys and the same log-probabilities.
+				for _, rule := range []expirespan.Rule{expirespan.Rectangular, expirespan.PerKey} {
+					t.Logf("attention %s:", attn)
+					runBlocks(t, m, rule, xOf, len(vm.RefID), fx.Blocks)
+				}
 			}
 		})
 	}
