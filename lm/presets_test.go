@@ -30,7 +30,7 @@ func TestPresetsMatchTheReferenceScripts(t *testing.T) {
 		}
 		g, w := got.ModelConfig, c.want.ModelConfig
 		g.Tokenizer, g.PosWindow, g.InitCache, g.PreNorm = "", 0, 0, false // the reference's M for P and the cache; post-norm
-		g.Attention = "" // how attention is computed, not what
+		g.Attention = ""                                                   // how attention is computed, not what
 		if g != w {
 			t.Errorf("%s model:\n got  %+v\n want %+v", c.preset, g, w)
 		}
