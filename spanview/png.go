@@ -217,8 +217,6 @@ func liveChart(s *Score, width, height int) (image.Image, error) {
 		p.Add(line)
 		p.Legend.Add(fmt.Sprintf("layer %d", l+1), line)
 	}
-	p.Legend.Top = true
-	p.Legend.Left = true
 	c := vgimg.NewWith(vgimg.UseWH(vg.Length(width), vg.Length(height)), vgimg.UseDPI(72))
 	p.Draw(vgdraw.New(c))
 	return c.Image(), nil
