@@ -85,7 +85,7 @@ async function apiError(r, what) {
 function card(m) {
   const c = $("card"); c.textContent = "";
   const item = (k, v) => { if (v == null || v === "") return; const d = document.createElement("div"); const b = document.createElement("b"); b.textContent = k + " "; d.append(b, String(v)); c.appendChild(d); };
-  const info = m.model || {}, cfg = info.config || {};
+  const info = m.model || {}, cfg = info.config || info;
   item("model", m.id);
   if (info.step != null) item("step", info.step.toLocaleString("en"));
   if (info.random_init) item("weights", "random (untrained)");
