@@ -79,7 +79,7 @@ function explain(status, msg, what) {
 }
 function unreachable(e) { return "Could not reach the server (" + e.message + "). Is it still running?"; }
 async function apiError(r, what) {
-  let msg = ""; try { msg = (await r.json()).error; } catch (e) {}
+  let msg = ""; try { const e = (await r.json()).error; msg = typeof e === "string" ? e : (e && e.message) || ""; } catch (e) {}
   return explain(r.status, msg, what);
 }
 function card(m) {
@@ -93,7 +93,7 @@ function card(m) {
   if (cfg.layers) item("shape", cfg.layers + " layers × d " + cfg.dim + ", " + cfg.heads + " heads");
   if (cfg.max_span) item("memory", cfg.expire === false ? "fixed, last " + cfg.max_span + " tokens" : "Expire-Span, up to " + cfg.max_span + " tokens");
   if (m.vocab) item("vocabulary", m.vocab.kind + ", " + m.vocab.size + " tokens");
-  if (info.device) item("device", info.device);
+  if (info.device) item("device", info.device.replace(/^auto chose /, "").replace(/ \(.*\)/, ""));
   if (!m.score) { $("score").disabled = true; $("score").title = "This model cannot show what it remembers."; }
 }
 fetch("v1/model").then(r => r.ok ? r.json() : Promise.reject(new Error("status " + r.status))).then(card)

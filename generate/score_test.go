@@ -84,7 +84,8 @@ func TestServerScore(t *testing.T) {
 		{`{"text": 3}`, 400, "bad JSON"},
 	} {
 		code, _, body := postJSON(t, url, "/v1/score", c.body)
-		if code != c.code || !strings.Contains(string(body), c.want) {
+		var e struct{ Error string } // the native API's shape
+		if code != c.code || json.Unmarshal(body, &e) != nil || !strings.Contains(e.Error, c.want) {
 			t.Errorf("%s: %d %s; want %d with %q", c.body, code, body, c.code, c.want)
 		}
 	}
