@@ -26,12 +26,13 @@ if [ ! -f "$run/config.json" ] || [ -z "$(ls "$run/checkpoints" 2>/dev/null)" ];
 fi
 
 # The spans picture: a passage of the test split, which the model never trained on.
-./xspan cat "$data" --split test | head -c 1400 | tail -c 700 >out/spans-text.txt
+./xspan cat "$data" --split test >out/test-split.txt
+head -c 1400 out/test-split.txt | tail -c 700 >out/spans-text.txt
 ./xspan spans --ckpt "$run" --text out/spans-text.txt --png docs/spans.png --columns 90 --out out/spans.html
 
 ./xspan serve --ckpt "$run" --addr "127.0.0.1:$port" --quiet --model-name xspan-demo &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
 go run ./internal/browser/shoot --url "http://127.0.0.1:$port/" --prompt "And God said unto Moses, " \
-  --new-tokens 240 --seed 7 --out docs/page.png
+  --new-tokens 240 --seed 7 --layer 1 --hover 4 --out docs/page.png
 ls -l docs/page.png docs/spans.png

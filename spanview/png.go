@@ -182,10 +182,10 @@ func layout(tokens []Token, cols int) []cell {
 		for _, r := range t.Text {
 			switch {
 			case r == '\n':
-				put(i, '↵', true)
+				put(i, '¶', true)
 				row, col = row+1, 0
 			case r == '\t':
-				put(i, '→', true)
+				put(i, '»', true)
 			case !unicode.IsPrint(r) && r != ' ':
 				put(i, '·', true)
 			default:

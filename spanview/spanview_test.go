@@ -44,8 +44,8 @@ func TestScoreSummaryAndColours(t *testing.T) {
 		t.Fatalf("long spans: %d %d %d", r, g, b)
 	}
 	cells := layout(s.Tokens, 3)
-	// "ab↵" on row 0, then "cd✓" and "e" after the break.
-	if len(cells) != 7 || cells[2].r != '↵' || !cells[2].faint || cells[3].row != 1 || cells[3].col != 0 || cells[6].row != 2 {
+	// "ab¶" on row 0, then "cd✓" and "e" after the break.
+	if len(cells) != 7 || cells[2].r != '¶' || !cells[2].faint || cells[3].row != 1 || cells[3].col != 0 || cells[6].row != 2 {
 		t.Fatalf("layout %+v", cells)
 	}
 }

@@ -106,6 +106,9 @@ func runSpans(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
+	if mf.ckpt != "" {
+		s.Model = fmt.Sprintf("%s (step %v)", mf.ckpt, model.info["step"])
+	}
 	title := "What " + s.Model + " remembers"
 	if *out != "" {
 		var b bytes.Buffer

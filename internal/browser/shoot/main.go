@@ -21,17 +21,18 @@ func main() {
 	prompt := flag.String("prompt", "And God said unto Moses, ", "the prompt")
 	n := flag.Int("new-tokens", 300, "tokens to generate")
 	seed := flag.Int64("seed", 1, "sampling seed")
-	hover := flag.Int("hover", -1, "token to hover over (-1: the last of the prompt)")
+	hover := flag.Int("hover", -1, "token to hover over, from 0 (-1: the last of the prompt)")
+	layer := flag.Int("layer", 0, "the layer to show, from 1 (0: the page's default, the last)")
 	width := flag.Int("width", 1000, "window width in pixels")
 	out := flag.String("out", "page.png", "the PNG to write")
 	flag.Parse()
-	if err := run(*url, *prompt, *n, *seed, *hover, *width, *out); err != nil {
+	if err := run(*url, *prompt, *n, *seed, *hover, *layer, *width, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "shoot:", err)
 		os.Exit(1)
 	}
 }
 
-func run(url, prompt string, n int, seed int64, hover, width int, out string) error {
+func run(url, prompt string, n int, seed int64, hover, layer, width int, out string) error {
 	exe := browser.Find()
 	if exe == "" {
 		return fmt.Errorf("no chromium installed: apt-get install chromium")
@@ -67,6 +68,11 @@ func run(url, prompt string, n int, seed int64, hover, width int, out string) er
 	if v.Error != "" {
 		return fmt.Errorf("the page says: %s", v.Error)
 	}
+	if layer > 0 {
+		if v, err = browser.Layer(tab, layer-1); err != nil {
+			return err
+		}
+	}
 	if hover < 0 {
 		hover = len([]rune(prompt)) - 2
 	}
@@ -80,6 +86,6 @@ func run(url, prompt string, n int, seed int64, hover, width int, out string) er
 	if err := os.WriteFile(out, png, 0o644); err != nil {
 		return err
 	}
-	fmt.Printf("wrote %s (%d bytes): %d tokens shown, %d still in memory in the last layer\n", out, len(png), v.Cells, v.Alive)
+	fmt.Printf("wrote %s (%d bytes): %d tokens shown, %d still in memory in the layer shown\n", out, len(png), v.Cells, v.Alive)
 	return nil
 }
