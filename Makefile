@@ -12,7 +12,7 @@ export OPENBLAS_CORETYPE
 OMP_WAIT_POLICY ?= PASSIVE
 export OMP_WAIT_POLICY
 
-.PHONY: setup build test demo demo-clean bench vet
+.PHONY: setup build test demo demo-clean bench vet screenshot chromium
 
 setup:
 	@GOWORK=off $(GO) run ./internal/torchsetup
@@ -30,9 +30,18 @@ build: setup
 vet: setup
 	$(GO) vet ./...
 
+# chromium: the browser test of the page at / (generate/browser_test.go) drives Debian's
+# chromium; install it when missing and root. Where it cannot be installed, the target
+# still succeeds and the test skips, saying why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || [ "$$(id -u)" != 0 ] || \
+	  (DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 || \
+	   (apt-get update -q >/dev/null 2>&1 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1)) || \
+	  echo "chromium could not be installed: the browser test will skip"
+
 # test also runs the GPU proof script's CPU path (scripts/gpu-check.sh --device cpu --quick)
 # on the binary that make build gives, before the Go tests.
-test: build
+test: build chromium
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './.build/*'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	./scripts/gpu-check.sh --device cpu --quick --out out/gpu-check-quick
@@ -40,6 +49,11 @@ test: build
 
 demo: build
 	./scripts/demo.sh
+
+# screenshot: the README's docs/page.png (the page in headless chromium after a generation)
+# and docs/spans.png (xspan spans), from the demo's run (trained first when missing).
+screenshot: build
+	./scripts/screenshot.sh
 
 demo-clean:
 	rm -rf out/demo

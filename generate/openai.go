@@ -110,7 +110,7 @@ func newOpenAIError(e *apiError) openAIError {
 // isOpenAIPath reports whether an error on path answers in the OpenAI API's shape:
 // every path under /v1/ but the native ones.
 func isOpenAIPath(path string) bool {
-	return strings.HasPrefix(path, "/v1/") && path != "/v1/generate" && path != "/v1/model"
+	return strings.HasPrefix(path, "/v1/") && path != "/v1/generate" && path != "/v1/model" && path != "/v1/score"
 }
 
 func (s *Server) handleCompletions(w http.ResponseWriter, r *http.Request) {

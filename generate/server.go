@@ -48,6 +48,10 @@ type ServerConfig struct {
 	// besides the address they came to (and localhost on a loopback address); "*"
 	// allows any. Checking Host defeats DNS rebinding.
 	AllowedHosts []string
+	// AllowedOrigins are web origins ("https://example.org", scheme, host and port as a
+	// browser sends them) whose pages may call the API: their requests pass the Origin
+	// check and get CORS headers (preflights included). None by default: CORS stays off.
+	AllowedOrigins []string
 	// ModelName is the model's id in the OpenAI-compatible API ("xspan" when empty).
 	ModelName string
 
@@ -178,6 +182,7 @@ func NewServer(model Model, cfg ServerConfig) *Server {
 	s.slots = make(chan struct{}, s.cfg.MaxConcurrent)
 	s.route("POST /v1/generate", s.handleGenerate)
 	s.route("GET /v1/model", s.handleModel)
+	s.route("POST /v1/score", s.handleScore)
 	s.route("POST /v1/completions", s.handleCompletions)
 	s.route("GET /v1/models", s.handleModels)
 	s.route("GET /v1/models/{id}", s.handleModelByID)
@@ -211,7 +216,8 @@ func (s *Server) route(pattern string, h http.HandlerFunc) {
 // ServeHTTP implements http.Handler. Before routing it refuses requests from outside:
 // a Host that does not name this server (DNS rebinding), an Origin of another site, and
 // POSTs that are not JSON, which browsers would otherwise send cross-site without asking
-// (a "simple" request; JSON needs a CORS preflight, which this server never grants).
+// (a "simple" request; JSON needs a CORS preflight, which this server grants only to
+// AllowedOrigins).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case !s.hostAllowed(r):
@@ -223,6 +229,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodPost && !isJSON(r.Header.Get("Content-Type")):
 		s.fail(w, r, errorf(http.StatusUnsupportedMediaType, "", "Content-Type %q: send application/json", r.Header.Get("Content-Type")))
 		return
+	}
+	if o := r.Header.Get("Origin"); o != "" && s.corsOrigin(o) {
+		h := w.Header()
+		h.Set("Access-Control-Allow-Origin", o)
+		h.Add("Vary", "Origin")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", "GET, POST")
+			h.Set("Access-Control-Allow-Headers", "Content-Type, Authorization")
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
 	}
 	s.mux.ServeHTTP(w, r)
 }
@@ -274,7 +292,18 @@ func (s *Server) originAllowed(origin, host string) bool {
 	if err != nil || u.Host == "" {
 		return false // includes "null", sent by sandboxed pages and file: URLs
 	}
-	return strings.EqualFold(u.Host, host) || s.hostListed(strings.ToLower(u.Hostname()))
+	return strings.EqualFold(u.Host, host) || s.hostListed(strings.ToLower(u.Hostname())) || s.corsOrigin(origin)
+}
+
+// corsOrigin reports whether origin is one of AllowedOrigins, whose pages get CORS
+// headers.
+func (s *Server) corsOrigin(origin string) bool {
+	for _, o := range s.cfg.AllowedOrigins {
+		if strings.EqualFold(strings.TrimSuffix(o, "/"), origin) {
+			return true
+		}
+	}
+	return false
 }
 
 // Counters returns a snapshot of the request and connection counters.
@@ -333,7 +362,10 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) handleModel(w http.ResponseWriter, r *http.Request) {
 	v := s.model.Vocab()
+	_, scores := s.model.(Scorer)
 	writeJSON(w, http.StatusOK, map[string]any{
+		"id":    s.cfg.ModelName,
+		"score": scores,
 		"model": s.model.Info(),
 		"vocab": map[string]any{"kind": v.Kind(), "size": v.Size()},
 		"limits": map[string]any{

@@ -14,9 +14,11 @@ import (
 	"golang.org/x/term"
 
 	"xspan/checkpoint"
+	"xspan/eval"
 	"xspan/generate"
 	"xspan/internal/torchrt"
 	"xspan/lm"
+	"xspan/spanview"
 	"xspan/tokenize"
 )
 
@@ -115,6 +117,19 @@ type lmModel struct {
 func (l *lmModel) NewStepper() (generate.Stepper, error) { return l.stepper(l.pruning), nil }
 func (l *lmModel) Vocab() tokenize.Vocab                 { return l.vocab }
 func (l *lmModel) Info() any                             { return l.info }
+
+// Score runs a text through the model for POST /v1/score and xspan spans.
+func (l *lmModel) Score(ctx context.Context, ids []int64) (*spanview.Score, error) {
+	s, err := eval.ScoreText(ctx, l.m, l.vocab, ids)
+	if err != nil {
+		return nil, err
+	}
+	s.Model = strings.TrimPrefix(defaultModelName(l.info), "xspan-")
+	if step, ok := l.info["step"].(int64); ok {
+		s.Model += fmt.Sprintf(", step %d", step)
+	}
+	return s, nil
+}
 
 func (l *lmModel) stepper(pruning bool) *lmStepper {
 	d := l.m.NewDecoder()

@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"log"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"xspan/generate"
@@ -25,8 +27,12 @@ Serves the model over HTTP (standard library):
                       errors in that API's shapes, streams ending in "data: [DONE]"
   GET  /v1/models    OpenAI-compatible: the one model served (its id: --model-name)
   GET  /healthz      status and request counters
+  POST /v1/score     {"text"}: per token its text, bits and span per layer and whether each
+                      layer still holds it after the text; the text's bpc; the live memory
+                      per layer after every token (texts bounded by --max-prompt-tokens)
   GET  /v1/model     config, vocabulary, checkpoint step and the server's limits
-  GET  /             a page to type a prompt and watch the tokens stream
+  GET  /             a page to type a prompt and watch the tokens stream, then see what the
+                      model remembers of the text (colours from /v1/score)
 
 Each request has its own memory. Up to --max-concurrent requests generate at once, up to
 --max-queue more wait, and the rest get 429. A client that disconnects stops its
@@ -40,7 +46,9 @@ stay open: a new one closes the oldest that is idle or still sending its request
 
 Perimeter: the Host header must name the address the request came to (or localhost on a
 loopback address) or a host given with --allow-host, against DNS rebinding; POSTs must be
-application/json, requests from other origins get 403, and there are no CORS headers.
+application/json, requests from other origins get 403, and there are no CORS headers,
+unless --allow-origin names an origin: its pages may then call the API (with CORS headers
+and preflights answered).
 
 SIGINT or SIGTERM shuts down: no new connections, running requests get --grace to finish,
 then they are cancelled: a stream gets a final "error" event, and they count as
@@ -65,6 +73,15 @@ func runServe(e *env, args []string) error {
 	var hosts []string
 	fs.Func("allow-host", "a host name clients may use besides the listening address (repeatable; * allows any)", func(v string) error {
 		hosts = append(hosts, v)
+		return nil
+	})
+	var origins []string
+	fs.Func("allow-origin", "a web origin (https://host[:port]) whose pages may call the API: CORS for it (repeatable; default none)", func(v string) error {
+		o, err := parseOrigin(v)
+		if err != nil {
+			return err
+		}
+		origins = append(origins, o)
 		return nil
 	})
 	modelName := fs.String("model-name", "", "the model's id in the OpenAI-compatible API (default: xspan-RUN or xspan-PRESET-random)")
@@ -121,6 +138,7 @@ func runServe(e *env, args []string) error {
 		MaxConcurrent: *maxConc, MaxQueue: *maxQueue, MaxBodyBytes: *maxBody,
 		MaxNewTokens: *maxNew, DefaultNewTokens: *defNew, MaxPromptTokens: *maxPrompt, PromptBlock: model.m.Cfg.Block, Unk: policy,
 		ReadTimeout: *readTO, WriteTimeout: *writeTO, IdleTimeout: *idleTO, MaxConns: *maxConns, AllowedHosts: hosts,
+		AllowedOrigins: origins,
 	}
 	if cfg.ModelName = *modelName; cfg.ModelName == "" {
 		cfg.ModelName = defaultModelName(model.info)
@@ -155,4 +173,14 @@ func defaultModelName(info map[string]any) string {
 		return "xspan-" + filepath.Base(filepath.Dir(dir))
 	}
 	return "xspan-" + filepath.Base(ck)
+}
+
+// parseOrigin checks a web origin for --allow-origin: scheme http or https, a host, an
+// optional port, nothing else; it returns it as browsers send it.
+func parseOrigin(v string) (string, error) {
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		return "", fmt.Errorf("%q: want an origin such as https://example.org or http://localhost:3000", v)
+	}
+	return strings.ToLower(u.Scheme + "://" + u.Host), nil
 }
