@@ -76,7 +76,7 @@ type importFormat string
 
 const (
 	formatReference   importFormat = "reference"   // torch.save zip of the reference's trainer
-	formatSafetensors importFormat = "safetensors" // a .safetensors file (not importable yet)
+	formatSafetensors importFormat = "safetensors" // xspan export's one-file safetensors
 )
 
 // detectImportFormat says what kind of checkpoint path is, from its first bytes and
@@ -154,6 +154,12 @@ func runImport(e *env, args []string) (err error) {
 		return usageErrorf("--from is required")
 	case *out == "":
 		return usageErrorf("--out is required")
+	}
+	// xspan's own safetensors export carries its config and vocabulary: nothing else needed.
+	if format, err := detectImportFormat(*from); err == nil && format == formatSafetensors {
+		return importExport(e, *from, *out)
+	}
+	switch {
 	case (*data == "") == (*corpus == ""):
 		return usageErrorf("give --data DIR or --corpus corpus.pt (the vocabulary is not in the checkpoint)")
 	case *dataEOS && *corpus != "":
@@ -173,9 +179,6 @@ func runImport(e *env, args []string) (err error) {
 	format, err := detectImportFormat(*from)
 	if err != nil {
 		return err
-	}
-	if format == formatSafetensors {
-		return fmt.Errorf("%s: importing a safetensors file is not supported yet (import reads the reference implementation's torch.save checkpoints)", *from)
 	}
 	c, err := refckpt.Read(*from)
 	if err != nil {
@@ -436,5 +439,41 @@ func setWeights(m *lm.Model, named []refckpt.Named) error {
 	if err := m.SetWeights(tensors); err != nil {
 		return errors.New(strings.TrimPrefix(err.Error(), "lm: "))
 	}
+	return nil
+}
+
+// importExport turns a file written by 'xspan export --format safetensors' back into a run
+// folder: config.json, the checkpoint of its step (weights only) and best.
+func importExport(e *env, from, out string) error {
+	if steps, err := checkpoint.Steps(out); err == nil && len(steps) > 0 {
+		return usageErrorf("--out %s already holds checkpoints: import into a new run folder", out)
+	}
+	defer torchrt.Lock()()
+	m, ex, err := checkpoint.ReadExport(from, gotch.CPU)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	if err := checkpoint.WriteRunConfig(out, ex.Config); err != nil {
+		return err
+	}
+	h := checkpoint.Header{
+		Step: ex.Step, Tokens: ex.Tokens,
+		Data:    checkpoint.DataState{Split: "train", Block: ex.Config.Block},
+		RNG:     checkpoint.RNGState{Seed: ex.Config.Seed, Scheme: "imported: no generator state"},
+		Vocab:   checkpoint.NewVocabRef(ex.Vocab, ""),
+		Threads: torchrt.Threads(), Device: torchrt.DeviceName(gotch.CPU),
+		Time: time.Now().UTC().Format(time.RFC3339),
+	}
+	dir, err := checkpoint.Write(out, &checkpoint.State{Header: h, Model: m, Vocab: ex.Vocab})
+	if err != nil {
+		return err
+	}
+	if err := checkpoint.SetBest(out, ex.Step); err != nil {
+		return err
+	}
+	fmt.Fprintf(e.stdout, "imported %s (xspan's safetensors export, step %d): %s, weights only (no optimizer state or memory); eval and generate need --data for a dataset\n", from, ex.Step, dir)
 	return nil
 }

@@ -205,7 +205,7 @@ func TestCLIImportErrors(t *testing.T) {
 		{[]string{"--from", post, "--data", data, "--out", out("b"), "--max-span", "40", "--ramp", "4"}, 2, "L + R = 56"},
 		{[]string{"--from", post, "--data", data, "--out", out("c"), "--ramp", "8", "--set", "dim=64"}, 2, "the checkpoint fixes dim at 32"},
 		{[]string{"--from", truncated, "--data", data, "--out", out("d")}, 1, "truncated.pt"},
-		{[]string{"--from", st, "--data", data, "--out", out("e")}, 1, "safetensors file is not supported yet"},
+		{[]string{"--from", st, "--data", data, "--out", out("e")}, 1, "model.safetensors: bad safetensors header"},
 		{[]string{"--from", text, "--data", data, "--out", out("f")}, 1, "neither a torch.save zip"},
 		{[]string{"--from", post, "--data", other, "--out", out("g"), "--ramp", "8"}, 1, "has 43 tokens, the checkpoint's embedding 42 rows"},
 		{[]string{"--from", filepath.Join(td, "corpus-eos.pt"), "--data", data, "--out", out("h")}, 1, "not a dict with a \"model\" entry"},

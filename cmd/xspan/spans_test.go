@@ -84,6 +84,40 @@ func TestCLISpansAndExport(t *testing.T) {
 			t.Errorf("%s differs after export and read", a[i].Name)
 		}
 	}
+
+	// xspan import takes the file back: a run whose checkpoint has the same weights,
+	// config and vocabulary, and evaluates to the same bits.
+	back := filepath.Join(dir, "back")
+	out, _ = mustRun(t, "import", "--from", model, "--out", back)
+	if !strings.Contains(out, "xspan's safetensors export") {
+		t.Errorf("import printed %q", out)
+	}
+	m3, ck3, err := checkpoint.Load(back, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ck3.Step != ck.Step || ck3.Config != ck.Config || ck3.Vocab.Spec().Ref() != ck.Vocab.Spec().Ref() {
+		t.Errorf("imported: step %d, config equal %v", ck3.Step, ck3.Config == ck.Config)
+	}
+	c := m3.NamedParameters()
+	for i := range a {
+		_, _, da, _ := torchrt.Raw(a[i].Tensor)
+		_, _, dc, _ := torchrt.Raw(c[i].Tensor)
+		if !bytes.Equal(da, dc) {
+			t.Errorf("%s differs after export and import", a[i].Name)
+		}
+	}
+	data := ck.Header.Data.Dir
+	e1, _ := mustRun(t, "eval", "--ckpt", runDir, "--data", data, "--split", "valid", "--max-blocks", "4", "--json", "--threads", "1")
+	e2, _ := mustRun(t, "eval", "--ckpt", back, "--data", data, "--split", "valid", "--max-blocks", "4", "--json", "--threads", "1")
+	bpc := func(js string) float64 {
+		var r struct{ BPC float64 }
+		json.Unmarshal([]byte(js), &r)
+		return r.BPC
+	}
+	if bpc(e1) == 0 || bpc(e1) != bpc(e2) {
+		t.Errorf("eval: %v before export, %v after import", bpc(e1), bpc(e2))
+	}
 }
 
 func mustReadFile(t *testing.T, path string) []byte {
