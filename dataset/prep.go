@@ -93,6 +93,9 @@ func Prep(ctx context.Context, out string, inputs []string, opts ...Option) (*Ma
 			}
 			return nil, err
 		}
+		if n := hf.Pieces(); n > 0 {
+			c.logf("%s has no pre-tokenizer: the text is encoded a line at a time (long lines in pieces of at most %d bytes), as prompts will be; the manifest records it", vocabName, n)
+		}
 	}
 	needUTF8 := vocabName != tokenize.KindByte
 

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"os"
 	"runtime"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/sugarme/tokenizer"
 	"github.com/sugarme/tokenizer/pretrained"
@@ -24,8 +26,17 @@ type HF struct {
 	raw  []byte
 	sum  string
 	size int
-	pool sync.Pool // of *tokenizer.Tokenizer built from raw
+	// pieces, when not 0, is the longest piece of text encoded at once: a tokenizer with
+	// no pre-tokenizer sees its whole input as one word, which BPE merges in time that
+	// grows with the square of its length (10 minutes for 300 KB), so such text is
+	// encoded a line at a time, lines longer than pieces cut (see HF.Pieces).
+	pieces int
+	pool   sync.Pool // of *tokenizer.Tokenizer built from raw
 }
+
+// MaxPiece is the longest piece of text encoded at once by a tokenizer without a
+// pre-tokenizer.
+const MaxPiece = 1024
 
 // hfChunk is the text size above which Encode splits its input into parallel chunks
 // (a variable for tests).
@@ -43,12 +54,32 @@ func LoadHF(path string) (*HF, error) {
 	}
 	sum := sha256.Sum256(raw)
 	h := &HF{path: path, raw: raw, sum: hex.EncodeToString(sum[:]), size: tk.GetVocabSize(true)}
+	if !hasPreTokenizer(raw) {
+		h.pieces = MaxPiece
+	}
 	if h.size <= 0 {
 		return nil, fmt.Errorf("%s: tokenizer.json has an empty vocabulary", path)
 	}
 	h.pool.Put(tk)
 	return h, nil
 }
+
+// hasPreTokenizer reports whether a tokenizer.json names a pre-tokenizer.
+func hasPreTokenizer(raw []byte) bool {
+	var v struct {
+		Pre json.RawMessage `json:"pre_tokenizer"`
+	}
+	if json.Unmarshal(raw, &v) != nil {
+		return true // it parsed as a tokenizer: let it be
+	}
+	p := bytes.TrimSpace(v.Pre)
+	return len(p) > 0 && !bytes.Equal(p, []byte("null"))
+}
+
+// Pieces is 0 for a tokenizer with a pre-tokenizer, else the longest piece of text it
+// encodes at once: a line, or a part of a longer line cut after a space (or at a
+// character boundary) within Pieces bytes. Prompts are encoded the same way.
+func (h *HF) Pieces() int { return h.pieces }
 
 // parseHF builds a tokenizer from tokenizer.json bytes; the library panics on some
 // malformed files, which is turned into an error here.
@@ -76,7 +107,7 @@ func (h *HF) SHA256() string { return h.sum }
 // Spec records the file by its base name; a dataset copies the file in beside its
 // manifest.
 func (h *HF) Spec() Spec {
-	return Spec{Kind: KindHF, Size: h.size, File: "tokenizer.json", SHA256: h.sum}
+	return Spec{Kind: KindHF, Size: h.size, File: "tokenizer.json", SHA256: h.sum, Pieces: h.pieces}
 }
 
 func (h *HF) get() *tokenizer.Tokenizer {
@@ -146,6 +177,45 @@ func (h *HF) encodeOne(tk *tokenizer.Tokenizer, text []byte) (ids []uint32, err 
 	if len(text) == 0 {
 		return nil, nil
 	}
+	if h.pieces > 0 {
+		for _, p := range splitPieces(text, h.pieces) {
+			part, err := h.encodeText(tk, p)
+			if err != nil {
+				return nil, err
+			}
+			ids = append(ids, part...)
+		}
+		return ids, nil
+	}
+	return h.encodeText(tk, text)
+}
+
+// splitPieces cuts text after every newline and cuts lines longer than max after their
+// last space within max bytes, else at the last character boundary within them.
+func splitPieces(text []byte, max int) [][]byte {
+	var out [][]byte
+	for len(text) > 0 {
+		n := bytes.IndexByte(text, '\n') + 1
+		if n == 0 {
+			n = len(text)
+		}
+		if n > max {
+			n = max
+			if sp := bytes.LastIndexByte(text[:max], ' '); sp > 0 {
+				n = sp + 1
+			} else {
+				for n > 1 && !utf8.RuneStart(text[n]) {
+					n--
+				}
+			}
+		}
+		out = append(out, text[:n])
+		text = text[n:]
+	}
+	return out
+}
+
+func (h *HF) encodeText(tk *tokenizer.Tokenizer, text []byte) (ids []uint32, err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			ids, err = nil, fmt.Errorf("%s: tokenizer failed: %v", h.path, p)

@@ -2,6 +2,7 @@ package tokenize
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -161,4 +162,66 @@ func BenchmarkHFEncode(b *testing.B) {
 			}
 		})
 	}
+}
+
+// A BPE tokenizer.json without a pre-tokenizer sees its input as one word, which BPE
+// merges in time quadratic in its length: such text is encoded a line at a time (long
+// lines in pieces), the same for a whole text and for its lines one by one, and the Spec
+// records it.
+func TestHFWithoutPreTokenizerEncodesInPieces(t *testing.T) {
+	var j map[string]any
+	if err := json.Unmarshal(mustReadTestdata(t, "testdata/bytelevel-bpe.json"), &j); err != nil {
+		t.Fatal(err)
+	}
+	j["pre_tokenizer"] = nil
+	vocab := j["model"].(map[string]any)["vocab"].(map[string]any)
+	vocab[" "], vocab["\n"] = float64(len(vocab)), float64(len(vocab)+1)
+	b, _ := json.Marshal(j)
+	path := filepath.Join(t.TempDir(), "nopre.json")
+	os.WriteFile(path, b, 0o644)
+	h, err := LoadHF(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Pieces() != MaxPiece || h.Spec().Pieces != MaxPiece {
+		t.Fatalf("pieces %d, spec %d: want %d", h.Pieces(), h.Spec().Pieces, MaxPiece)
+	}
+	line := "the quick brown fox jumps over the lazy dog\n"
+	long := strings.Repeat("abcdefgh ", 300) + "\n" // 2,700 bytes: cut in pieces
+	text := strings.Repeat(line, 200) + long
+	all, err := h.EncodeWorkers([]byte(text), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []uint32
+	for _, p := range splitPieces([]byte(text), MaxPiece) {
+		if len(p) > MaxPiece {
+			t.Fatalf("a piece of %d bytes", len(p))
+		}
+		ids, err := h.EncodeWorkers(p, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, ids...)
+	}
+	if !slices.Equal(all, want) {
+		t.Fatalf("the whole text and its pieces give other ids (%d vs %d)", len(all), len(want))
+	}
+	if got := splitPieces([]byte(long), MaxPiece); len(got) != 3 || !strings.HasSuffix(string(got[0]), " ") {
+		t.Fatalf("a 2,700-byte line cut into %d pieces", len(got))
+	}
+	// With a pre-tokenizer, nothing changes.
+	hb, err := LoadHF("testdata/bytelevel-bpe.json")
+	if err != nil || hb.Pieces() != 0 || hb.Spec().Pieces != 0 {
+		t.Fatalf("byte-level BPE: pieces %d, %v", hb.Pieces(), err)
+	}
+}
+
+func mustReadTestdata(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -57,6 +57,9 @@ type Spec struct {
 	// SHA256 its hex digest.
 	File   string `json:"file,omitempty"`
 	SHA256 string `json:"sha256,omitempty"`
+	// Pieces, for an hf tokenizer without a pre-tokenizer, is the longest piece of text
+	// it was given at once (a line, or part of a long one): see HF.Pieces.
+	Pieces int `json:"pieces,omitempty"`
 }
 
 // Ref is the vocabulary's identity: its kind and a hash of the Spec (and, for an hf
