@@ -21,9 +21,11 @@ import (
 // target's log-probability is within 1e-5 of the reference's and every cache length is
 // exact; with the exact per-key rule, the same log-probabilities from no more keys.
 func TestForwardMatchesReference(t *testing.T) {
-	defer torchrt.Lock()()
 	for _, name := range []string{"post", "pre"} {
 		t.Run(name, func(t *testing.T) {
+			// A subtest runs on a goroutine of its own: it takes its own OS thread, since
+			// the grad mode that NoGrad switches off is that thread's.
+			defer torchrt.Lock()()
 			var fx struct {
 				HParams map[string]any `json:"hparams"`
 				Vocab   []string       `json:"vocab"`
