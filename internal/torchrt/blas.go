@@ -47,8 +47,9 @@ func cpuFlags() []string {
 // for work by default. When another process holds a core, a spinning thread keeps its
 // siblings from the core they wait for, and batched products stall: training ran at
 // 260–650 tokens/s against 6,360 with one thread on a machine where another job held a
-// core. OMP_WAIT_POLICY=PASSIVE makes them sleep instead, at a small cost on an idle
-// machine (measured in the README). libgomp, too, reads it once, at load.
+// core. OMP_WAIT_POLICY=PASSIVE makes them sleep instead, at a cost of about a quarter
+// of the speed on an idle machine (measured in the README; no GOMP_SPINCOUNT does better
+// on both). libgomp, too, reads it once, at load.
 
 // RuntimeEnv returns the variables that TuneAndReexec would add to env (a list of
 // KEY=VALUE) for a CPU with the given flags: OPENBLAS_CORETYPE and OMP_WAIT_POLICY, each
