@@ -23,6 +23,7 @@ type Config struct {
 	Dim, Heads int
 	PosWindow  int     // P: distances 1…P get a learned position term
 	Expire     bool    // learned spans; false: causal attention over the whole memory
+	Window     int     // > 0: a query sees keys at distance 1…Window only (Transformer-XL)
 	MaxSpan    float64 // L
 	Ramp       float64 // R
 	Alpha      float64 // span-loss coefficient
@@ -118,7 +119,13 @@ func (a *Attention) BuildMasks(e *ts.Tensor, ages []float32, b, t int, shorten f
 	// δ_ji = j + C_i: the distance from query j back to key i (B×T×N).
 	delta := c.MustUnsqueeze(1, false).MustAdd(j, true)
 	j.MustDrop()
-	causal := delta.MustGe(ts.FloatScalar(1), false).MustTotype(gotch.Float, true)
+	causal := delta.MustGe(ts.FloatScalar(1), false)
+	if a.cfg.Window > 0 {
+		near := delta.MustLe(ts.FloatScalar(float64(a.cfg.Window)), false)
+		causal = causal.MustLogicalAnd(near, true)
+		near.MustDrop()
+	}
+	causal = causal.MustTotype(gotch.Float, true)
 	mk := &Masks{}
 	if a.cfg.Expire {
 		ee := e

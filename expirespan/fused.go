@@ -101,7 +101,7 @@ func (a *Attention) AttendFused(h, k, v, pos, e *ts.Tensor, ages []float32, b, t
 		drop, seed = a.cfg.Dropout, drawSeed()
 	}
 	oc, lc := lib.XspanExpireAttention(ct(q), ct(k), ct(v), ec, ct(c), ct(pos),
-		int64(posFrom(ages, b, n, a.cfg.PosWindow)), ramp, cap, coef, drop, seed, fusedChunk)
+		int64(posFrom(ages, b, n, a.cfg.PosWindow)), int64(a.cfg.Window), ramp, cap, coef, drop, seed, fusedChunk)
 	runtime.KeepAlive(k)
 	runtime.KeepAlive(v)
 	runtime.KeepAlive(e)

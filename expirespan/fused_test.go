@@ -18,6 +18,7 @@ type fusedCase struct {
 	name          string
 	b, mem, t     int     // streams, memory keys, queries
 	expire        bool    // learned spans
+	window        int     // > 0: queries see keys at distance ≤ window only
 	shorten       float64 // random shortening (a fraction of L; 0: none)
 	dropout       float64 // attention dropout (train)
 	integerSpans  bool    // spans on whole numbers: remaining spans exactly on the ramp's edges
@@ -37,7 +38,7 @@ func runAttention(t *testing.T, c fusedCase, fused bool) fusedRun {
 	const d, heads, p, maxSpan, ramp = 8, 2, 6, 24.0, 4.0
 	torchrt.Seed(21)
 	vs := nn.NewVarStore(gotch.CPU)
-	a := NewAttention(vs.Root(), Config{Dim: d, Heads: heads, PosWindow: p, Expire: c.expire, MaxSpan: maxSpan,
+	a := NewAttention(vs.Root(), Config{Dim: d, Heads: heads, PosWindow: p, Expire: c.expire, Window: c.window, MaxSpan: maxSpan,
 		Ramp: ramp, Alpha: 0.7, PreDiv: 1, InitFrac: 0.3, Dropout: c.dropout})
 	n := c.mem + c.t
 	rng := rand.New(rand.NewPCG(uint64(c.b), 7))
@@ -143,6 +144,8 @@ func TestFusedMatchesComposed(t *testing.T) {
 		{name: "dropout, one block", b: 2, mem: 12, t: 40, expire: true, dropout: 0.3},
 		{name: "no expiry", b: 2, mem: 12, t: 20},
 		{name: "no expiry, dropout", b: 2, mem: 12, t: 36, dropout: 0.2, chunk: 16},
+		{name: "window", b: 2, mem: 12, t: 36, window: 12, chunk: 16},
+		{name: "window, dropout", b: 3, mem: 12, t: 20, window: 5, dropout: 0.2},
 	}
 	worst := map[string]float64{}
 	for _, c := range cases {

@@ -45,13 +45,17 @@ type ModelConfig struct {
 	InitCache int `json:"init_cache"` // zero memories at the start of a stream (0: Block; -1: none)
 
 	// Expire-Span.
-	Expire   bool    `json:"expire"`    // learned spans; false: the baseline keeps the last MaxSpan keys
+	Expire   bool    `json:"expire"`    // learned spans; false: a fixed-memory baseline (see Baseline)
 	MaxSpan  int     `json:"max_span"`  // L: the longest span (attn_lim)
 	Ramp     int     `json:"ramp"`      // R: length of the soft mask's ramp
 	Alpha    float64 `json:"alpha"`     // α: span-loss coefficient
 	PreDiv   float64 `json:"pre_div"`   // span predictor input divisor
 	InitFrac float64 `json:"init_frac"` // p0: initial span as a fraction of MaxSpan
 	Noisy    bool    `json:"noisy"`     // random span shortening in training
+
+	// Baseline is the attention of a model without expiry (expire=false): BaselineLastL
+	// ("" too, as in configs older than the key) or BaselineTransformerXL.
+	Baseline string `json:"baseline"`
 
 	// Attention is how attention runs: AttentionFused (one native autograd function that
 	// keeps no score-sized tensor for the backward pass) or AttentionComposed (libtorch ops
@@ -66,6 +70,18 @@ const (
 	AttentionFused    = expirespan.PathFused
 	// DefaultAttention is the path of configs that do not name one.
 	DefaultAttention = AttentionFused
+)
+
+// Fixed-memory baselines (expire=false), as the "baseline" key names them. Both keep the
+// last MaxSpan (L) keys of each layer in memory; they differ in what a query sees.
+const (
+	// BaselineLastL: every query of a block sees the whole memory and the block before it
+	// (L + j keys for query j), with a position term for distances 1…P (P: the block).
+	BaselineLastL = "last-l"
+	// BaselineTransformerXL is the paper's comparison (the reference's TransformerSeq):
+	// every query sees exactly its L previous positions, with a position term for each
+	// distance 1…L, and a stream starts with L zero memories.
+	BaselineTransformerXL = "transformer-xl"
 )
 
 // TrainConfig is the training recipe.
@@ -153,12 +169,28 @@ func Preset(name string) (Config, error) {
 	return c, nil
 }
 
-// EffectivePosWindow is P with its default applied.
+// EffectivePosWindow is P with its default applied: L for the Transformer-XL baseline,
+// else the block.
 func (c ModelConfig) EffectivePosWindow() int {
-	if c.PosWindow > 0 {
+	switch {
+	case c.PosWindow > 0:
 		return c.PosWindow
+	case c.transformerXL():
+		return c.MaxSpan
 	}
 	return c.Block
+}
+
+// transformerXL says whether the model is the Transformer-XL baseline.
+func (c ModelConfig) transformerXL() bool { return !c.Expire && c.Baseline == BaselineTransformerXL }
+
+// AttentionWindow is the farthest distance a query sees: L for the Transformer-XL
+// baseline, 0 (no limit but the memory) otherwise.
+func (c ModelConfig) AttentionWindow() int {
+	if c.transformerXL() {
+		return c.MaxSpan
+	}
+	return 0
 }
 
 // EffectiveAttention is the attention path with its default applied.
@@ -174,6 +206,8 @@ func (c ModelConfig) EffectiveInitCache() int {
 	switch {
 	case c.InitCache < 0:
 		return 0
+	case c.InitCache == 0 && c.transformerXL():
+		return c.MaxSpan
 	case c.InitCache == 0:
 		return c.Block
 	}
@@ -231,6 +265,9 @@ func (c ModelConfig) Validate() error {
 		{c.Expire && c.PreDiv <= 0, fmt.Sprintf("pre_div = %g: must be positive", c.PreDiv)},
 		{c.Alpha < 0, fmt.Sprintf("alpha = %g: must not be negative", c.Alpha)},
 		{c.Dropout < 0 || c.Dropout >= 1, fmt.Sprintf("dropout = %g: must lie in [0, 1)", c.Dropout)},
+		{c.Baseline != "" && c.Baseline != BaselineLastL && c.Baseline != BaselineTransformerXL,
+			fmt.Sprintf("baseline = %q: %s or %s", c.Baseline, BaselineLastL, BaselineTransformerXL)},
+		{c.Expire && c.Baseline != "", fmt.Sprintf("baseline = %q: a baseline has expire = false", c.Baseline)},
 		{c.Attention != "" && c.Attention != AttentionComposed && c.Attention != AttentionFused,
 			fmt.Sprintf("attention = %q: %s or %s", c.Attention, AttentionFused, AttentionComposed)},
 	})
@@ -351,18 +388,25 @@ func field(v reflect.Value, key string) (reflect.Value, bool) {
 // JSON is what Hash digests, so its fields stay in this (alphabetical) order: checkpoints
 // record the hash.
 type shape struct {
-	Dim       int  `json:"dim"`
-	Expire    bool `json:"expire"`
-	FFN       int  `json:"ffn"`
-	Heads     int  `json:"heads"`
-	Layers    int  `json:"layers"`
-	PosWindow int  `json:"pos_window"` // the effective P
-	PreNorm   bool `json:"pre_norm"`
-	Vocab     int  `json:"vocab"`
+	// Baseline is "" for last-L (configs older than the key hash as before) and for
+	// Expire-Span.
+	Baseline  string `json:"baseline,omitempty"`
+	Dim       int    `json:"dim"`
+	Expire    bool   `json:"expire"`
+	FFN       int    `json:"ffn"`
+	Heads     int    `json:"heads"`
+	Layers    int    `json:"layers"`
+	PosWindow int    `json:"pos_window"` // the effective P
+	PreNorm   bool   `json:"pre_norm"`
+	Vocab     int    `json:"vocab"`
 }
 
 func (c ModelConfig) shape() shape {
-	return shape{Dim: c.Dim, Expire: c.Expire, FFN: c.FFN, Heads: c.Heads, Layers: c.Layers,
+	baseline := ""
+	if c.transformerXL() {
+		baseline = BaselineTransformerXL
+	}
+	return shape{Baseline: baseline, Dim: c.Dim, Expire: c.Expire, FFN: c.FFN, Heads: c.Heads, Layers: c.Layers,
 		PosWindow: c.EffectivePosWindow(), PreNorm: c.PreNorm, Vocab: c.Vocab}
 }
 

@@ -85,6 +85,8 @@ func TestConfigValidate(t *testing.T) {
 		{"pre_div", func(c *Config) { c.PreDiv = 0 }},
 		{"alpha", func(c *Config) { c.Alpha = -1 }},
 		{"dropout", func(c *Config) { c.Dropout = 1 }},
+		{"baseline", func(c *Config) { c.Expire, c.Baseline = false, "xl" }},
+		{"baseline", func(c *Config) { c.Baseline = BaselineTransformerXL }}, // with expiry
 		{"batch", func(c *Config) { c.Batch = 0 }},
 		{"steps", func(c *Config) { c.Steps = -1 }},
 		{"lr", func(c *Config) { c.LR = 0 }},
@@ -163,6 +165,7 @@ func TestHashAndSameShape(t *testing.T) {
 			func(c *Config) { c.Vocab = 74 },
 			func(c *Config) { c.PosWindow = 7 },
 			func(c *Config) { c.PreNorm, c.Expire = true, false },
+			func(c *Config) { c.Expire, c.Baseline = false, BaselineLastL }, // named as it always was
 		} {
 			e := c
 			edit(&e)
@@ -177,6 +180,13 @@ func TestHashAndSameShape(t *testing.T) {
 	b.MaxSpan, b.Alpha, b.Steps, b.LR = 99, 1, 3, 1
 	if err := a.SameShape(b.ModelConfig); err != nil || a.Hash() != b.Hash() {
 		t.Errorf("same shape, other block and recipe: %v", err)
+	}
+	// The Transformer-XL baseline is another model than last-L at the same P.
+	x, y := a, a
+	x.Expire, y.Expire, x.PosWindow, y.PosWindow = false, false, 64, 64
+	y.Baseline = BaselineTransformerXL
+	if err := x.SameShape(y.ModelConfig); err == nil || x.Hash() == y.Hash() || !strings.Contains(err.Error(), "baseline") {
+		t.Errorf("last-L against Transformer-XL: hashes %s, %s, %v", x.Hash(), y.Hash(), err)
 	}
 	b.Dim, b.Layers = 64, 3
 	err := a.SameShape(b.ModelConfig)

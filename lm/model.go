@@ -67,7 +67,7 @@ func New(cfg Config, dev gotch.Device) (*Model, error) {
 		outScale = 1 / math.Sqrt(2*float64(cfg.Layers))
 	}
 	acfg := expirespan.Config{
-		Dim: cfg.Dim, Heads: cfg.Heads, PosWindow: p, Expire: cfg.Expire,
+		Dim: cfg.Dim, Heads: cfg.Heads, PosWindow: p, Expire: cfg.Expire, Window: cfg.AttentionWindow(),
 		MaxSpan: float64(cfg.MaxSpan), Ramp: float64(cfg.Ramp), Alpha: cfg.Alpha, PreDiv: cfg.PreDiv,
 		InitFrac: cfg.InitFrac, Dropout: cfg.Dropout, OutScale: outScale,
 	}

@@ -145,17 +145,25 @@ func TestMemoryCarry(t *testing.T) { bothPaths(t, testMemoryCarry) }
 
 func testMemoryCarry(t *testing.T) {
 	defer torchrt.Lock()()
-	for _, expire := range []bool{true, false} {
+	for _, c := range []struct {
+		expire   bool
+		baseline string
+		l        int
+	}{
+		{true, "", 24},
+		{false, BaselineLastL, 64}, // its memory covers the whole sequence
+		{false, BaselineTransformerXL, 10},
+	} {
+		expire := c.expire
 		cfg := testConfig()
-		cfg.Expire = expire
-		cfg.MaxSpan = 64 // the baseline's memory covers the whole sequence
+		cfg.Expire, cfg.Baseline, cfg.MaxSpan = c.expire, c.baseline, c.l
 		m := newModel(t, cfg, 2)
 		ids := tokens(40, cfg.Vocab, 2)
 		long := logProbs(t, m, m.NewMemory(1), ids, 1, 40, []int{40})
 		mem := m.NewMemory(1)
 		carried := logProbs(t, m, mem, ids, 1, 40, []int{8, 8, 8, 16})
 		if d := maxDiff(long, carried); d > 1e-4 {
-			t.Fatalf("expire=%v: one block and carried blocks differ by %g", expire, d)
+			t.Fatalf("expire=%v %s: one block and carried blocks differ by %g", expire, c.baseline, d)
 		}
 		if expire && mem.Dropped() == 0 {
 			t.Fatal("no memory was dropped: spans are too long for this test to mean anything")
@@ -202,9 +210,16 @@ func TestDecoderMatchesBlockForward(t *testing.T) { bothPaths(t, testDecoderMatc
 
 func testDecoderMatchesBlockForward(t *testing.T) {
 	defer torchrt.Lock()()
-	for _, preNorm := range []bool{false, true} {
+	for _, c := range []struct {
+		preNorm  bool
+		baseline string
+	}{{false, ""}, {true, ""}, {false, BaselineTransformerXL}} {
+		preNorm := c.preNorm
 		cfg := testConfig()
 		cfg.PreNorm = preNorm
+		if c.baseline != "" {
+			cfg.Expire, cfg.Baseline, cfg.MaxSpan = false, c.baseline, 10
+		}
 		m := newModel(t, cfg, 4)
 		const n = 60
 		ids := tokens(n, cfg.Vocab, 4)
@@ -217,7 +232,7 @@ func testDecoderMatchesBlockForward(t *testing.T) {
 		}
 		for i := 11; ; i++ {
 			if diff := maxDiff(got, ref[(i-1)*v:i*v]); diff > 1e-4 {
-				t.Fatalf("pre_norm=%v: position %d differs by %g", preNorm, i-1, diff)
+				t.Fatalf("pre_norm=%v %s: position %d differs by %g", preNorm, c.baseline, i-1, diff)
 			}
 			if i == n {
 				break
@@ -227,7 +242,7 @@ func testDecoderMatchesBlockForward(t *testing.T) {
 			}
 		}
 		if d.Dropped() == 0 {
-			t.Fatalf("pre_norm=%v: the decoder dropped nothing", preNorm)
+			t.Fatalf("pre_norm=%v %s: the decoder dropped nothing", preNorm, c.baseline)
 		}
 		if _, err := d.Feed([]int64{int64(cfg.Vocab)}); err == nil {
 			t.Fatal("no error for a token outside the vocabulary")

@@ -69,7 +69,7 @@ at::Tensor keep_mask(int64_t seed, int64_t j0, int64_t tc, int64_t t, at::IntArr
 }
 
 struct Params {
-  int64_t pos_from = 0;
+  int64_t pos_from = 0, window = 0; // window > 0: a query sees keys at distance ≤ window only
   double ramp = 1, cap = 0, span_coef = 0, dropout = 0;
   int64_t seed = 0, chunk = 0;
   bool expire = false; // e holds the spans (else it is an empty placeholder)
@@ -95,15 +95,18 @@ struct BlockMask {
 
 // block_mask follows Attention.BuildMasks operation by operation for queries [j0, j0+tc).
 BlockMask block_mask(const at::Tensor &ee, const at::Tensor &ages, int64_t j0, int64_t tc, int64_t heads,
-                     int64_t pos_from, int64_t P, double ramp, bool want_loss, bool backward) {
+                     int64_t pos_from, int64_t P, int64_t window, double ramp, bool want_loss, bool backward) {
   BlockMask bm;
   auto j = at::arange((double)j0, (double)(j0 + tc), ages.options()).view({1, tc, 1});
   auto delta = ages.unsqueeze(1) + j; // B×tc×N
+  auto visible = delta.ge(1);
+  if (window > 0)
+    visible.logical_and_(delta.le((double)window));
   at::Tensor masked;
   if (ee.defined()) {
     auto r = ee.unsqueeze(1) - delta;
     auto u = r.mul(1.0 / ramp).add(1.0);
-    auto m = u.clamp(0, 1).mul_(delta.ge(1));
+    auto m = u.clamp(0, 1).mul_(visible);
     masked = m.le(0);
     bm.logm = at::where(masked, at::scalar_tensor(-1e30, u.options()), u.clamp(1e-30, 1).log_()).unsqueeze(1);
     if (want_loss && !backward) {
@@ -113,7 +116,7 @@ BlockMask block_mask(const at::Tensor &ee, const at::Tensor &ages, int64_t j0, i
     if (backward)
       bm.u = u;
   } else {
-    masked = delta.lt(1);
+    masked = visible.logical_not();
     bm.logm = masked.to(at::kFloat).mul_(-1e30).unsqueeze(1);
   }
   bm.rowok = masked.logical_not().any(-1, true).to(at::kFloat).unsqueeze(1);
@@ -161,7 +164,7 @@ public:
       count = at::zeros({B, N}, q.options());
     for (int64_t j0 = 0; j0 < T; j0 += chunk) {
       int64_t tc = std::min(chunk, T - j0);
-      auto bm = block_mask(ee, ages, j0, tc, K, p.pos_from, P, p.ramp, want_loss, false);
+      auto bm = block_mask(ee, ages, j0, tc, K, p.pos_from, P, p.window, p.ramp, want_loss, false);
       auto qc = q.narrow(2, j0, tc);
       auto a = block_weights(qc, kt, posext, bm, p.pos_from);
       if (p.dropout > 0)
@@ -175,6 +178,7 @@ public:
     loss.mul_(p.span_coef);
     ctx->save_for_backward({q, k, v, e, ages, pos, count});
     ctx->saved_data["pos_from"] = p.pos_from;
+    ctx->saved_data["window"] = p.window;
     ctx->saved_data["ramp"] = p.ramp;
     ctx->saved_data["cap"] = p.cap;
     ctx->saved_data["span_coef"] = p.span_coef;
@@ -191,7 +195,7 @@ public:
     c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
     auto saved = ctx->get_saved_variables();
     auto q = saved[0], k = saved[1], v = saved[2], e = saved[3], ages = saved[4], pos = saved[5], count = saved[6];
-    int64_t pos_from = ctx->saved_data["pos_from"].toInt();
+    int64_t pos_from = ctx->saved_data["pos_from"].toInt(), window = ctx->saved_data["window"].toInt();
     double ramp = ctx->saved_data["ramp"].toDouble(), cap = ctx->saved_data["cap"].toDouble();
     double span_coef = ctx->saved_data["span_coef"].toDouble(), dropout = ctx->saved_data["dropout"].toDouble();
     int64_t seed = ctx->saved_data["seed"].toInt(), chunk = ctx->saved_data["chunk"].toInt();
@@ -214,7 +218,7 @@ public:
         gu = at::zeros({B, N}, q.options());
       for (int64_t j0 = 0; j0 < T; j0 += chunk) {
         int64_t tc = std::min(chunk, T - j0);
-        auto bm = block_mask(ee, ages, j0, tc, K, pos_from, P, ramp, false, true);
+        auto bm = block_mask(ee, ages, j0, tc, K, pos_from, P, window, ramp, false, true);
         auto qc = q.narrow(2, j0, tc);
         auto a = block_weights(qc, kt, posext, bm, pos_from);
         auto goc = go.narrow(2, j0, tc).mul(bm.rowok); // B×K×tc×d_h
@@ -278,13 +282,13 @@ void xspan_group_dropout(tensor *out, tensor att, double p, int64_t seed) {
 }
 
 void xspan_expire_attention(tensor *out, tensor q, tensor k, tensor v, tensor e, tensor ages, tensor pos,
-                            int64_t pos_from, double ramp, double cap, double span_coef, double dropout,
-                            int64_t seed, int64_t chunk) {
+                            int64_t pos_from, int64_t window, double ramp, double cap, double span_coef,
+                            double dropout, int64_t seed, int64_t chunk) {
   PROTECT(
       auto f32 = [](const at::Tensor &t) { return t.scalar_type() == at::kFloat ? t : t.to(at::kFloat); };
       TORCH_CHECK(q->dim() == 4 && k->dim() == 4 && v->dim() == 4, "xspan_expire_attention: q, k, v must be B×K×·×d_h");
       TORCH_CHECK(ramp > 0, "xspan_expire_attention: ramp ", ramp);
-      Params p; p.pos_from = pos_from; p.ramp = ramp; p.cap = cap; p.span_coef = span_coef; p.dropout = dropout;
+      Params p; p.pos_from = pos_from; p.window = window; p.ramp = ramp; p.cap = cap; p.span_coef = span_coef; p.dropout = dropout;
       p.seed = seed; p.chunk = chunk;
       // libtorch 1.13's custom functions cannot take an undefined tensor: without spans,
       // an empty one stands in.

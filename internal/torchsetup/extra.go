@@ -174,11 +174,11 @@ func XspanGroupDropout(att Ctensor, p float64, seed int64) Ctensor {
 
 // XspanExpireAttention runs the fused attention; e may be nil (no expiry). It returns the
 // B×K×T×d_h output and the span loss.
-func XspanExpireAttention(q, k, v, e, ages, pos Ctensor, posFrom int64, ramp, cap, spanCoef, dropout float64, seed, chunk int64) (o, loss Ctensor) {
+func XspanExpireAttention(q, k, v, e, ages, pos Ctensor, posFrom, window int64, ramp, cap, spanCoef, dropout float64, seed, chunk int64) (o, loss Ctensor) {
 	out := (*[2]C.tensor)(C.malloc(2 * C.size_t(unsafe.Sizeof(uintptr(0)))))
 	defer C.free(unsafe.Pointer(out))
 	out[0], out[1] = nil, nil
-	C.xspan_expire_attention(&out[0], q, k, v, e, ages, pos, C.int64_t(posFrom), C.double(ramp), C.double(cap),
+	C.xspan_expire_attention(&out[0], q, k, v, e, ages, pos, C.int64_t(posFrom), C.int64_t(window), C.double(ramp), C.double(cap),
 		C.double(spanCoef), C.double(dropout), C.int64_t(seed), C.int64_t(chunk))
 	return out[0], out[1]
 }

@@ -35,7 +35,7 @@ const (
 	gotchModule  = "github.com/sugarme/gotch"
 	gotchVersion = "v0.9.1"
 	// setupVersion changes whenever the patches below change, so that old copies are redone.
-	setupVersion = "12"
+	setupVersion = "13"
 )
 
 func main() {
