@@ -1,5 +1,5 @@
 // Package bench gathers xspan's benchmarks behind `xspan bench`: the copy-task grid
-// (Expire-Span against the fixed-memory baseline of equal memory), and the glue that runs
+// (Expire-Span against the fixed-memory baselines of equal memory), and the glue that runs
 // the benchmarks owned by other packages (prep, training, generation) side by side.
 package bench
 
@@ -40,8 +40,8 @@ type CopyConfig struct {
 	Threads            int // libtorch threads (0: one per core)
 	Seed               int64
 	// Model is the shared shape and recipe; Expire-Span's MaxSpan and PosWindow are set
-	// per gap (MaxSpanFactor × (gap + N + 2), rounded up to a block), the baseline's
-	// MaxSpan and PosWindow to Expire-Span's measured mean live memory.
+	// per gap (MaxSpanFactor × (gap + N + 2), rounded up to a block), the baselines'
+	// MaxSpan to Expire-Span's measured mean live memory (and PosWindow to it too).
 	Model         lm.Config
 	MaxSpanFactor float64 // default 2
 	Logf          func(format string, args ...any)
@@ -63,7 +63,7 @@ func DefaultCopyModel() lm.Config {
 
 // CopyRow is one model at one gap.
 type CopyRow struct {
-	Model      string    `json:"model"` // "expire-span" or "baseline"
+	Model      string    `json:"model"` // "expire-span", "transformer-xl" or "last-l"
 	Gap        int       `json:"gap"`
 	MaxSpan    int       `json:"max_span"` // L
 	Steps      int64     `json:"steps"`
@@ -109,9 +109,10 @@ func (c CopyConfig) withDefaults() CopyConfig {
 }
 
 // RunCopy runs the grid: per gap, a copy dataset, Expire-Span trained and evaluated on
-// the test split (one stream, exact pruning), then the baseline with L set to Expire-Span's
-// mean live memory (over layers, rounded up), trained and evaluated the same way. Runs
-// are sequential, in this process. The caller holds its OS thread (torchrt.Lock).
+// the test split (one stream, exact pruning), then the two fixed-memory baselines
+// (lm.BaselineTransformerXL, the paper's comparison, and lm.BaselineLastL) with L set to
+// Expire-Span's mean live memory (over layers, rounded up), trained and evaluated the same
+// way. Runs are sequential, in this process. The caller holds its OS thread (torchrt.Lock).
 func RunCopy(ctx context.Context, cfg CopyConfig) ([]CopyRow, error) {
 	cfg = cfg.withDefaults()
 	if len(cfg.Gaps) == 0 {
@@ -152,15 +153,17 @@ func RunCopy(ctx context.Context, cfg CopyConfig) ([]CopyRow, error) {
 		for _, v := range es.MeanLive {
 			live += v / float64(len(es.MeanLive))
 		}
-		b := m
-		b.Expire, b.MaxSpan = false, max(1, int(math.Ceil(live)))
-		b.PosWindow = b.MaxSpan
-		cfg.Logf("gap %d: baseline, L %d (Expire-Span's mean live memory)", gap, b.MaxSpan)
-		base, err := copyRun(ctx, cfg, "baseline", gap, b, data)
-		if err != nil {
-			return rows, err
+		for _, baseline := range []string{lm.BaselineTransformerXL, lm.BaselineLastL} {
+			b := m
+			b.Expire, b.Baseline, b.MaxSpan = false, baseline, max(1, int(math.Ceil(live)))
+			b.PosWindow = b.MaxSpan
+			cfg.Logf("gap %d: %s, L %d (Expire-Span's mean live memory)", gap, baseline, b.MaxSpan)
+			base, err := copyRun(ctx, cfg, baseline, gap, b, data)
+			if err != nil {
+				return rows, err
+			}
+			rows = append(rows, base)
 		}
-		rows = append(rows, base)
 	}
 	return rows, nil
 }

@@ -24,8 +24,8 @@ xspan bench train [--data DIR] [--quick]   training tokens/s, peak RSS and valid
 xspan bench gen [--quick]                  generation flatness: pruning on beside off
                                            (also 'xspan generate --bench N')
 xspan bench copy [--quick] [--gaps 512,2048,8192] [--out DIR]
-                                           the copy task: Expire-Span beside the baseline
-                                           of equal memory
+                                           the copy task: Expire-Span beside Transformer-XL
+                                           (and last-L) of equal memory
 
 Each prints its figures beside the ceiling or baseline measured in the same run. Run
 'xspan bench SUB -h' for a benchmark's flags.`
@@ -77,8 +77,10 @@ const benchCopyDescription = `
 Runs the copy-task grid: for each gap, prepares a copy dataset (strings of --seq-len
 symbols over --alphabet, the gap of fillers, then the copy), trains Expire-Span with L
 about twice the distance from a symbol to its copy, evaluates it on the test split (one
-stream, memories dropped the step they expire), then trains the fixed-memory baseline
-whose L is Expire-Span's measured mean live memory, and evaluates it the same way.
+stream, memories dropped the step they expire), then trains the two fixed-memory
+baselines whose L is Expire-Span's measured mean live memory and evaluates them the same
+way: transformer-xl (each query sees exactly its L previous positions, the paper's
+comparison) and last-l (the last L keys, seen by every query of a block).
 Runs are sequential, in this process.
 
 Copy accuracy is greedy decoding with teacher forcing: the argmax of the model's

@@ -130,7 +130,7 @@ func runBenchTrain(e *env, args []string) error {
 	for _, model := range []struct {
 		name   string
 		expire bool
-	}{{"Expire-Span", true}, {"baseline (fixed memory of the last L keys)", false}} {
+	}{{"Expire-Span", true}, {"baseline last-l (fixed memory of the last L keys)", false}} {
 		fmt.Fprintf(e.stdout, "-- %s --\n", model.name)
 		c := cfg
 		c.Expire = model.expire

@@ -6,10 +6,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"xspan/lm"
 )
 
 // TestCLIBenchCopy runs a two-gap grid of a few steps and checks its files and table:
-// two rows per gap, the baseline's L set to Expire-Span's mean live memory.
+// three rows per gap, each baseline's L set to Expire-Span's mean live memory.
 func TestCLIBenchCopy(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "bc")
 	code, stdout, stderr := run(t, "bench", "copy", "--gaps", "6,10", "--seq-len", "2", "--alphabet", "3", "--max-steps", "3", "--out", out)
@@ -37,18 +39,20 @@ func TestCLIBenchCopy(t *testing.T) {
 	if err := json.Unmarshal(js, &rows); err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 4 {
-		t.Fatalf("%d rows, want 4: %s", len(rows), js)
+	models := []string{"expire-span", lm.BaselineTransformerXL, lm.BaselineLastL}
+	if len(rows) != 2*len(models) {
+		t.Fatalf("%d rows, want %d: %s", len(rows), 2*len(models), js)
 	}
 	for i, r := range rows {
-		want := []string{"expire-span", "baseline"}[i%2]
-		if r.Model != want || r.Gap != []int{6, 10}[i/2] || r.Steps != 3 || r.Accuracy < 0 || r.Accuracy > 1 || len(r.MeanLive) != 2 {
+		m := i % len(models)
+		if r.Model != models[m] || r.Gap != []int{6, 10}[i/len(models)] || r.Steps != 3 || r.Accuracy < 0 || r.Accuracy > 1 || len(r.MeanLive) != 2 {
 			t.Errorf("row %d: %+v", i, r)
 		}
-		if i%2 == 1 {
-			live := (rows[i-1].MeanLive[0] + rows[i-1].MeanLive[1]) / 2
+		if m > 0 {
+			es := rows[i-m]
+			live := (es.MeanLive[0] + es.MeanLive[1]) / 2
 			if float64(r.MaxSpan) < live || float64(r.MaxSpan) >= live+1 {
-				t.Errorf("baseline L %d, Expire-Span's mean live memory %v", r.MaxSpan, live)
+				t.Errorf("%s L %d, Expire-Span's mean live memory %v", r.Model, r.MaxSpan, live)
 			}
 		}
 	}
