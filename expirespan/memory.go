@@ -15,7 +15,7 @@ import (
 // keep equally many keys (tensors stay rectangular).
 //
 // For incremental decoding (batch 1) the memory also caches each key's projected key and
-// value and its span, computed once, when the memory is created.
+// value and its span (SetKV), which Update then keeps along with the memory.
 type Memory struct {
 	B, Len int
 	H      *ts.Tensor // B×Len×d; nil when Len == 0
@@ -198,39 +198,65 @@ func seq(from, to int) []int {
 	return s
 }
 
-// Update replaces the memory after a block of t tokens: x holds the keys [memory; block]
-// (B×n×d, the layer's input), ages their ages for this block, spans their spans. It keeps
-// the keys that p keeps, detached from the graph, and ages them by t.
-func (m *Memory) Update(x *ts.Tensor, ages []float32, spans []float32, t int, p Pruning) {
+// Keys are the keys of a block of t tokens as one layer attends over them: the memory's,
+// then the block's own, n = Len + t per stream.
+type Keys struct {
+	X     *ts.Tensor // B×n×d: the layer's input at every key (detached when kept)
+	Ages  []float32  // B×n: their ages for this block (KeyAges)
+	Spans []float32  // B×n: their spans e_i (nil without expiry)
+	// K and V (B×heads×n×d_h), when set, become the decoding cache (batch 1): Update
+	// takes them. Without them the cache, if any, is dropped.
+	K, V *ts.Tensor
+}
+
+// Update replaces the memory after a block of t tokens with the keys that p keeps of
+// keys, detached from the graph, aged by t.
+func (m *Memory) Update(keys Keys, t int, p Pruning) {
 	b := m.B
 	n := m.Len + t
-	keep := keepIndices(p, b, n, m.Len, t, ages, spans)
+	keep := keepIndices(p, b, n, m.Len, t, keys.Ages, keys.Spans)
 	newLen := len(keep[0])
-	all := newLen == n
-	var h *ts.Tensor
-	if all {
-		h = x.MustDetach(false)
-	} else {
-		idx := make([]int64, 0, b*newLen)
+	var idx *ts.Tensor // the kept rows of the B·n flattened keys; nil: all of them
+	if newLen != n {
+		flat := make([]int64, 0, b*newLen)
 		for s, k := range keep {
 			for _, i := range k {
-				idx = append(idx, int64(s*n+i))
+				flat = append(flat, int64(s*n+i))
 			}
 		}
-		it := torchrt.MustFromSlice(idx, []int64{int64(len(idx))}, x.MustDevice())
-		d := x.MustSize()[2]
-		flat := x.MustDetach(false).MustView([]int64{int64(b * n), d}, true)
-		h = flat.MustIndexSelect(0, it, true).MustView([]int64{int64(b), int64(newLen), d}, true)
-		it.MustDrop()
+		idx = torchrt.MustFromSlice(flat, []int64{int64(len(flat))}, keys.X.MustDevice())
+		defer idx.MustDrop()
+	}
+	var h *ts.Tensor
+	if idx == nil {
+		h = keys.X.MustDetach(false)
+	} else {
+		d := keys.X.MustSize()[2]
+		flat := keys.X.MustDetach(false).MustView([]int64{int64(b * n), d}, true)
+		h = flat.MustIndexSelect(0, idx, true).MustView([]int64{int64(b), int64(newLen), d}, true)
 	}
 	newAges := make([]int64, 0, b*newLen)
+	var spans []float32
 	for s, k := range keep {
 		for _, i := range k {
-			newAges = append(newAges, int64(ages[s*n+i])+int64(t))
+			newAges = append(newAges, int64(keys.Ages[s*n+i])+int64(t))
+			if keys.Spans != nil {
+				spans = append(spans, keys.Spans[s*n+i])
+			}
 		}
 	}
 	m.Dropped += int64(b*n - b*newLen)
 	m.dropKV()
+	if keys.K != nil {
+		if b != 1 {
+			panic(fmt.Sprintf("expirespan: a decoding cache for %d streams", b))
+		}
+		k, v := keys.K, keys.V
+		if idx != nil {
+			k, v = k.MustIndexSelect(2, idx, true), v.MustIndexSelect(2, idx, true)
+		}
+		m.K, m.V, m.Spans, m.kv = k, v, spans, true
+	}
 	if m.H != nil {
 		m.H.MustDrop()
 	}
@@ -267,51 +293,4 @@ func (m *Memory) dropKV() {
 		m.V.MustDrop()
 	}
 	m.K, m.V, m.Spans, m.kv = nil, nil, nil, false
-}
-
-// AppendStep adds one token to a batch-1 memory with a filled decoding cache: its hidden
-// state h (1×1×d), key and value (1×K×1×d_h) and span, at age 0; then every age grows by
-// one and the keys that p drops go. The token's own key is always kept.
-func (m *Memory) AppendStep(h, k, v *ts.Tensor, span float32, p Pruning) {
-	cat := func(old, x *ts.Tensor, dim int64) *ts.Tensor {
-		if old == nil {
-			return x.MustShallowClone()
-		}
-		out := ts.MustCat([]*ts.Tensor{old, x}, dim)
-		old.MustDrop()
-		return out
-	}
-	m.H = cat(m.H, h, 1)
-	m.K = cat(m.K, k, 2)
-	m.V = cat(m.V, v, 2)
-	m.Spans = append(m.Spans, span)
-	m.Ages = append(m.Ages, 0)
-	n := m.Len + 1
-	ages := make([]float32, n)
-	for i, a := range m.Ages {
-		ages[i] = float32(a)
-	}
-	keep := keepIndices(p, 1, n, n-1, 1, ages, m.Spans)[0]
-	for i := range m.Ages {
-		m.Ages[i]++
-	}
-	m.Len = n
-	if len(keep) == n {
-		return
-	}
-	idx := make([]int64, len(keep))
-	spans := make([]float32, len(keep))
-	newAges := make([]int64, len(keep))
-	for j, i := range keep {
-		idx[j] = int64(i)
-		spans[j] = m.Spans[i]
-		newAges[j] = m.Ages[i]
-	}
-	it := torchrt.MustFromSlice(idx, []int64{int64(len(idx))}, m.H.MustDevice())
-	m.H = m.H.MustIndexSelect(1, it, true)
-	m.K = m.K.MustIndexSelect(2, it, true)
-	m.V = m.V.MustIndexSelect(2, it, true)
-	it.MustDrop()
-	m.Dropped += int64(n - len(keep))
-	m.Spans, m.Ages, m.Len = spans, newAges, len(keep)
 }

@@ -292,6 +292,9 @@ type layerStep struct {
 	shorten float64 // random span shortening, a fraction of L (0: none)
 	pruning expirespan.Pruning
 	update  bool // update the memory (false when a layer is recomputed)
+	// cached: the memory keeps each key's projected key, value and span (decoding, batch
+	// 1), so that a block projects only its own tokens.
+	cached bool
 }
 
 // layerStep draws the block's random span shortening (training with Cfg.Noisy) and says
@@ -367,49 +370,117 @@ func meanMax(xs []float32) (mean, mx float64) {
 
 // layerForward runs one layer over a block: attention over [memory; block], residuals,
 // norms and the feed-forward block, then the memory update. It returns the layer's output,
-// its span loss (training with expiry only) and the keys' spans.
+// its span loss (training with expiry only) and the keys' spans. It is the one layer path:
+// training, evaluation, a decoder's prompt and its tokens one at a time (ls.cached).
 func (m *Model) layerForward(l *layer, h *ts.Tensor, mem *expirespan.Memory, t int, ls layerStep) (*ts.Tensor, *ts.Tensor, []float32) {
 	x := h
 	if mem.Len > 0 {
 		x = ts.MustCat([]*ts.Tensor{mem.H, h}, 1)
 	}
-	ages := mem.KeyAges(t)
-	xn, hn := m.attnInput(l, x), h
-	if xn != x {
-		hn = xn.MustNarrow(1, int64(mem.Len), int64(t), false)
+	keys := expirespan.Keys{X: x, Ages: mem.KeyAges(t)}
+	var hn, e *ts.Tensor
+	if ls.cached {
+		hn, e = m.cachedKeys(l, h, mem, &keys)
+	} else {
+		hn, e = m.blockKeys(l, h, mem, &keys)
 	}
-	e, spans := m.spans(l, xn)
-	k, v := l.attn.KeysValues(xn)
 	wantLoss := ls.train && m.Cfg.Expire && m.Cfg.Alpha > 0
 	var a, sl *ts.Tensor
 	if m.Cfg.EffectiveAttention() == AttentionFused {
-		a, sl = l.attn.AttendFused(hn, k, v, m.pos, e, ages, mem.B, t, ls.shorten, ls.train, wantLoss)
+		a, sl = l.attn.AttendFused(hn, keys.K, keys.V, m.pos, e, keys.Ages, mem.B, t, ls.shorten, ls.train, wantLoss)
 	} else {
-		mk := l.attn.BuildMasks(e, ages, mem.B, t, ls.shorten)
-		a = l.attn.Attend(hn, k, v, m.pos, mk, ls.train)
+		mk := l.attn.BuildMasks(e, keys.Ages, mem.B, t, ls.shorten)
+		a = l.attn.Attend(hn, keys.K, keys.V, m.pos, mk, ls.train)
 		if wantLoss {
 			sl = l.attn.SpanLoss(mk, t)
 		}
 		mk.Drop()
 	}
-	k.MustDrop()
-	v.MustDrop()
 	if e != nil {
 		e.MustDrop()
 	}
-	if xn != x {
-		xn.MustDrop()
-		hn.MustDrop()
-	}
+	hn.MustDrop()
 	out := l.residual(h, a, m.Cfg.PreNorm, ls.train)
 	a.MustDrop()
+	if !ls.cached {
+		keys.K.MustDrop()
+		keys.V.MustDrop()
+		keys.K, keys.V = nil, nil
+	}
 	if ls.update {
-		mem.Update(x, ages, spans, t, ls.pruning)
+		mem.Update(keys, t, ls.pruning) // takes keys.K and keys.V where cached
+	} else if keys.K != nil {
+		keys.K.MustDrop()
+		keys.V.MustDrop()
 	}
 	if x != h {
 		x.MustDrop()
 	}
-	return out, sl, spans
+	return out, sl, keys.Spans
+}
+
+// blockKeys projects every key [memory; block] of keys.X and sets their keys, values and
+// spans; it returns the block's queries' input and the spans as a tensor (nil without
+// expiry), for the caller to free.
+func (m *Model) blockKeys(l *layer, h *ts.Tensor, mem *expirespan.Memory, keys *expirespan.Keys) (hn, e *ts.Tensor) {
+	xn := m.attnInput(l, keys.X)
+	hn = h
+	if xn != keys.X {
+		hn = xn.MustNarrow(1, int64(mem.Len), h.MustSize()[1], false)
+	}
+	e, keys.Spans = m.spans(l, xn)
+	keys.K, keys.V = l.attn.KeysValues(xn)
+	if xn != keys.X {
+		xn.MustDrop()
+	}
+	if hn == h {
+		hn = h.MustShallowClone()
+	}
+	return hn, e
+}
+
+// cachedKeys is blockKeys for a memory with a decoding cache: only the block's own tokens
+// are projected, and join the cached keys, values and spans (filled first, once per
+// memory, where the memory has none).
+func (m *Model) cachedKeys(l *layer, h *ts.Tensor, mem *expirespan.Memory, keys *expirespan.Keys) (hn, e *ts.Tensor) {
+	if !mem.HasKV() {
+		var k, v *ts.Tensor
+		var spans []float32
+		if mem.Len > 0 {
+			xn := m.attnInput(l, mem.H)
+			k, v = l.attn.KeysValues(xn)
+			var e *ts.Tensor
+			if e, spans = m.spans(l, xn); e != nil {
+				e.MustDrop()
+			}
+			if xn != mem.H {
+				xn.MustDrop()
+			}
+		}
+		mem.SetKV(k, v, spans)
+	}
+	hn = m.attnInput(l, h)
+	if hn == h {
+		hn = h.MustShallowClone()
+	}
+	kNew, vNew := l.attn.KeysValues(hn)
+	keys.K, keys.V = catKeys(mem.K, kNew), catKeys(mem.V, vNew)
+	if eNew, spans := m.spans(l, hn); eNew != nil {
+		eNew.MustDrop()
+		keys.Spans = append(append([]float32(nil), mem.Spans...), spans...)
+		e = torchrt.MustFromSlice(keys.Spans, []int64{1, int64(len(keys.Spans))}, m.dev)
+	}
+	return hn, e
+}
+
+// catKeys is [cached; block] along the keys (the block's tensor is freed).
+func catKeys(cached, block *ts.Tensor) *ts.Tensor {
+	if cached == nil {
+		return block
+	}
+	out := ts.MustCat([]*ts.Tensor{cached, block}, 2)
+	block.MustDrop()
+	return out
 }
 
 // attnInput is what a layer's attention projects from x: LN1(x) with pre-norm (a new
