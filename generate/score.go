@@ -50,29 +50,12 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errorf(http.StatusBadRequest, "text", "text of %d tokens: over the limit of %d", len(ids), s.cfg.MaxPromptTokens))
 		return
 	}
-	if !s.admit() {
-		w.Header().Set("Retry-After", "1")
-		s.fail(w, r, errorf(http.StatusTooManyRequests, "", "busy: %d requests running and %d waiting; try again later", s.cfg.MaxConcurrent, s.cfg.MaxQueue))
+	release, ok := s.enter(r.Context(), w, func(w http.ResponseWriter, e *apiError) { s.fail(w, r, e) }, "requests")
+	if !ok {
 		return
 	}
-	defer markBusy(r.Context())()
+	defer release()
 	ctx := r.Context()
-	select {
-	case s.slots <- struct{}{}:
-		s.count(func(c *Counters) { c.Queued--; c.Running++ })
-	case <-ctx.Done():
-		if context.Cause(ctx) == errShutdown {
-			s.count(func(c *Counters) { c.Queued--; c.Interrupted++ })
-			s.fail(w, r, errorf(http.StatusServiceUnavailable, "", "%v", errShutdown))
-			return
-		}
-		s.count(func(c *Counters) { c.Queued--; c.Cancelled++ })
-		return
-	}
-	defer func() {
-		<-s.slots
-		s.count(func(c *Counters) { c.Running-- })
-	}()
 	res, err := func() (res *spanview.Score, err error) {
 		defer torchrt.Lock()()
 		defer torchrt.Recover(&err)

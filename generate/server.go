@@ -515,6 +515,38 @@ func (s *Server) handleGenerate(w http.ResponseWriter, r *http.Request) {
 }
 
 // An answer writes a generation's outcome in the form of one API.
+// enter takes a generation slot for a request: it answers 429 when the queue is full
+// and 503 when the server shuts down while the request waits, and counts either. With ok
+// the caller holds a slot and its connection is marked busy until it calls release;
+// without, the request is answered (or was cancelled) and there is nothing to release.
+// what names the work in the 429's message.
+func (s *Server) enter(ctx context.Context, w http.ResponseWriter, fail func(http.ResponseWriter, *apiError), what string) (release func(), ok bool) {
+	if !s.admit() {
+		w.Header().Set("Retry-After", "1")
+		fail(w, errorf(http.StatusTooManyRequests, "", "busy: %d %s running and %d waiting; try again later", s.cfg.MaxConcurrent, what, s.cfg.MaxQueue))
+		return nil, false
+	}
+	idle := markBusy(ctx)
+	select {
+	case s.slots <- struct{}{}:
+		s.count(func(c *Counters) { c.Queued--; c.Running++ })
+	case <-ctx.Done():
+		idle()
+		if context.Cause(ctx) == errShutdown {
+			s.count(func(c *Counters) { c.Queued--; c.Interrupted++ })
+			fail(w, errorf(http.StatusServiceUnavailable, "", "%v", errShutdown))
+			return nil, false
+		}
+		s.count(func(c *Counters) { c.Queued--; c.Cancelled++ })
+		return nil, false
+	}
+	return func() {
+		<-s.slots
+		s.count(func(c *Counters) { c.Running-- })
+		idle()
+	}, true
+}
+
 type answer interface {
 	// fail answers an error before anything else was written.
 	fail(w http.ResponseWriter, e *apiError)
@@ -539,31 +571,13 @@ func (e writeError) Unwrap() error { return e.err }
 // run queues j, generates, and answers through a. It is the one generation path of
 // every API.
 func (s *Server) run(w http.ResponseWriter, r *http.Request, j job, a answer) {
-	if !s.admit() {
-		w.Header().Set("Retry-After", "1")
-		a.fail(w, errorf(http.StatusTooManyRequests, "", "busy: %d generations running and %d waiting; try again later", s.cfg.MaxConcurrent, s.cfg.MaxQueue))
+	// Holding a slot, the connection is busy: making room for new ones must not close it.
+	release, ok := s.enter(r.Context(), w, a.fail, "generations")
+	if !ok {
 		return
 	}
-	// From here the connection holds a generation: making room for new connections
-	// must not close it.
-	defer markBusy(r.Context())()
+	defer release()
 	ctx := r.Context()
-	select {
-	case s.slots <- struct{}{}:
-		s.count(func(c *Counters) { c.Queued--; c.Running++ })
-	case <-ctx.Done():
-		if context.Cause(ctx) == errShutdown {
-			s.count(func(c *Counters) { c.Queued--; c.Interrupted++ })
-			a.fail(w, errorf(http.StatusServiceUnavailable, "", "%v", errShutdown))
-			return
-		}
-		s.count(func(c *Counters) { c.Queued--; c.Cancelled++ })
-		return
-	}
-	defer func() {
-		<-s.slots
-		s.count(func(c *Counters) { c.Running-- })
-	}()
 
 	// Deadlines set on the connection outlive the request: lift them for the next one.
 	defer http.NewResponseController(w).SetWriteDeadline(time.Time{})

@@ -531,32 +531,12 @@ func (u *unpickler) step(op byte) (done bool, result any, err error) {
 		}
 		return false, nil, u.push(PersID{s})
 	case 'q', 'r', 'p', 0x94: // BINPUT, LONG_BINPUT, PUT, MEMOIZE
-		var idx uint32
-		switch op {
-		case 'q':
-			b, ok := u.take(1)
-			if !ok {
-				return false, nil, short
+		idx := uint32(len(u.memo)) // MEMOIZE: the next index
+		if op != 0x94 {
+			var err error
+			if idx, err = u.memoIndex(op == 'q', op == 'r', short); err != nil {
+				return false, nil, err
 			}
-			idx = uint32(b[0])
-		case 'r':
-			b, ok := u.take(4)
-			if !ok {
-				return false, nil, short
-			}
-			idx = binary.LittleEndian.Uint32(b)
-		case 'p':
-			s, ok := u.line()
-			if !ok {
-				return false, nil, short
-			}
-			n, err := strconv.ParseUint(s, 10, 32)
-			if err != nil {
-				return false, nil, fmt.Errorf("bad memo index %q", s)
-			}
-			idx = uint32(n)
-		default:
-			idx = uint32(len(u.memo))
 		}
 		v, ok := u.top()
 		if !ok {
@@ -567,30 +547,9 @@ func (u *unpickler) step(op byte) (done bool, result any, err error) {
 		}
 		u.memo[idx] = v
 	case 'h', 'j', 'g': // BINGET, LONG_BINGET, GET
-		var idx uint32
-		switch op {
-		case 'h':
-			b, ok := u.take(1)
-			if !ok {
-				return false, nil, short
-			}
-			idx = uint32(b[0])
-		case 'j':
-			b, ok := u.take(4)
-			if !ok {
-				return false, nil, short
-			}
-			idx = binary.LittleEndian.Uint32(b)
-		default:
-			s, ok := u.line()
-			if !ok {
-				return false, nil, short
-			}
-			n, err := strconv.ParseUint(s, 10, 32)
-			if err != nil {
-				return false, nil, fmt.Errorf("bad memo index %q", s)
-			}
-			idx = uint32(n)
+		idx, err := u.memoIndex(op == 'h', op == 'j', short)
+		if err != nil {
+			return false, nil, err
 		}
 		v, ok := u.memo[idx]
 		if !ok {
@@ -601,6 +560,34 @@ func (u *unpickler) step(op byte) (done bool, result any, err error) {
 		return false, nil, fmt.Errorf("unsupported opcode 0x%02x", op)
 	}
 	return false, nil, nil
+}
+
+// memoIndex reads the memo index of a PUT or GET opcode: one byte (BINPUT, BINGET), four
+// little-endian bytes (LONG_BINPUT, LONG_BINGET) or a decimal line (PUT, GET).
+func (u *unpickler) memoIndex(oneByte, fourBytes bool, short error) (uint32, error) {
+	switch {
+	case oneByte:
+		b, ok := u.take(1)
+		if !ok {
+			return 0, short
+		}
+		return uint32(b[0]), nil
+	case fourBytes:
+		b, ok := u.take(4)
+		if !ok {
+			return 0, short
+		}
+		return binary.LittleEndian.Uint32(b), nil
+	}
+	s, ok := u.line()
+	if !ok {
+		return 0, short
+	}
+	n, err := strconv.ParseUint(s, 10, 32)
+	if err != nil {
+		return 0, fmt.Errorf("bad memo index %q", s)
+	}
+	return uint32(n), nil
 }
 
 // call builds the result of calling g with args: an OrderedDict, what reduce builds, or an
