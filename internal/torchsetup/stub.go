@@ -75,13 +75,7 @@ func findWrappers(src []byte) []wrapper {
 		if m == nil {
 			continue
 		}
-		w := wrapper{name: m[2], returnType: m[1], start: i + 1, body: i + 1}
-		for j := i + 1; j < len(lines); j++ {
-			if strings.HasPrefix(lines[j], "}") {
-				w.end = j + 1
-				break
-			}
-		}
+		w := wrapper{name: m[2], returnType: m[1], start: i + 1, body: i + 1, end: closingLine(lines, i+1)}
 		if w.end == 0 {
 			continue
 		}
@@ -89,6 +83,17 @@ func findWrappers(src []byte) []wrapper {
 		i = w.end - 1
 	}
 	return ws
+}
+
+// closingLine is the 1-based number of the first line from index from on that starts
+// with "}" (a body's end at column 0), or 0 if none does.
+func closingLine(lines []string, from int) int {
+	for j := from; j < len(lines); j++ {
+		if strings.HasPrefix(lines[j], "}") {
+			return j + 1
+		}
+	}
+	return 0
 }
 
 // A hand-written function (gotch's torch_api.cpp, xspan's own C++) starts at column 0 with
@@ -135,12 +140,7 @@ func findFunctions(src []byte) []wrapper {
 		if strings.HasSuffix(strings.TrimSpace(lines[body]), "}") && strings.Count(lines[body], "{") == strings.Count(lines[body], "}") {
 			w.end = body + 1 // a one-liner
 		} else {
-			for j := body + 1; j < len(lines); j++ {
-				if strings.HasPrefix(lines[j], "}") {
-					w.end = j + 1
-					break
-				}
-			}
+			w.end = closingLine(lines, body+1)
 		}
 		if w.end == 0 {
 			continue
