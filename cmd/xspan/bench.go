@@ -92,7 +92,7 @@ Writes DIR/copy.md (the table), DIR/copy.png, DIR/copy.json, and the datasets an
 otherwise gaps 512, 2048 and 8192, about 1000 examples per run, at most 6000 steps.`
 
 func runBenchCopy(e *env, args []string) error {
-	fs := newFlagSet("bench copy", "[--quick] [--gaps 512,2048,8192] [--out DIR] [flags]", benchCopyDescription)
+	fs := newFlagSet("bench copy", "[--quick] [--gaps 512,2048,8192] [--out DIR] [--set key=value ...] [flags]", benchCopyDescription)
 	quick := fs.Bool("quick", false, "gaps 256,1024 and fewer steps: a few minutes")
 	gapsFlag := fs.String("gaps", "", "comma-separated gaps (default 512,2048,8192; --quick 256,1024)")
 	out := fs.String("out", "", "output folder (default: bench-copy, or bench-copy-quick with --quick)")
@@ -100,6 +100,8 @@ func runBenchCopy(e *env, args []string) error {
 	alphabet := fs.Int("alphabet", 8, "symbols")
 	examples := fs.Int("examples", 0, "training examples per run; sets the steps (default 1000, --quick 500)")
 	maxSteps := fs.Int("max-steps", 6000, "most steps per run")
+	var sets setFlag
+	fs.Var(&sets, "set", "change the grid's model or recipe (config.json's names, e.g. alpha=1e-6; repeatable); expire, max_span, pos_window, baseline and steps are set per run")
 	var df deviceFlags
 	fs.group("device")
 	fs.IntVar(&df.threads, "threads", 0, fmt.Sprintf("CPU threads for libtorch, 1 to %d (4 per core); 0: one per core (the runs are on the CPU)", maxThreads()))
@@ -110,7 +112,13 @@ func runBenchCopy(e *env, args []string) error {
 	if err := df.check(); err != nil {
 		return err
 	}
-	cfg := bench.CopyConfig{SeqLen: *seqLen, Alphabet: *alphabet, Examples: *examples, MaxSteps: *maxSteps, Threads: df.threads, Seed: 1, Out: *out}
+	cfg := bench.CopyConfig{SeqLen: *seqLen, Alphabet: *alphabet, Examples: *examples, MaxSteps: *maxSteps, Threads: df.threads, Seed: 1, Out: *out,
+		Model: bench.DefaultCopyModel()}
+	for _, kv := range sets {
+		if err := cfg.Model.Set(kv.key, kv.value); err != nil {
+			return usageErrorf("--set %s=%s: %w", kv.key, kv.value, err)
+		}
+	}
 	gaps := "512,2048,8192"
 	if *quick {
 		gaps = "256,1024"

@@ -14,7 +14,7 @@ import (
 // three rows per gap, each baseline's L set to Expire-Span's mean live memory.
 func TestCLIBenchCopy(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "bc")
-	code, stdout, stderr := run(t, "bench", "copy", "--gaps", "6,10", "--seq-len", "2", "--alphabet", "3", "--max-steps", "3", "--out", out)
+	code, stdout, stderr := run(t, "bench", "copy", "--gaps", "6,10", "--seq-len", "2", "--alphabet", "3", "--max-steps", "3", "--set", "lr=0.0011", "--out", out)
 	if code != 0 {
 		t.Fatalf("bench copy: exit %d: %s", code, stderr)
 	}
@@ -24,6 +24,13 @@ func TestCLIBenchCopy(t *testing.T) {
 	for _, f := range []string{"copy.md", "copy.png", "copy.json"} {
 		if fi, err := os.Stat(filepath.Join(out, f)); err != nil || fi.Size() == 0 {
 			t.Errorf("%s: %v", f, err)
+		}
+	}
+	// --set reaches every run's config.
+	for _, run := range []string{"run-gap6-expire-span", "run-gap10-transformer-xl"} {
+		b, err := os.ReadFile(filepath.Join(out, run, "config.json"))
+		if err != nil || !strings.Contains(string(b), `"lr": 0.0011`) {
+			t.Errorf("%s/config.json (%v) lacks --set lr=0.0011:\n%s", run, err, b)
 		}
 	}
 	js, _ := os.ReadFile(filepath.Join(out, "copy.json"))
@@ -68,6 +75,8 @@ func TestCLIBenchErrors(t *testing.T) {
 		{[]string{"bench", "copy", "--gaps", "1,x"}, `--gaps "1,x"`},
 		{[]string{"bench", "copy", "--gaps", "0"}, `--gaps "0"`},
 		{[]string{"bench", "copy", "--alphabet", "1"}, "--alphabet ≥ 2"},
+		{[]string{"bench", "copy", "--set", "alpha=x"}, "--set alpha=x"},
+		{[]string{"bench", "copy", "--set", "nope=1"}, "--set nope=1"},
 		{[]string{"bench", "prep", "--size", "-1"}, "--size -1"},
 	} {
 		code, _, stderr := run(t, c.args...)
