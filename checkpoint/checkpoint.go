@@ -52,7 +52,19 @@ func Open(pathOrRun string) (*Checkpoint, error) {
 	if v.Size() != cfg.Vocab {
 		return nil, fmt.Errorf("%s: vocabulary of %d ids, config says %d", dir, v.Size(), cfg.Vocab)
 	}
+	if h.StartID != nil && *h.StartID >= int64(v.Size()) {
+		return nil, fmt.Errorf("%s: start id %d outside the vocabulary of %d ids", filepath.Join(dir, HeaderName), *h.StartID, v.Size())
+	}
 	return &Checkpoint{Path: dir, Step: h.Step, Tokens: h.Tokens, Config: cfg, Vocab: v, Header: h}, nil
+}
+
+// StartID returns the start id the header records (Header.StartID: the training split's
+// first token), and whether it records one.
+func (ck *Checkpoint) StartID() (id int64, ok bool) {
+	if ck.Header == nil || ck.Header.StartID == nil {
+		return 0, false
+	}
+	return *ck.Header.StartID, true
 }
 
 // Load opens the checkpoint that pathOrRun names (a run folder means its latest

@@ -28,6 +28,8 @@ import (
 //	vocab           the vocabulary's tokenize.Spec as JSON
 //	tokenizer       for a HuggingFace vocabulary, its tokenizer.json
 //	step, tokens    the checkpoint's updates and training tokens, in decimal
+//	start_id        the checkpoint's start id (Header.StartID), in decimal; absent if
+//	                it records none
 //	xspan_version   the program that wrote it
 //	xxh64           the checksum of the data section (checked on reading)
 //
@@ -44,11 +46,13 @@ type Export struct {
 	Vocab  tokenize.Vocab
 	Step   int64
 	Tokens int64
-	Meta   map[string]string // the whole __metadata__
+	// StartID is the start id of the checkpoint exported (Header.StartID); nil: none.
+	StartID *int64
+	Meta    map[string]string // the whole __metadata__
 }
 
-// WriteExport writes the weights of m with ck's config, vocabulary, step and tokens to
-// path as one safetensors file (a temporary file renamed into place, synced).
+// WriteExport writes the weights of m with ck's config, vocabulary, step, tokens and
+// start id to path as one safetensors file (a temporary file renamed into place, synced).
 func WriteExport(path string, m *lm.Model, ck *Checkpoint) error {
 	cfg, err := json.Marshal(ck.Config)
 	if err != nil {
@@ -60,6 +64,9 @@ func WriteExport(path string, m *lm.Model, ck *Checkpoint) error {
 		"config": string(cfg), "config_hash": ck.Config.Hash(),
 		"step": strconv.FormatInt(ck.Step, 10), "tokens": strconv.FormatInt(ck.Tokens, 10),
 		"xspan_version": torchrt.Version(),
+	}
+	if id, ok := ck.StartID(); ok {
+		meta["start_id"] = strconv.FormatInt(id, 10)
 	}
 	if hf, ok := ck.Vocab.(*tokenize.HF); ok {
 		meta["tokenizer"] = string(hf.JSON())
@@ -181,6 +188,13 @@ func exportMeta(path string, meta map[string]string) (*Export, error) {
 		if *p, err = strconv.ParseInt(meta[key], 10, 64); err != nil || *p < 0 {
 			return nil, bad("%s %q: want a count", key, meta[key])
 		}
+	}
+	if s, ok := meta["start_id"]; ok {
+		id, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || id < 0 || id >= int64(v.Size()) {
+			return nil, bad("start_id %q: want an id of the vocabulary of %d", s, v.Size())
+		}
+		ex.StartID = &id
 	}
 	return ex, nil
 }

@@ -98,6 +98,12 @@ type Header struct {
 	World int `json:"world,omitempty"`
 	// HasOptim says whether the optimizer's state is present.
 	HasOptim bool `json:"has_optim"`
+	// StartID is the start id: the first token of the training split (the dataset's
+	// Data.Dir, split "train"), the token the training texts begin with. Generation from
+	// an empty prompt starts from it where the vocabulary has no single-token newline
+	// (generate.StartToken). nil: none recorded, as in checkpoints written before it was,
+	// which still load (an optional field: the format is the same).
+	StartID *int64 `json:"start_id,omitempty"`
 	// Files lists every file of the checkpoint but the HEADER, with its size and
 	// checksum (format 2; empty in format 1).
 	Files map[string]FileSum `json:"files,omitempty"`
@@ -222,6 +228,9 @@ func ReadHeader(dir string) (*Header, error) {
 	}
 	if h.Memories < 0 || h.Memories > 1<<16 {
 		return nil, fmt.Errorf("%s: bad memory count %d", path, h.Memories)
+	}
+	if h.StartID != nil && *h.StartID < 0 {
+		return nil, fmt.Errorf("%s: bad start id %d", path, *h.StartID)
 	}
 	if v >= 2 {
 		need := []string{tensorFile(v, "weights"), VocabName}

@@ -35,8 +35,10 @@ func ParseUnkPolicy(s string) (UnkPolicy, error) {
 // token to predict the next. PromptTokens starts such a prompt from StartToken instead.
 var ErrEmptyPrompt = errors.New("prompt is empty: the model needs at least one token to continue")
 
-// A StartIDer is a Model that knows the token texts start from (a start id recorded in
-// its checkpoint).
+// A StartIDer is a Model that knows the token texts start from: xspan's models loaded
+// from a checkpoint give its start id, the first token of the training split that the
+// trainer records in the checkpoint's header (checkpoint.Header.StartID; checkpoints
+// written before it was have none).
 type StartIDer interface {
 	StartID() (id int64, ok bool)
 }
@@ -46,7 +48,9 @@ type StartIDer interface {
 //
 //   - a newline, where the vocabulary has "\n" as one token (a byte vocabulary always,
 //     a char vocabulary whose corpus had line breaks, most tokenizers);
-//   - else the model's start id, when it is a StartIDer that has one;
+//   - else the model's start id, when it is a StartIDer that has one: for a model from a
+//     checkpoint, the first token of its training split (with a char vocabulary prepared
+//     with newlines dropped, the first character of the training text);
 //   - else id 0, the fallback: a char vocabulary's lowest character (often the space),
 //     a tokenizer's first token (often a special one).
 func StartToken(m Model) int64 {

@@ -59,6 +59,7 @@ type trainer struct {
 	opt      *Adam
 	sched    Schedule
 	batcher  *dataset.Batcher
+	startID  int64 // the train split's first token, recorded in checkpoints
 	mems     []*lm.Memory
 	groups   int // micro-batches per step (per rank in a distributed run)
 	rank     int // this process's rank, and the ranks in all (1 without a group)
@@ -211,6 +212,14 @@ func (t *trainer) setupLocal(cfg lm.Config, dataDir string, hdr *checkpoint.Head
 	if t.batcher.Blocks() < 1 {
 		return fmt.Errorf("dataset %s: the train split is too short for %d streams of %d-token blocks", dataDir, cfg.Batch, cfg.Block)
 	}
+	// The token the training texts begin with: a generation from an empty prompt can start
+	// from it (checkpoint.Header.StartID). The batcher has loaded the split, so this reads
+	// no shard again.
+	var first [1]uint32
+	if _, err := r.ReadAt("train", 0, first[:]); err != nil {
+		return err
+	}
+	t.startID = int64(first[0])
 	if hdr != nil {
 		old, err := lm.ParseConfig(hdr.Config)
 		if err != nil {
@@ -550,6 +559,7 @@ func (t *trainer) checkpoint(valid *eval.Result) (string, error) {
 			Position: t.batcher.Position(), StreamLen: t.batcher.StreamLen(), Epoch: t.epoch},
 		RNG:       checkpoint.RNGState{Seed: t.cfg.Seed, Scheme: "per step and stream group: libtorch and Go generators seeded with seed*1000003+step (group 0), or that times 1000003 plus the group"},
 		Vocab:     checkpoint.NewVocabRef(t.vocab, t.reader.Dir()),
+		StartID:   &t.startID,
 		BestValid: t.best, BestStep: t.bestStep,
 		Threads: torchrt.Threads(),
 		Device:  torchrt.DeviceName(t.o.dev),

@@ -102,21 +102,33 @@ func (f *modelFlags) load(logf func(string, ...any)) (*lmModel, error) {
 		return nil, err
 	}
 	logf("model: %s, step %d, %d parameters, %s vocabulary of %d", ck.Path, ck.Step, m.NumParams(), ck.Vocab.Kind(), ck.Vocab.Size())
-	return &lmModel{m: m, vocab: ck.Vocab, pruning: true,
+	return &lmModel{m: m, vocab: ck.Vocab, pruning: true, start: ck.Header.StartID,
 		info: map[string]any{"checkpoint": ck.Path, "step": ck.Step, "tokens": ck.Tokens, "config": ck.Config, "params": m.NumParams(), "device": strings.TrimPrefix(note, "device: ")}}, nil
 }
 
-// lmModel serves an lm.Model as a generate.Model.
+// lmModel serves an lm.Model as a generate.Model, and as a generate.StartIDer with its
+// checkpoint's start id (checkpoint.Header.StartID).
 type lmModel struct {
 	m       *lm.Model
 	vocab   tokenize.Vocab
 	info    map[string]any
 	pruning bool
+	start   *int64 // the checkpoint's start id; nil: none (a random model, an older checkpoint)
 }
 
 func (l *lmModel) NewStepper() (generate.Stepper, error) { return l.stepper(l.pruning), nil }
 func (l *lmModel) Vocab() tokenize.Vocab                 { return l.vocab }
 func (l *lmModel) Info() any                             { return l.info }
+
+// StartID is the start id of the model's checkpoint: the token its training texts begin
+// with, which generate.StartToken starts an empty prompt from where the vocabulary has
+// no single-token newline.
+func (l *lmModel) StartID() (int64, bool) {
+	if l.start == nil {
+		return 0, false
+	}
+	return *l.start, true
+}
 
 // Score runs a text through the model for POST /v1/score and xspan spans.
 func (l *lmModel) Score(ctx context.Context, ids []int64) (*spanview.Score, error) {

@@ -334,6 +334,7 @@ func runImport(e *env, args []string) (err error) {
 		Data:    checkpoint.DataState{Dir: *dsOut, Split: "train", Streams: 1, Block: cfg.Block},
 		RNG:     checkpoint.RNGState{Seed: cfg.Seed, Scheme: "imported: no generator state"},
 		Vocab:   checkpoint.NewVocabRef(xv, *dsOut),
+		StartID: startOf(idSplits[0].IDs),
 		Threads: torchrt.Threads(), Device: torchrt.DeviceName(gotch.CPU),
 		Time: time.Now().UTC().Format(time.RFC3339),
 	}
@@ -442,6 +443,16 @@ func setWeights(m *lm.Model, named []refckpt.Named) error {
 	return nil
 }
 
+// startOf returns a train split's first token, the start id of its checkpoint, or nil
+// for an empty split.
+func startOf(train []uint32) *int64 {
+	if len(train) == 0 {
+		return nil
+	}
+	id := int64(train[0])
+	return &id
+}
+
 // importExport turns a file written by 'xspan export --format safetensors' back into a run
 // folder: config.json, the checkpoint of its step (weights only) and best.
 func importExport(e *env, from, out string) error {
@@ -464,6 +475,7 @@ func importExport(e *env, from, out string) error {
 		Data:    checkpoint.DataState{Split: "train", Block: ex.Config.Block},
 		RNG:     checkpoint.RNGState{Seed: ex.Config.Seed, Scheme: "imported: no generator state"},
 		Vocab:   checkpoint.NewVocabRef(ex.Vocab, ""),
+		StartID: ex.StartID,
 		Threads: torchrt.Threads(), Device: torchrt.DeviceName(gotch.CPU),
 		Time: time.Now().UTC().Format(time.RFC3339),
 	}

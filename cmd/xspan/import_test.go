@@ -132,6 +132,14 @@ func TestCLIImportReproducesReference(t *testing.T) {
 				if err := ck.CheckVocab(r); err != nil {
 					t.Fatal(err)
 				}
+				// The start id is the imported train split's first token.
+				var first [1]uint32
+				if _, err := r.ReadAt("train", 0, first[:]); err != nil {
+					t.Fatal(err)
+				}
+				if id, ok := ck.StartID(); !ok || id != int64(first[0]) {
+					t.Errorf("start id %d (%v), want the train split's first token %d", id, ok, first[0])
+				}
 				var lens [][]float64
 				res, err := eval.Run(context.Background(), m, r, "valid", eval.WithStreams(1), eval.WithMaxBlocks(int64(len(fx.Blocks))),
 					eval.WithBlockLive(func(_ int64, live []float64) { lens = append(lens, live) }))

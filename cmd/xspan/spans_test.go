@@ -99,6 +99,9 @@ func TestCLISpansAndExport(t *testing.T) {
 	if ck3.Step != ck.Step || ck3.Config != ck.Config || ck3.Vocab.Spec().Ref() != ck.Vocab.Spec().Ref() {
 		t.Errorf("imported: step %d, config equal %v", ck3.Step, ck3.Config == ck.Config)
 	}
+	if id3, ok3 := ck3.StartID(); !ok3 || ck.Header.StartID == nil || id3 != *ck.Header.StartID {
+		t.Errorf("imported: start id %d (%v), the checkpoint's %v", id3, ok3, ck.Header.StartID)
+	}
 	c := m3.NamedParameters()
 	for i := range a {
 		_, _, da, _ := torchrt.Raw(a[i].Tensor)
