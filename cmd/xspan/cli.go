@@ -234,7 +234,8 @@ func printFlag(w io.Writer, fl *flag.Flag) {
 	if typ != "" {
 		line += " " + typ
 	}
-	if def := fl.DefValue; def != "" && !(typ == "" && def == "false") {
+	// A usage that states its own default (one that depends on other flags) keeps it.
+	if def := fl.DefValue; def != "" && !(typ == "" && def == "false") && !strings.Contains(usage, "(default") {
 		if typ == "string" {
 			def = fmt.Sprintf("%q", def)
 		}
