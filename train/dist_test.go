@@ -3,7 +3,9 @@ package train
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"net"
 	"os"
@@ -40,6 +42,8 @@ type workerSpec struct {
 	DieRank       int
 	// FailAt: a libtorch op fails in rank DieRank's micro-step of this step.
 	FailAt int64
+	// BadData: rank DieRank is given a dataset folder that does not exist.
+	BadData bool
 }
 
 func TestDistWorker(t *testing.T) {
@@ -93,7 +97,11 @@ func TestDistWorker(t *testing.T) {
 			}
 		}))
 	}
-	if _, err := Run(context.Background(), w.Cfg, w.Data, w.Out, opts...); err != nil {
+	data := w.Data
+	if c.Rank == w.DieRank && w.BadData {
+		data = filepath.Join(w.Data, "missing")
+	}
+	if _, err := Run(context.Background(), w.Cfg, data, w.Out, opts...); err != nil {
 		fmt.Fprintln(os.Stderr, "rank", c.Rank, "error:", err)
 		os.Exit(1)
 	}
@@ -509,5 +517,28 @@ func TestDistRankOpFails(t *testing.T) {
 	}
 	if err := checkpoint.Verify(last); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A rank that cannot set itself up stops every rank before rank 0 writes anything: no run
+// folder is left behind.
+func TestDistRankSetupFails(t *testing.T) {
+	defer torchrt.Lock()()
+	if !dist.Available(dist.Gloo) {
+		t.Skip("native library built without Gloo")
+	}
+	dir := t.TempDir()
+	cfg := tinyConfig(4)
+	cfg.Accumulate = 1
+	w := workerSpec{Cfg: cfg, Data: testData(t), Out: filepath.Join(dir, "run"), Weights: filepath.Join(dir, "rank%d.safetensors"), Timeout: time.Minute, DieRank: 1, BadData: true}
+	res := runRanks(t, w, 2)
+	if res[0].code == 0 || res[1].code == 0 {
+		t.Fatalf("with rank 1's dataset missing: exits %d and %d:\n%s\n%s", res[0].code, res[1].code, res[0].stderr, res[1].stderr)
+	}
+	if !strings.Contains(res[0].stderr, "other rank(s) failed to set up") || !strings.Contains(res[1].stderr, "missing") {
+		t.Errorf("rank 0:\n%s\nrank 1:\n%s", res[0].stderr, res[1].stderr)
+	}
+	if _, err := os.Stat(w.Out); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("the refused run left %s behind (%v)", w.Out, err)
 	}
 }

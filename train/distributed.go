@@ -52,7 +52,7 @@ type startMsg struct {
 }
 
 // setupDist sets a rank up: rank 0's config and resume header go to every rank, each sets
-// itself up, they agree that all did, and rank 0's state (weights, and when resuming the
+// itself up, they agree that all did, rank 0 writes the run folder, and rank 0's state (weights, and when resuming the
 // optimizer and the other ranks' memories) goes to the others.
 func (t *trainer) setupDist(cfg lm.Config, dataDir string) error {
 	g := t.o.group
@@ -99,6 +99,13 @@ func (t *trainer) setupDist(cfg lm.Config, dataDir string) error {
 	}
 	if s[0] > 0 {
 		return fmt.Errorf("rank %d: %v other rank(s) failed to set up (see their output)", t.rank, s[0])
+	}
+	// Every rank is set up: only now does rank 0 write the run folder. If that fails, the
+	// others stop at the next bounded wait.
+	if t.rank == 0 {
+		if err := t.openRun(msg.Header); err != nil {
+			return err
+		}
 	}
 	return t.shareState(msg.Header != nil)
 }

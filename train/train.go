@@ -60,6 +60,7 @@ type trainer struct {
 	sched    Schedule
 	batcher  *dataset.Batcher
 	startID  int64 // the train split's first token, recorded in checkpoints
+	keepUpTo int64 // a resume keeps the metrics rows up to its step (-1: keep all)
 	mems     []*lm.Memory
 	groups   int // micro-batches per step (per rank in a distributed run)
 	rank     int // this process's rank, and the ranks in all (1 without a group)
@@ -138,7 +139,10 @@ func (t *trainer) setup(cfg lm.Config, dataDir string) error {
 	if err != nil {
 		return err
 	}
-	return t.setupLocal(cfg, dataDir, hdr, resumeDir)
+	if err := t.setupLocal(cfg, dataDir, hdr, resumeDir); err != nil {
+		return err
+	}
+	return t.openRun(hdr)
 }
 
 // start finds the checkpoint to resume (with WithResume), or checks that the run folder
@@ -288,16 +292,19 @@ func (t *trainer) setupLocal(cfg lm.Config, dataDir string, hdr *checkpoint.Head
 			t.mems = append(t.mems, t.model.NewMemory(t.groupStreams()))
 		}
 	}
-	if t.rank != 0 {
-		t.res = Result{Run: t.run, NumParams: t.model.NumParams(), Unit: t.unit, Step: t.step, Tokens: t.tokens}
-		return nil
-	}
-	// Everything that can refuse the run was checked: only now does the run folder get
-	// written, so that a refused run leaves nothing behind.
+	t.res = Result{Run: t.run, NumParams: t.model.NumParams(), Unit: t.unit, Step: t.step, Tokens: t.tokens}
+	t.keepUpTo = keepUpTo
+	return nil
+}
+
+// openRun writes the run folder (rank 0): its config (t.cfg) and the metrics file, kept up to
+// the resumed step on a resume, emptied for a fresh run. It runs once everything that can
+// refuse the run was checked (on every rank), so that a refused run leaves nothing behind.
+func (t *trainer) openRun(hdr *checkpoint.Header) error {
 	if err := os.MkdirAll(t.run, 0o755); err != nil {
 		return err
 	}
-	if err := checkpoint.WriteRunConfig(t.run, cfg); err != nil {
+	if err := checkpoint.WriteRunConfig(t.run, t.cfg); err != nil { // as set up: vocab and tokenizer from the dataset
 		return err
 	}
 	mpath := filepath.Join(t.run, checkpoint.MetricsName)
@@ -307,10 +314,10 @@ func (t *trainer) setupLocal(cfg lm.Config, dataDir string, hdr *checkpoint.Head
 			return err
 		}
 	}
-	if t.metrics, err = checkpoint.OpenMetrics(mpath, keepUpTo); err != nil {
+	var err error
+	if t.metrics, err = checkpoint.OpenMetrics(mpath, t.keepUpTo); err != nil {
 		return err
 	}
-	t.res = Result{Run: t.run, NumParams: t.model.NumParams(), Unit: t.unit, Step: t.step, Tokens: t.tokens}
 	return nil
 }
 
