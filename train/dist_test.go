@@ -171,6 +171,19 @@ func runRanks(t *testing.T, w workerSpec, world int) []rankResult {
 	return res
 }
 
+// trainOneProcess trains cfg in one process into run and returns its final weights.
+func trainOneProcess(t *testing.T, cfg lm.Config, data, run string) map[string][]float64 {
+	t.Helper()
+	if _, err := Run(context.Background(), cfg, data, run, quiet(), WithoutFinalEval()); err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := checkpoint.Load(run, gotch.CPU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return paramValues(m)
+}
+
 func loadWeights(t *testing.T, cfg lm.Config, path string) map[string][]float64 {
 	t.Helper()
 	m, err := lm.New(cfg, gotch.CPU)
@@ -254,15 +267,7 @@ func distCase(t *testing.T, cfg lm.Config) {
 
 	one := cfg
 	one.Accumulate = 2 * cfg.EffectiveAccumulate()
-	runS := filepath.Join(dir, "single")
-	if _, err := Run(context.Background(), one, data, runS, quiet(), WithoutFinalEval()); err != nil {
-		t.Fatal(err)
-	}
-	m, _, err := checkpoint.Load(runS, gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := closeTensors(paramValues(m), r0, 1e-4); err != nil {
+	if err := closeTensors(trainOneProcess(t, one, data, filepath.Join(dir, "single")), r0, 1e-4); err != nil {
 		t.Fatalf("two ranks vs one process with accumulate %d: %v", one.Accumulate, err)
 	}
 	// The memories too: rank r's are the single process's groups r·A ...
@@ -440,15 +445,7 @@ func TestDistAcrossEpochs(t *testing.T) {
 
 	one := cfg
 	one.Accumulate = 2
-	runS := filepath.Join(dir, "single")
-	if _, err := Run(context.Background(), one, data, runS, quiet(), WithoutFinalEval()); err != nil {
-		t.Fatal(err)
-	}
-	m, _, err := checkpoint.Load(runS, gotch.CPU)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := closeTensors(paramValues(m), want, 1e-4); err != nil {
+	if err := closeTensors(trainOneProcess(t, one, data, filepath.Join(dir, "single")), want, 1e-4); err != nil {
 		t.Fatalf("two ranks vs one process with accumulate 2 across epochs: %v", err)
 	}
 

@@ -13,14 +13,21 @@ var trainTinyArgs = []string{"--preset", "tiny", "--device", "cpu", "--threads",
 	"--batch", "4", "--block", "16", "--warmup", "2", "--lr", "0.003", "--eval-every", "3", "--ckpt-every", "3",
 	"--set", "layers=1", "--set", "dim=32", "--set", "heads=2", "--set", "ffn=64", "--set", "max_span=64", "--set", "ramp=8"}
 
-func TestCLITrainEvalReport(t *testing.T) {
-	dir := t.TempDir()
+// charData prepares testText as a char dataset without newlines in dir/ds.
+func charData(t *testing.T, dir string) string {
+	t.Helper()
 	in := filepath.Join(dir, "corpus.txt")
 	os.WriteFile(in, testText(), 0o644)
 	data := filepath.Join(dir, "ds")
 	if code, _, stderr := run(t, "prep", "--input", in, "--out", data, "--vocab", "char", "--newlines", "drop"); code != 0 {
 		t.Fatalf("prep: exit %d: %s", code, stderr)
 	}
+	return data
+}
+
+func TestCLITrainEvalReport(t *testing.T) {
+	dir := t.TempDir()
+	data := charData(t, dir)
 	out := filepath.Join(dir, "run")
 	args := append([]string{"train", "--data", data, "--out", out, "--steps", "6"}, trainTinyArgs...)
 	code, stdout, stderr := run(t, args...)

@@ -33,12 +33,7 @@ func TestCLIDistEnvAndNproc(t *testing.T) {
 		t.Skip("native library built without Gloo")
 	}
 	dir := t.TempDir()
-	in := filepath.Join(dir, "corpus.txt")
-	os.WriteFile(in, testText(), 0o644)
-	data := filepath.Join(dir, "ds")
-	if code, _, stderr := run(t, "prep", "--input", in, "--out", data, "--vocab", "char", "--newlines", "drop"); code != 0 {
-		t.Fatalf("prep: exit %d: %s", code, stderr)
-	}
+	data := charData(t, dir)
 	args := func(out string) []string {
 		return append([]string{"train", "--data", data, "--out", out, "--steps", "4", "--dist-timeout", "1m"}, trainTinyArgs...)
 	}
@@ -120,12 +115,7 @@ func TestCLIDistInterrupt(t *testing.T) {
 		t.Skip("native library built without Gloo")
 	}
 	dir := t.TempDir()
-	in := filepath.Join(dir, "corpus.txt")
-	os.WriteFile(in, testText(), 0o644)
-	data := filepath.Join(dir, "ds")
-	if code, _, stderr := run(t, "prep", "--input", in, "--out", data, "--vocab", "char", "--newlines", "drop"); code != 0 {
-		t.Fatalf("prep: exit %d: %s", code, stderr)
-	}
+	data := charData(t, dir)
 	out := filepath.Join(dir, "run")
 	args := append([]string{"train", "--data", data, "--out", out, "--steps", "100000", "--nproc", "2", "--log-every", "1"}, trainTinyArgs...)
 	args = append(args, "--eval-every", "0", "--ckpt-every", "0")
