@@ -5,25 +5,20 @@ import (
 	"runtime"
 	"time"
 
-	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/ts"
+
+	"xspan/internal/torchrt"
 )
 
-// onDev makes a tensor of vals on the group's device.
-func (g *Group) onDev(vals any) (*ts.Tensor, error) {
-	t, err := ts.OfSlice(vals)
-	if err != nil {
-		return nil, err
-	}
-	if g.Dev != gotch.CPU {
-		t = t.MustTo(g.Dev, true)
-	}
-	return t, nil
+// onDev makes a one-dimensional tensor of vals (a slice of n values) on the group's
+// device.
+func (g *Group) onDev(vals any, n int) (*ts.Tensor, error) {
+	return torchrt.FromSlice(vals, []int64{int64(n)}, g.Dev)
 }
 
 // SumFloat64 returns the element-wise sum of every rank's xs (all of one length).
 func (g *Group) SumFloat64(xs []float64) ([]float64, error) {
-	t, err := g.onDev(append([]float64(nil), xs...))
+	t, err := g.onDev(append([]float64(nil), xs...), len(xs))
 	if err != nil {
 		return nil, err
 	}
@@ -31,11 +26,7 @@ func (g *Group) SumFloat64(xs []float64) ([]float64, error) {
 	if err := g.AllReduce([]*ts.Tensor{t}, false); err != nil {
 		return nil, err
 	}
-	c := t.MustTo(gotch.CPU, false)
-	defer c.MustDrop()
-	out := make([]float64, len(xs))
-	c.MustCopyData(out, uint(len(xs)))
-	return out, nil
+	return torchrt.Float64s(t), nil
 }
 
 // BroadcastBytes returns root's b on every rank (b is ignored elsewhere).
@@ -56,7 +47,7 @@ func (g *Group) BroadcastBytes(b []byte, root int) ([]byte, error) {
 	if g.Rank == root {
 		copy(buf, b)
 	}
-	t, err := g.onDev(buf)
+	t, err := g.onDev(buf, size)
 	if err != nil {
 		return nil, err
 	}
@@ -67,10 +58,7 @@ func (g *Group) BroadcastBytes(b []byte, root int) ([]byte, error) {
 	if g.Rank == root {
 		return b, nil
 	}
-	c := t.MustTo(gotch.CPU, false)
-	defer c.MustDrop()
-	c.MustCopyData(buf, uint(size))
-	return buf, nil
+	return torchrt.Bytes(t), nil
 }
 
 // GatherBytes returns, on root, every rank's b in rank order (nil elsewhere).

@@ -2,6 +2,7 @@ package train
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -18,7 +19,7 @@ import (
 	"xspan/lm"
 )
 
-// Data-parallel training (WithGroup): every rank runs this same trainer over its share of
+// Data-parallel training (WithGroup): every rank runs the same trainer over its share of
 // the global batch, the reference's split: rank r owns streams [r·B/W, (r+1)·B/W) of the
 // B streams, in Accumulate micro-batches with a memory each, draws its own span noise and
 // dropout (per stream group, see groupSeed) and prunes its own memory rectangles. Per
@@ -27,12 +28,12 @@ import (
 // a rank met a non-finite loss, whether a rank was asked to stop. Rank 0 alone validates
 // (the others wait in a heartbeat), writes metrics and checkpoints, gathering every
 // rank's memories first; the random state needs no gathering, being a function of the
-// step and the stream group.
+// step and the stream group. ranks is the world (world.go) that does this.
 
 // WithGroup trains as one rank of a joined process group (see package dist). Every rank
 // must be given the same config; rank 0's is used.
 func WithGroup(g *dist.Group) Option {
-	return func(o *options) error { o.group = g; return nil }
+	return func(o *options) error { o.world = &ranks{g: g}; return nil }
 }
 
 // describeLayout says how a checkpoint's stream groups were run.
@@ -43,6 +44,21 @@ func describeLayout(h *checkpoint.Header) string {
 	return fmt.Sprintf("one process, accumulate %d", h.Memories)
 }
 
+// ranks is one rank of a process group.
+type ranks struct {
+	g       *dist.Group
+	pending [][]byte // on rank 0 of a resume: each other rank's memories, packed (hold)
+}
+
+func (w *ranks) rank() int { return w.g.Rank }
+func (w *ranks) size() int { return w.g.World }
+
+func (w *ranks) describe(t *trainer) string {
+	return fmt.Sprintf("distributed: %d ranks (%s), %d streams each in %d micro-batches; timeout %v", w.g.World, w.g.Backend, t.cfg.Batch/w.g.World, t.groups, w.g.Timeout)
+}
+
+func (w *ranks) stopBeforeStep(context.Context) bool { return false }
+
 // startMsg is what rank 0 tells the others before setting up: the config, the header of
 // the checkpoint to resume, or why it cannot start.
 type startMsg struct {
@@ -51,69 +67,71 @@ type startMsg struct {
 	Err    string             `json:"err,omitempty"`
 }
 
-// setupDist sets a rank up: rank 0's config and resume header go to every rank, each sets
-// itself up, they agree that all did, rank 0 writes the run folder, and rank 0's state (weights, and when resuming the
-// optimizer and the other ranks' memories) goes to the others.
-func (t *trainer) setupDist(cfg lm.Config, dataDir string) error {
-	g := t.o.group
+func (w *ranks) start(cfg lm.Config, begin func() (*checkpoint.Header, string, error)) (lm.Config, *checkpoint.Header, string, error) {
 	var msg startMsg
 	var resumeDir string
 	var blob []byte
-	if t.rank == 0 {
-		hdr, dir, err := t.start()
+	var startErr error
+	if w.g.Rank == 0 {
+		var hdr *checkpoint.Header
+		hdr, resumeDir, startErr = begin()
 		msg = startMsg{Config: cfg, Header: hdr}
-		if err != nil {
-			msg.Err = err.Error()
+		if startErr != nil {
+			msg.Err = startErr.Error()
 		}
-		resumeDir = dir
+		var err error
 		if blob, err = json.Marshal(msg); err != nil {
-			return err
+			return cfg, nil, "", err
 		}
 	}
-	blob, err := g.BroadcastBytes(blob, 0)
+	blob, err := w.g.BroadcastBytes(blob, 0)
 	if err != nil {
-		return err
+		return cfg, nil, "", err
 	}
-	if t.rank != 0 {
+	if w.g.Rank != 0 {
 		if err := json.Unmarshal(blob, &msg); err != nil {
-			return fmt.Errorf("rank %d: rank 0's start message: %w", t.rank, err)
+			return cfg, nil, "", fmt.Errorf("rank %d: rank 0's start message: %w", w.g.Rank, err)
 		}
 	}
-	if msg.Err != "" {
-		if t.rank == 0 {
-			return errors.New(msg.Err)
-		}
-		return fmt.Errorf("rank 0 could not start: %s", msg.Err)
+	switch {
+	case startErr != nil:
+		return cfg, nil, "", startErr
+	case msg.Err != "":
+		return cfg, nil, "", fmt.Errorf("rank 0 could not start: %s", msg.Err)
 	}
-	lerr := t.setupLocal(msg.Config, dataDir, msg.Header, resumeDir)
-	failed := 0.0
-	if lerr != nil {
-		failed = 1
-	}
-	s, err := g.SumFloat64([]float64{failed})
-	if err != nil {
-		return errors.Join(lerr, err)
-	}
-	if lerr != nil {
-		return lerr
-	}
-	if s[0] > 0 {
-		return fmt.Errorf("rank %d: %v other rank(s) failed to set up (see their output)", t.rank, s[0])
-	}
-	// Every rank is set up: only now does rank 0 write the run folder. If that fails, the
-	// others stop at the next bounded wait.
-	if t.rank == 0 {
-		if err := t.openRun(msg.Header); err != nil {
-			return err
-		}
-	}
-	return t.shareState(msg.Header != nil)
+	return msg.Config, msg.Header, resumeDir, nil
 }
 
-// shareState sends rank 0's weights to every rank and, when resuming, its optimizer state
-// and each rank's memories.
-func (t *trainer) shareState(resumed bool) error {
-	g := t.o.group
+func (w *ranks) agree(setupErr error) error {
+	s, err := w.g.SumFloat64([]float64{b2f(setupErr != nil)})
+	if err != nil {
+		return errors.Join(setupErr, err)
+	}
+	if setupErr != nil {
+		return setupErr
+	}
+	if s[0] > 0 {
+		return fmt.Errorf("rank %d: %v other rank(s) failed to set up (see their output)", w.g.Rank, s[0])
+	}
+	return nil
+}
+
+func (w *ranks) hold(mems []*lm.Memory) error {
+	defer dropMemories(mems)
+	per := len(mems) / (w.g.World - 1)
+	w.pending = make([][]byte, w.g.World)
+	for r := 1; r < w.g.World; r++ {
+		b, err := packMemories(mems[(r-1)*per : r*per])
+		if err != nil {
+			return err
+		}
+		w.pending[r] = b
+	}
+	return nil
+}
+
+func (w *ranks) share(t *trainer, resumed bool) error {
+	g := w.g
 	defer torchrt.NoGrad()() // the parameters are overwritten in place
 	if err := g.Broadcast(t.model.Parameters(), 0); err != nil {
 		return err
@@ -124,34 +142,35 @@ func (t *trainer) shareState(resumed bool) error {
 	if err := g.Broadcast(append(append([]*ts.Tensor{}, t.opt.m...), t.opt.v...), 0); err != nil {
 		return err
 	}
-	s, err := g.SumFloat64([]float64{float64(t.opt.step) * b2f(t.rank == 0)})
+	s, err := g.SumFloat64([]float64{float64(t.opt.step) * b2f(g.Rank == 0)})
 	if err != nil {
 		return err
 	}
 	t.opt.step = int64(s[0])
-	for r := 1; r < t.world; r++ {
+	for r := 1; r < g.World; r++ {
 		var b []byte
-		if t.rank == 0 {
-			b = t.pending[r]
+		if g.Rank == 0 {
+			b = w.pending[r]
 		}
 		got, err := g.BroadcastBytes(b, 0)
 		if err != nil {
 			return err
 		}
-		if t.rank == r {
+		if g.Rank == r {
 			mems, err := unpackMemories(t.model, got)
 			if err != nil {
-				return fmt.Errorf("rank %d: memories from rank 0: %w", t.rank, err)
+				return fmt.Errorf("rank %d: memories from rank 0: %w", g.Rank, err)
 			}
 			for _, m := range mems {
 				if m.Batch() != t.groupStreams() {
-					return fmt.Errorf("rank %d: a memory of %d streams from rank 0, want %d", t.rank, m.Batch(), t.groupStreams())
+					dropMemories(mems)
+					return fmt.Errorf("rank %d: a memory of %d streams from rank 0, want %d", g.Rank, m.Batch(), t.groupStreams())
 				}
 			}
 			t.mems = mems
 		}
 	}
-	t.pending = nil
+	w.pending = nil
 	return nil
 }
 
@@ -162,11 +181,8 @@ func b2f(b bool) float64 {
 	return 0
 }
 
-// reduceStep agrees on a step over the ranks: the losses and statistics are averaged,
-// a non-finite loss or a stop request anywhere is everyone's, and the gradients are
-// averaged (unless the step is to be dropped).
-func (t *trainer) reduceStep(out *stepOut) error {
-	g := t.o.group
+func (w *ranks) reduceStep(t *trainer, out *stepOut) error {
+	g := w.g
 	params := t.model.Parameters()
 	// Every rank sends as many figures: a rank whose step went wrong before its first
 	// micro-step finished has no statistics yet.
@@ -202,7 +218,7 @@ func (t *trainer) reduceStep(out *stepOut) error {
 	if err != nil {
 		return err
 	}
-	W := float64(t.world)
+	W := float64(g.World)
 	out.loss, out.span, out.stop = s[0]/W, s[1]/W, s[2] > 0
 	switch {
 	case out.bad != nil:
@@ -229,7 +245,7 @@ func (t *trainer) reduceStep(out *stepOut) error {
 		case n == W:
 			reduce = append(reduce, grads[i])
 		case n > 0:
-			return fmt.Errorf("step %d: parameter %d has a gradient on %v of %d ranks", t.step+1, i, n, t.world)
+			return fmt.Errorf("step %d: parameter %d has a gradient on %v of %d ranks", t.step+1, i, n, g.World)
 		}
 	}
 	if err := g.AllReduce(reduce, true); err != nil {
@@ -239,39 +255,34 @@ func (t *trainer) reduceStep(out *stepOut) error {
 	return nil
 }
 
-// gatherMemories returns, on rank 0, every rank's memories in stream order (its own
-// first: the caller frees the others); on other ranks it sends theirs and returns nil.
-func (t *trainer) gatherMemories() ([]*lm.Memory, error) {
-	g := t.o.group
+func (w *ranks) gather(t *trainer) ([]*lm.Memory, func(), error) {
+	g := w.g
 	var b []byte
-	if t.rank != 0 {
+	if g.Rank != 0 {
 		var err error
 		if b, err = packMemories(t.mems); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	all, err := g.GatherBytes(b, 0)
-	if err != nil || t.rank != 0 {
-		return nil, err
+	if err != nil || g.Rank != 0 {
+		return nil, nil, err
 	}
 	mems := append([]*lm.Memory{}, t.mems...)
-	for r := 1; r < t.world; r++ {
+	others := func() { dropMemories(mems[len(t.mems):]) }
+	for r := 1; r < g.World; r++ {
 		ms, err := unpackMemories(t.model, all[r])
 		if err != nil {
-			for _, m := range mems[len(t.mems):] {
-				m.Drop()
-			}
-			return nil, fmt.Errorf("memories of rank %d: %w", r, err)
+			others()
+			return nil, nil, fmt.Errorf("memories of rank %d: %w", r, err)
 		}
 		mems = append(mems, ms...)
 	}
-	return mems, nil
+	return mems, others, nil
 }
 
-// validShared validates on rank 0 while the other ranks wait, and gives every rank the
-// bpc (the others get a Result holding only it). canceled says rank 0 was interrupted.
-func (t *trainer) validShared(run func() (*validOut, error)) (*validOut, error) {
-	g := t.o.group
+func (w *ranks) validate(run func() (*validOut, error)) (*validOut, error) {
+	g := w.g
 	var vo *validOut
 	err := g.While(0, 2*time.Second, func() error {
 		var err error
@@ -282,7 +293,7 @@ func (t *trainer) validShared(run func() (*validOut, error)) (*validOut, error) 
 		return nil, err
 	}
 	x := []float64{0, 0}
-	if t.rank == 0 {
+	if g.Rank == 0 {
 		if vo.canceled {
 			x[1] = 1
 		} else {
@@ -296,7 +307,7 @@ func (t *trainer) validShared(run func() (*validOut, error)) (*validOut, error) 
 	if s[1] > 0 {
 		return &validOut{canceled: true}, nil
 	}
-	if t.rank != 0 {
+	if g.Rank != 0 {
 		vo = &validOut{v: stubResult(s[0])}
 	}
 	return vo, nil

@@ -31,8 +31,8 @@ func (t *trainer) loop(ctx context.Context) error {
 	}
 	t.prog.logf("model: %d parameters, %d layers, dim %d; %s, %d intra-op threads; %d steps of %d×%d tokens",
 		t.res.NumParams, t.cfg.Layers, t.cfg.Dim, torchrt.DeviceName(t.o.dev), torchrt.Threads(), total, t.cfg.Batch, t.cfg.Block)
-	if g := t.o.group; g != nil {
-		t.prog.logf("distributed: %d ranks (%s), %d streams each in %d micro-batches; timeout %v", t.world, g.Backend, t.cfg.Batch/t.world, t.groups, g.Timeout)
+	if d := t.w.describe(t); d != "" {
+		t.prog.logf("%s", d)
 	}
 	if !hasValid {
 		t.prog.logf("dataset has no valid split: no validation, no best checkpoint")
@@ -43,9 +43,9 @@ func (t *trainer) loop(ctx context.Context) error {
 	wall := time.Now()
 	torchrt.ResetCUDAPeak(t.o.dev)
 	for t.step < total {
-		// A distributed run learns of a stop request in the step's reduction, so that
-		// every rank stops after the same step.
-		if t.o.group == nil && ctx.Err() != nil {
+		// Ranks learn of a stop request in the step's reduction instead, so that every
+		// rank stops after the same step.
+		if t.w.stopBeforeStep(ctx) {
 			return t.interrupted()
 		}
 		t0 := time.Now()
@@ -203,10 +203,7 @@ func (t *trainer) validateAll(ctx context.Context, wall time.Time) (*validOut, e
 		}
 		return &validOut{v: v}, nil
 	}
-	if t.o.group == nil {
-		return run()
-	}
-	return t.validShared(run)
+	return t.w.validate(run)
 }
 
 // validate measures the model on the valid split and logs it.

@@ -8,7 +8,6 @@ import (
 	"github.com/sugarme/gotch"
 
 	"xspan/checkpoint"
-	"xspan/dist"
 	"xspan/lm"
 )
 
@@ -24,7 +23,7 @@ type options struct {
 	evalBlocks int64
 	onStep     func(step int64, r *checkpoint.Row)
 	noFinal    bool
-	group      *dist.Group
+	world      world                   // how the ranks share the run (solo: one process)
 	atEnd      func(m *lm.Model) error // tests: sees the model before Run frees it
 	atMicro    func(step int64, g int) // tests: called before each micro-step (to fail one)
 }
@@ -33,7 +32,7 @@ type options struct {
 type Option func(*options) error
 
 func defaultOptions() options {
-	return options{dev: gotch.CPU, out: os.Stderr, bar: true, keep: 3, logEvery: 10}
+	return options{dev: gotch.CPU, out: os.Stderr, bar: true, keep: 3, logEvery: 10, world: solo{}}
 }
 
 // WithDevice sets the device to train on (default the CPU).

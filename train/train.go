@@ -62,11 +62,11 @@ type trainer struct {
 	startID  int64 // the train split's first token, recorded in checkpoints
 	keepUpTo int64 // a resume keeps the metrics rows up to its step (-1: keep all)
 	mems     []*lm.Memory
-	groups   int // micro-batches per step (per rank in a distributed run)
-	rank     int // this process's rank, and the ranks in all (1 without a group)
+	groups   int   // micro-batches per step (per rank in a distributed run)
+	w        world // the processes that train the run together
+	rank     int   // this process's rank, and the ranks in all (w's)
 	world    int
 	ctx      context.Context
-	pending  [][]byte // on rank 0 of a distributed resume: each rank's memories, packed
 	step     int64
 	tokens   int64
 	epoch    int64
@@ -88,6 +88,8 @@ func Run(ctx context.Context, cfg lm.Config, dataDir, run string, opts ...Option
 			return nil, err
 		}
 	}
+	t.w = t.o.world
+	t.rank, t.world = t.w.rank(), t.w.size()
 	if err := t.setup(cfg, dataDir); err != nil {
 		t.close()
 		return nil, err
@@ -119,30 +121,35 @@ func (t *trainer) close() {
 	}
 }
 
+// setup sets every rank up: rank 0's config and resume header go to every rank, each sets
+// itself up, they agree that all did, rank 0 writes the run folder, and rank 0's state
+// (weights, and on a resume the optimizer and the other ranks' memories) goes to the
+// others.
 func (t *trainer) setup(cfg lm.Config, dataDir string) error {
-	// What a killed run left half-written or half-removed goes first (rank 0 alone
-	// writes the run folder).
-	if t.o.group == nil || t.o.group.Rank == 0 {
+	if t.rank == 0 {
+		// What a killed run left half-written or half-removed goes first (rank 0 alone
+		// writes the run folder).
 		if err := checkpoint.Clean(t.run); err != nil {
 			return err
 		}
+	} else {
+		t.o.out = nil // rank 0 reports for all
 	}
-	t.rank, t.world = 0, 1
-	if g := t.o.group; g != nil {
-		t.rank, t.world = g.Rank, g.World
-		if t.rank != 0 {
-			t.o.out = nil // rank 0 reports for all
-		}
-		return t.setupDist(cfg, dataDir)
-	}
-	hdr, resumeDir, err := t.start()
+	cfg, hdr, resumeDir, err := t.w.start(cfg, t.start)
 	if err != nil {
 		return err
 	}
-	if err := t.setupLocal(cfg, dataDir, hdr, resumeDir); err != nil {
+	if err := t.w.agree(t.setupLocal(cfg, dataDir, hdr, resumeDir)); err != nil {
 		return err
 	}
-	return t.openRun(hdr)
+	// Every rank is set up: only now does rank 0 write the run folder. If that fails, the
+	// others stop at the next bounded wait.
+	if t.rank == 0 {
+		if err := t.openRun(hdr); err != nil {
+			return err
+		}
+	}
+	return t.w.share(t, hdr != nil)
 }
 
 // start finds the checkpoint to resume (with WithResume), or checks that the run folder
@@ -334,40 +341,27 @@ func (t *trainer) restore(dir string) error {
 	if err := ck.LoadOptim(t.opt, t.o.dev); err != nil {
 		return err
 	}
-	// This process's groups' memories; in a distributed run, the other ranks' go to them
-	// as bytes (see shareState).
-	for i := 0; i < t.groups; i++ {
+	// Every rank's memories, loaded (and so checked against the HEADER) here: this
+	// rank's groups' first, the others' held for them until the world shares them.
+	var others []*lm.Memory
+	for i := 0; i < t.world*t.groups; i++ {
 		mem, err := ck.LoadMemory(t.model, i)
+		if err == nil && i < t.groups && mem.Batch() != t.groupStreams() {
+			mem.Drop()
+			err = fmt.Errorf("%s: memory %d holds %d streams, want %d", dir, i, mem.Batch(), t.groupStreams())
+		}
 		if err != nil {
+			dropMemories(others)
 			return err
 		}
-		if mem.Batch() != t.groupStreams() {
-			mem.Drop()
-			return fmt.Errorf("%s: memory %d holds %d streams, want %d", dir, i, mem.Batch(), t.groupStreams())
+		if i < t.groups {
+			t.mems = append(t.mems, mem)
+		} else {
+			others = append(others, mem)
 		}
-		t.mems = append(t.mems, mem)
 	}
-	if t.world > 1 {
-		// Each other rank's memories, loaded (and so checked against the HEADER) here,
-		// packed for shareState.
-		t.pending = make([][]byte, t.world)
-		for r := 1; r < t.world; r++ {
-			var mems []*lm.Memory
-			for i := r * t.groups; i < (r+1)*t.groups; i++ {
-				mem, err := ck.LoadMemory(t.model, i)
-				if err != nil {
-					dropMemories(mems)
-					return err
-				}
-				mems = append(mems, mem)
-			}
-			b, err := packMemories(mems)
-			dropMemories(mems)
-			if err != nil {
-				return err
-			}
-			t.pending[r] = b
-		}
+	if err := t.w.hold(others); err != nil {
+		return err
 	}
 	if err := t.batcher.SetStart(t.epochStart(h.Data.Epoch)); err != nil {
 		return fmt.Errorf("%s: epoch %d: %w", dir, h.Data.Epoch, err)
@@ -455,21 +449,18 @@ func (t *trainer) trainStep() (_ *stepOut, err error) {
 		}
 		rng := torchrt.Seed(groupSeed(t.cfg.Seed, t.step, gi))
 		if err := t.microStepRecover(ids[first*width:(first+rows)*width], m, rows, width, g, rng, out); err != nil {
-			if t.o.group == nil {
-				return nil, err
-			}
-			// The other ranks must hear of it in the step's reduction, not by a missing
-			// rank.
 			out.bad, out.failed = err, true
+		}
+		if out.bad != nil {
+			// The step is lost. The other ranks hear of it in the step's reduction, not by
+			// a missing rank.
 			break
 		}
 	}
 	out.loss /= float64(t.groups)
 	out.span /= float64(t.groups)
-	if t.o.group != nil {
-		if err := t.reduceStep(out); err != nil {
-			return nil, err
-		}
+	if err := t.w.reduceStep(t, out); err != nil {
+		return nil, err
 	}
 	if out.bad != nil {
 		return nil, out.bad
@@ -531,13 +522,9 @@ func (t *trainer) microStep(ids []int64, mask []float32, rows, width int64, g in
 		span = torchrt.Float64(sr.SpanLoss)
 	}
 	if math.IsNaN(loss) || math.IsInf(loss, 0) || math.IsNaN(span) || math.IsInf(span, 0) {
-		err := fmt.Errorf("step %d: loss is %v (span loss %v): %w", t.step+1, loss, span, ErrNonFinite)
-		if t.o.group == nil {
-			return err
-		}
 		// The other ranks must hear of it in the step's reduction, not by a missing rank.
 		if out.bad == nil {
-			out.bad = err
+			out.bad = fmt.Errorf("step %d: loss is %v (span loss %v): %w", t.step+1, loss, span, ErrNonFinite)
 		}
 		return nil
 	}
@@ -575,19 +562,13 @@ func (t *trainer) checkpoint(valid *eval.Result) (string, error) {
 	if valid != nil && valid.Tokens > 0 {
 		h.Valid = valid.Summary()
 	}
-	mems := t.mems
-	if t.o.group != nil {
-		// Rank 0 writes every rank's memories, in stream order.
-		all, err := t.gatherMemories()
-		if err != nil || t.rank != 0 {
-			return "", err
-		}
-		defer func() {
-			for _, m := range all[len(t.mems):] {
-				m.Drop()
-			}
-		}()
-		mems = all
+	// Rank 0 writes every rank's memories, in stream order.
+	mems, free, err := t.w.gather(t)
+	if err != nil || t.rank != 0 {
+		return "", err
+	}
+	defer free()
+	if t.world > 1 {
 		h.World = t.world
 	}
 	dir, err := checkpoint.Write(t.run, &checkpoint.State{Header: h, Model: t.model, Optim: t.opt, Memories: mems, Vocab: t.vocab})

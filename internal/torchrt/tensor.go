@@ -67,6 +67,17 @@ func Int64s(t *ts.Tensor) []int64 {
 	return out
 }
 
+// Bytes copies a tensor's values to Go as bytes (uint8; from any device and dtype).
+func Bytes(t *ts.Tensor) []byte {
+	c := onCPU(t, gotch.Uint8)
+	defer c.MustDrop()
+	out := make([]byte, c.Numel())
+	if len(out) > 0 {
+		c.MustCopyData(out, c.Numel())
+	}
+	return out
+}
+
 // Float64 is the value of a one-element tensor.
 func Float64(t *ts.Tensor) float64 { return Float64s(t)[0] }
 
