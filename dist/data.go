@@ -9,9 +9,6 @@ import (
 	"github.com/sugarme/gotch/ts"
 )
 
-// keep keeps tensors alive until a native call that read their handles has returned.
-func keep(tensors []*ts.Tensor) { runtime.KeepAlive(tensors) }
-
 // onDev makes a tensor of vals on the group's device.
 func (g *Group) onDev(vals any) (*ts.Tensor, error) {
 	t, err := ts.OfSlice(vals)

@@ -17,19 +17,19 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unsafe"
 
 	"github.com/sugarme/gotch"
-	lib "github.com/sugarme/gotch/libtch"
 	"github.com/sugarme/gotch/ts"
+
+	"xspan/internal/native"
 )
 
 // Backend is a c10d process-group backend.
 type Backend int
 
 const (
-	Gloo Backend = 0 // CPUs (and CPU tensors)
-	NCCL Backend = 1 // CUDA devices (CUDA tensors)
+	Gloo Backend = native.Gloo // CPUs (and CPU tensors)
+	NCCL Backend = native.NCCL // CUDA devices (CUDA tensors)
 )
 
 func (b Backend) String() string {
@@ -40,7 +40,7 @@ func (b Backend) String() string {
 }
 
 // Available reports whether the native library was built with the backend.
-func Available(b Backend) bool { return lib.XspanDistAvailable(int(b)) }
+func Available(b Backend) bool { return native.DistAvailable(int(b)) }
 
 // DefaultTimeout bounds the rendezvous and every collective unless the user sets another.
 const DefaultTimeout = 10 * time.Minute
@@ -114,7 +114,7 @@ func FromEnv() (c Config, ok bool, err error) {
 
 // Group is a joined process group.
 type Group struct {
-	p       unsafe.Pointer
+	p       *native.Group
 	Rank    int
 	World   int
 	Backend Backend
@@ -138,11 +138,8 @@ func Join(c Config) (*Group, error) {
 	if c.Timeout <= 0 {
 		c.Timeout = DefaultTimeout
 	}
-	p := lib.XspanDistNew(int(c.Backend), c.Addr, c.Port, c.Rank, c.World, c.Timeout.Milliseconds(), c.Device)
-	if err := takeErr(); err != nil || p == nil {
-		if err == nil {
-			err = errors.New("no process group")
-		}
+	p, err := native.NewGroup(int(c.Backend), c.Addr, c.Port, c.Rank, c.World, c.Timeout.Milliseconds(), c.Device)
+	if err != nil {
 		return nil, fmt.Errorf("rank %d of %d: joining the %s group at %s:%d: %w", c.Rank, c.World, c.Backend, c.Addr, c.Port, err)
 	}
 	g := &Group{p: p, Rank: c.Rank, World: c.World, Backend: c.Backend, Timeout: c.Timeout, Dev: gotch.CPU, Bucket: 25 << 20}
@@ -158,8 +155,7 @@ func (g *Group) Close() {
 	if g == nil || g.p == nil {
 		return
 	}
-	lib.XspanDistFree(g.p)
-	takeErr()
+	g.p.Free() // its error: a peer already gone
 	g.p = nil
 }
 
@@ -170,26 +166,6 @@ func (g *Group) Abandon() {
 	}
 }
 
-// takeErr returns the native library's last error, first line only (c10's messages go on
-// with a backtrace), or nil.
-func takeErr() error {
-	err := ts.TorchErr()
-	if err == nil {
-		return nil
-	}
-	msg := strings.TrimPrefix(err.Error(), "Libtorch API Error: ")
-	msg, _, _ = strings.Cut(msg, "\n")
-	return errors.New(strings.TrimSpace(msg))
-}
-
-func handles(tensors []*ts.Tensor) []unsafe.Pointer {
-	out := make([]unsafe.Pointer, len(tensors))
-	for i, t := range tensors {
-		out[i] = t.Ctensor()
-	}
-	return out
-}
-
 func (g *Group) fail(what string, err error) error {
 	return fmt.Errorf("rank %d of %d: %s failed (a rank died, hung or stopped, or the %v timeout passed): %w", g.Rank, g.World, what, g.Timeout, err)
 }
@@ -197,12 +173,7 @@ func (g *Group) fail(what string, err error) error {
 // AllReduce sums tensors in place over the ranks, or averages them, in buckets of about
 // g.Bucket bytes whose reductions run at once.
 func (g *Group) AllReduce(tensors []*ts.Tensor, average bool) error {
-	if len(tensors) == 0 {
-		return nil
-	}
-	lib.XspanDistAllreduce(g.p, handles(tensors), average, g.Bucket)
-	keep(tensors)
-	if err := takeErr(); err != nil {
+	if err := g.p.AllReduce(tensors, average, g.Bucket); err != nil {
 		return g.fail("all-reduce", err)
 	}
 	return nil
@@ -210,12 +181,7 @@ func (g *Group) AllReduce(tensors []*ts.Tensor, average bool) error {
 
 // Broadcast copies root's tensors into every other rank's (of the same shapes).
 func (g *Group) Broadcast(tensors []*ts.Tensor, root int) error {
-	if len(tensors) == 0 {
-		return nil
-	}
-	lib.XspanDistBroadcast(g.p, handles(tensors), root, g.Bucket)
-	keep(tensors)
-	if err := takeErr(); err != nil {
+	if err := g.p.Broadcast(tensors, root, g.Bucket); err != nil {
 		return g.fail("broadcast", err)
 	}
 	return nil
@@ -223,8 +189,7 @@ func (g *Group) Broadcast(tensors []*ts.Tensor, root int) error {
 
 // Barrier returns when every rank has called it.
 func (g *Group) Barrier() error {
-	lib.XspanDistBarrier(g.p)
-	if err := takeErr(); err != nil {
+	if err := g.p.Barrier(); err != nil {
 		return g.fail("barrier", err)
 	}
 	return nil

@@ -52,10 +52,10 @@ func TestCopyAccuracy(t *testing.T) {
 	for _, p := range m.NamedParameters() {
 		switch p.Name {
 		case "out_w":
-			ts.NoGrad(func() { p.Tensor.MustZero_() })
+			func() { defer torchrt.NoGrad()(); p.Tensor.MustZero_() }()
 		case "out_b":
 			b := ts.MustOfSlice(bias)
-			ts.NoGrad(func() { p.Tensor.Copy_(b) })
+			func() { defer torchrt.NoGrad()(); p.Tensor.Copy_(b) }()
 			b.MustDrop()
 		}
 	}

@@ -6,8 +6,6 @@ import (
 	"math"
 	"unicode/utf8"
 
-	"github.com/sugarme/gotch/ts"
-
 	"xspan/internal/torchrt"
 	"xspan/lm"
 	"xspan/spanview"
@@ -64,7 +62,8 @@ func ScoreText(ctx context.Context, m *lm.Model, vocab tokenize.Vocab, ids []int
 		}
 		var nll []float64
 		var stepSpans [][]float32
-		ts.NoGrad(func() {
+		func() {
+			defer torchrt.NoGrad()()
 			bt := torchrt.MustFromSlice(in, []int64{1, int64(t + 1)}, m.Device())
 			defer bt.MustDrop()
 			var sr *lm.StepResult
@@ -75,7 +74,7 @@ func ScoreText(ctx context.Context, m *lm.Model, vocab tokenize.Vocab, ids []int
 			defer sr.Drop()
 			nll = torchrt.Float64s(sr.TokenNLL)
 			stepSpans = sr.Spans
-		})
+		}()
 		if err != nil {
 			return nil, err
 		}

@@ -15,6 +15,8 @@ import (
 	"github.com/sugarme/gotch"
 	"github.com/sugarme/gotch/nn"
 	"github.com/sugarme/gotch/ts"
+
+	"xspan/internal/native"
 	"xspan/internal/torchrt"
 )
 
@@ -60,7 +62,10 @@ func NewAttention(p *nn.Path, cfg Config) *Attention {
 		a.SpanW = p.MustNewVar("span_w", []int64{d, 1}, nn.NewConstInit(0))
 		// A constant init other than 0 or 1 would make a float64 tensor: fill a zero one.
 		a.SpanB = p.MustNewVar("span_b", []int64{1}, nn.NewConstInit(0))
-		ts.NoGrad(func() { a.SpanB.MustFill_(ts.FloatScalar(math.Log(cfg.InitFrac / (1 - cfg.InitFrac)))) })
+		func() {
+			defer torchrt.NoGrad()()
+			a.SpanB.MustFill_(ts.FloatScalar(math.Log(cfg.InitFrac / (1 - cfg.InitFrac))))
+		}()
 	}
 	return a
 }
@@ -230,7 +235,7 @@ func (a *Attention) Attend(h, k, v, pos *ts.Tensor, mk *Masks, train bool) *ts.T
 	att := s.MustSoftmax(-1, gotch.Float, true)
 	if train && a.cfg.Dropout > 0 {
 		// The fused path's dropout: masks drawn per group of queries from one seed.
-		att = groupDropout(att, a.cfg.Dropout, drawSeed(), true)
+		att = groupDropout(att, a.cfg.Dropout, native.DrawSeed(), true)
 	}
 	o := att.MustMatmul(v, true).MustMul(mk.RowOK, true) // B×K×T×d_h
 	o = o.MustTranspose(1, 2, true).MustContiguous(true)

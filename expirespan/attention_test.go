@@ -14,7 +14,7 @@ import (
 
 func set(t *ts.Tensor, vals []float32) {
 	src := ts.MustOfSlice(vals).MustView(t.MustSize(), true)
-	ts.NoGrad(func() { t.Copy_(src) })
+	func() { defer torchrt.NoGrad()(); t.Copy_(src) }()
 	src.MustDrop()
 }
 
@@ -163,7 +163,7 @@ func TestSpanGradientMatchesFiniteDifference(t *testing.T) {
 	vs := nn.NewVarStore(gotch.CPU)
 	a := NewAttention(vs.Root(), Config{Dim: 8, Heads: 2, PosWindow: 4, Expire: true, MaxSpan: 12, Ramp: 3, Alpha: 0.5, PreDiv: 1, InitFrac: 0.3})
 	w := ts.MustRandn([]int64{8, 1}, gotch.Float, gotch.CPU).MustMulScalar(ts.FloatScalar(0.5), true)
-	ts.NoGrad(func() { a.SpanW.Copy_(w) })
+	func() { defer torchrt.NoGrad()(); a.SpanW.Copy_(w) }()
 	x := ts.MustRandn([]int64{2, 10, 8}, gotch.Float, gotch.CPU)
 	h := x.MustNarrow(1, 6, 4, false)
 	ages := []float32{9, 7, 4, 1, 0, -1, -2, -3, 0, 0, 12, 8, 5, 2, 1, 0, -1, -2, -3, 0}
@@ -186,10 +186,11 @@ func TestSpanGradientMatchesFiniteDifference(t *testing.T) {
 	const step = 2e-3
 	shift := func(d float64) float64 {
 		var v float64
-		ts.NoGrad(func() {
+		func() {
+			defer torchrt.NoGrad()()
 			a.SpanB.MustAdd_(ts.MustOfSlice([]float32{float32(d)}))
 			v = loss().Float64Values()[0]
-		})
+		}()
 		return v
 	}
 	up := shift(step)

@@ -3,12 +3,11 @@ package expirespan
 import (
 	"math"
 	"os"
-	"runtime"
 	"strconv"
 
-	lib "github.com/sugarme/gotch/libtch"
 	"github.com/sugarme/gotch/ts"
 
+	"xspan/internal/native"
 	"xspan/internal/torchrt"
 )
 
@@ -26,32 +25,16 @@ const (
 // DropoutGroup is the number of queries whose attention-dropout mask is drawn from one
 // seed and the group's index, in both paths: given the same seed, they drop the same
 // weights.
-const DropoutGroup = lib.XspanDropoutGroup
-
-// drawSeed draws the seed of one attention call's dropout from libtorch's default
-// generator (so that seeding libtorch, as the recomputing path does, repeats it).
-func drawSeed() int64 {
-	s := lib.XspanDrawSeed()
-	mustOK()
-	return s
-}
-
-func mustOK() {
-	if err := ts.TorchErr(); err != nil {
-		panic(&lib.PanicError{Err: err})
-	}
-}
+const DropoutGroup = native.DropoutGroup
 
 // groupDropout is dropout p on B×K×T×N weights with the masks that seed draws per group
 // of queries, with a graph.
 func groupDropout(att *ts.Tensor, p float64, seed int64, del bool) *ts.Tensor {
-	c := lib.XspanGroupDropout(ct(att), p, seed)
-	runtime.KeepAlive(att)
-	mustOK()
+	out := native.GroupDropout(att, p, seed)
 	if del {
 		att.MustDrop()
 	}
-	return ts.New(c)
+	return out
 }
 
 // posFrom returns N − W: the first key slot of b streams of n keys with ages ages that
@@ -80,35 +63,26 @@ func (a *Attention) AttendFused(h, k, v, pos, e *ts.Tensor, ages []float32, b, t
 	defer q.MustDrop()
 	c := torchrt.MustFromSlice(ages, []int64{int64(b), int64(n)}, a.Wq.MustDevice())
 	defer c.MustDrop()
-	var ec lib.Ctensor
-	cap, coef := 0.0, 0.0
+	call := native.Attention{Q: q, K: k, V: v, Ages: c, Pos: pos, Window: int64(a.cfg.Window), Chunk: fusedChunk}
 	if a.cfg.Expire && e != nil {
-		ec = ct(e)
+		call.E = e
 		if shorten > 0 {
-			cap = shorten * a.cfg.MaxSpan
+			call.Cap = shorten * a.cfg.MaxSpan
 		}
 		if spanLoss {
-			coef = a.cfg.Alpha / (a.cfg.Ramp * float64(t) * float64(b))
+			call.SpanCoef = a.cfg.Alpha / (a.cfg.Ramp * float64(t) * float64(b))
 		}
 	}
-	ramp := a.cfg.Ramp
-	if ramp <= 0 {
-		ramp = 1 // no expiry: unused
+	call.Ramp = a.cfg.Ramp
+	if call.Ramp <= 0 {
+		call.Ramp = 1 // no expiry: unused
 	}
-	var seed int64
-	drop := 0.0
 	if train && a.cfg.Dropout > 0 {
-		drop, seed = a.cfg.Dropout, drawSeed()
+		// From libtorch's generator: seeding libtorch, as the recomputing path does, repeats it.
+		call.Dropout, call.Seed = a.cfg.Dropout, native.DrawSeed()
 	}
-	oc, lc := lib.XspanExpireAttention(ct(q), ct(k), ct(v), ec, ct(c), ct(pos),
-		int64(posFrom(ages, b, n, a.cfg.PosWindow)), int64(a.cfg.Window), ramp, cap, coef, drop, seed, fusedChunk)
-	runtime.KeepAlive(k)
-	runtime.KeepAlive(v)
-	runtime.KeepAlive(e)
-	runtime.KeepAlive(pos)
-	mustOK()
-	o := ts.New(oc)
-	l := ts.New(lc)
+	call.PosFrom = int64(posFrom(ages, b, n, a.cfg.PosWindow))
+	o, l := native.ExpireAttention(call)
 	if spanLoss && a.cfg.Expire && e != nil {
 		loss = l
 	} else {
@@ -125,6 +99,3 @@ func (a *Attention) AttendFused(h, k, v, pos, e *ts.Tensor, ages []float32, b, t
 // blocks; XSPAN_ATTENTION_CHUNK sets it for a process (for measuring, a multiple of
 // DropoutGroup).
 var fusedChunk, _ = strconv.ParseInt(os.Getenv("XSPAN_ATTENTION_CHUNK"), 10, 64)
-
-// ct is t's C handle; the caller keeps t alive across the call.
-func ct(t *ts.Tensor) lib.Ctensor { return lib.Ctensor(t.Ctensor()) }

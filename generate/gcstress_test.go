@@ -51,7 +51,8 @@ func trainLosses(t *testing.T, steps int) ([]float64, error) {
 		}
 		losses = append(losses, res.TaskLoss.Float64Values()[0])
 		res.Drop()
-		ts.NoGrad(func() {
+		func() {
+			defer torchrt.NoGrad()()
 			for _, p := range m.Parameters() {
 				g := p.MustGrad(false)
 				if !g.MustDefined() {
@@ -62,7 +63,7 @@ func trainLosses(t *testing.T, steps int) ([]float64, error) {
 				g.MustZero_()
 				g.MustDrop()
 			}
-		})
+		}()
 	}
 	return losses, nil
 }
@@ -162,13 +163,13 @@ func TestFailedOpIsAnErrorNotAnExit(t *testing.T) {
 	if g := x.MustGrad(false).Float64Values(); g[0] != 3 || g[1] != 3 {
 		t.Fatalf("gradient after a recovered failure: %v", g)
 	}
-	// A failure inside ts.NoGrad leaves the grad mode as it was.
+	// A failure inside torchrt.NoGrad leaves the grad mode as it was.
 	func() {
 		defer func() { _ = recover() }()
-		ts.NoGrad(func() { fail2() })
+		func() { defer torchrt.NoGrad()(); fail2() }()
 	}()
 	if was := ts.MustGradSetEnabled(true); !was {
-		t.Fatalf("grad mode is off after a panic inside ts.NoGrad")
+		t.Fatalf("grad mode is off after a panic inside torchrt.NoGrad")
 	}
 }
 

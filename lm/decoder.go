@@ -3,8 +3,6 @@ package lm
 import (
 	"fmt"
 
-	"github.com/sugarme/gotch/ts"
-
 	"xspan/expirespan"
 	"xspan/internal/torchrt"
 )
@@ -67,18 +65,16 @@ func (d *Decoder) Feed(tokens []int64) ([]float32, error) {
 			return nil, fmt.Errorf("lm: token id %d outside the vocabulary of %d", t, d.m.Cfg.Vocab)
 		}
 	}
+	defer torchrt.NoGrad()()
 	var out []float32
 	var err error
-	ts.NoGrad(func() {
-		if len(tokens) == 1 {
-			out, err = d.block(tokens, true)
-			return
-		}
-		for start := 0; start < len(tokens) && err == nil; start += d.m.Cfg.Block {
-			end := min(start+d.m.Cfg.Block, len(tokens))
-			out, err = d.block(tokens[start:end], false)
-		}
-	})
+	if len(tokens) == 1 {
+		out, err = d.block(tokens, true)
+	}
+	for start := 0; len(tokens) > 1 && start < len(tokens) && err == nil; start += d.m.Cfg.Block {
+		end := min(start+d.m.Cfg.Block, len(tokens))
+		out, err = d.block(tokens[start:end], false)
+	}
 	if err != nil {
 		return nil, err
 	}

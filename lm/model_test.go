@@ -63,7 +63,7 @@ func newModel(t *testing.T, cfg Config, seed int64) *Model {
 	if cfg.Expire {
 		for _, l := range m.layers {
 			r := ts.MustRandn(l.attn.SpanW.MustSize(), gotch.Float, gotch.CPU).MustMulScalar(ts.FloatScalar(1.5), true)
-			ts.NoGrad(func() { l.attn.SpanW.Copy_(r) })
+			func() { defer torchrt.NoGrad()(); l.attn.SpanW.Copy_(r) }()
 		}
 	}
 	return m
@@ -279,12 +279,13 @@ func testSpansShrinkWithLargeAlpha(t *testing.T) {
 		if step == 0 && g == 0 {
 			t.Fatal("no gradient reaches the span predictor")
 		}
-		ts.NoGrad(func() {
+		func() {
+			defer torchrt.NoGrad()()
 			for _, p := range m.Parameters() {
 				gr := p.MustGrad(false)
 				p.MustSub_(gr.MustMulScalar(ts.FloatScalar(0.05), true))
 			}
-		})
+		}()
 		mean := (res.Stats.MeanSpan[0] + res.Stats.MeanSpan[1]) / 2
 		if step == 0 {
 			first = mean

@@ -35,7 +35,8 @@ func (m *Model) stepRecompute(mem *Memory, block *ts.Tensor, o StepOptions) (*St
 	res := &StepResult{Stats: newStats(len(m.layers))}
 	var hL *ts.Tensor
 	spanLoss := 0.0
-	ts.NoGrad(func() {
+	func() {
+		defer torchrt.NoGrad()()
 		h := ts.MustEmbedding(m.emb, in, -1, false, false)
 		for i, l := range m.layers {
 			lm := mem.Layers[i]
@@ -56,7 +57,7 @@ func (m *Model) stepRecompute(mem *Memory, block *ts.Tensor, o StepOptions) (*St
 			res.addLayer(i, spans, lm.Len)
 		}
 		hL = h
-	})
+	}()
 	// The head runs with a graph from a leaf that stands for the last layer's output.
 	top := hL.MustDetach(true).MustSetRequiresGrad(true, true)
 	logp := m.head(top, false)

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/sugarme/gotch/ts"
+
+	"xspan/internal/torchrt"
 )
 
 // NamedParameters returns the trainable tensors with their names, sorted by name.
@@ -82,10 +84,9 @@ func (m *Model) SetWeights(loaded []ts.NamedTensor) error {
 		}
 		return fmt.Errorf("weights do not match the config: %s", strings.Join(problems, "; "))
 	}
-	ts.NoGrad(func() {
-		for _, p := range params {
-			p.Tensor.Copy_(byName[p.Name])
-		}
-	})
+	defer torchrt.NoGrad()()
+	for _, p := range params {
+		p.Tensor.Copy_(byName[p.Name])
+	}
 	return nil
 }

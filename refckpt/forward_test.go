@@ -78,7 +78,8 @@ func TestForwardMatchesReference(t *testing.T) {
 				if len(params) != len(named) {
 					t.Fatalf("%d tensors for a model of %d", len(named), len(params))
 				}
-				ts.NoGrad(func() {
+				func() {
+					defer torchrt.NoGrad()()
 					for i, p := range params {
 						n := named[i]
 						if n.Name != p.Name || !equalShape(n.Shape, p.Tensor.MustSize()) {
@@ -88,7 +89,7 @@ func TestForwardMatchesReference(t *testing.T) {
 						p.Tensor.Copy_(src)
 						src.MustDrop()
 					}
-				})
+				}()
 				xOf := make([]int64, len(fx.Vocab))
 				for x, r := range vm.RefID {
 					xOf[r] = int64(x)

@@ -172,7 +172,7 @@ func TestAdamStateRoundTrip(t *testing.T) {
 	// next step bit for bit.
 	p2 := tensorOf([]float32{0, 0, 0})
 	q2 := tensorOf([]float32{0})
-	ts.NoGrad(func() { p2.Copy_(p1); q2.Copy_(q1) })
+	func() { defer torchrt.NoGrad()(); p2.Copy_(p1); q2.Copy_(q1) }()
 	o2, err := NewAdam([]*ts.Tensor{p2, q2})
 	if err != nil {
 		t.Fatal(err)

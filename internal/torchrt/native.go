@@ -4,8 +4,9 @@ import (
 	"fmt"
 
 	"github.com/sugarme/gotch"
-	lib "github.com/sugarme/gotch/libtch"
 	"github.com/sugarme/gotch/ts"
+
+	"xspan/internal/native"
 )
 
 // The native library (gotch's C++ and xspan's, built by the set-up against the machine's
@@ -14,14 +15,14 @@ import (
 // autocast on the CPU as well as on CUDA.
 
 // NativeLibrary returns the file of the native library this process loaded.
-func NativeLibrary() string { return lib.XspanNativePath() }
+func NativeLibrary() string { return native.Path() }
 
 // NativeTorchVersion returns the libtorch version the native library was compiled against.
-func NativeTorchVersion() string { return lib.XspanNativeTorchVersion() }
+func NativeTorchVersion() string { return native.TorchVersion() }
 
 // CUDARuntimeVersion returns the CUDA runtime's version as "13.0", or "" without CUDA.
 func CUDARuntimeVersion() string {
-	v := lib.XspanCudaRuntimeVersion()
+	v := native.CUDARuntimeVersion()
 	if v <= 0 {
 		return ""
 	}
@@ -39,10 +40,10 @@ func CUDADevices() []CUDADevice {
 	if !CUDAAvailable() {
 		return nil
 	}
-	n := lib.XspanCudaDeviceCount()
+	n := native.CUDADeviceCount()
 	devs := make([]CUDADevice, n)
 	for i := range devs {
-		devs[i] = CUDADevice{Index: i, Name: lib.XspanCudaDeviceName(i)}
+		devs[i] = CUDADevice{Index: i, Name: native.CUDADeviceName(i)}
 	}
 	return devs
 }
@@ -54,7 +55,7 @@ func CUDAMemory(dev gotch.Device) (current, peak int64, ok bool) {
 	if !dev.IsCuda() {
 		return 0, 0, false
 	}
-	current, peak = lib.XspanCudaMemoryAllocated(dev.Value), lib.XspanCudaMaxMemoryAllocated(dev.Value)
+	current, peak = native.CUDAMemoryAllocated(dev.Value), native.CUDAMaxMemoryAllocated(dev.Value)
 	_ = ts.TorchErr()
 	return current, peak, current >= 0 && peak >= 0
 }
@@ -62,7 +63,7 @@ func CUDAMemory(dev gotch.Device) (current, peak int64, ok bool) {
 // ResetCUDAPeak starts a new peak for CUDAMemory.
 func ResetCUDAPeak(dev gotch.Device) {
 	if dev.IsCuda() {
-		lib.XspanCudaResetPeakMemory(dev.Value)
+		native.CUDAResetPeakMemory(dev.Value)
 		_ = ts.TorchErr()
 	}
 }
@@ -70,12 +71,12 @@ func ResetCUDAPeak(dev gotch.Device) {
 // SetTF32 allows TF32 (10-bit mantissa) in float32 matrix products and convolutions on
 // CUDA: several times faster on recent GPUs, at about 1e-3 relative error per product.
 func SetTF32(on bool) error {
-	lib.XspanSetTF32(on)
+	native.SetTF32(on)
 	return ts.TorchErr()
 }
 
 // TF32 reports whether TF32 is allowed.
-func TF32() bool { return lib.XspanTF32() }
+func TF32() bool { return native.TF32() }
 
 // Autocast runs the ops that follow in dtype (e.g. gotch.BFloat16) on dev's kind of device
 // wherever libtorch's autocast lists allow (matrix products, mostly), the rest in float32,
@@ -90,11 +91,11 @@ func Autocast(dev gotch.Device, dtype gotch.DType) (end func(), err error) {
 	if st < 0 {
 		return nil, fmt.Errorf("autocast: no libtorch scalar type for %v", dtype)
 	}
-	prev := lib.XspanAutocastEnter(kind, int(st))
+	prev := native.AutocastEnter(kind, int(st))
 	if err := ts.TorchErr(); err != nil {
 		return nil, err
 	}
-	return func() { lib.XspanAutocastExit(kind, prev) }, nil
+	return func() { native.AutocastExit(kind, prev) }, nil
 }
 
 // AutocastEnabled reports whether autocast is on for dev's kind of device on this thread.
@@ -103,5 +104,5 @@ func AutocastEnabled(dev gotch.Device) bool {
 	if dev.IsCuda() {
 		kind = 1
 	}
-	return lib.XspanAutocastEnabled(kind)
+	return native.AutocastEnabled(kind)
 }

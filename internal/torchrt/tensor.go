@@ -80,11 +80,16 @@ func onCPU(t *ts.Tensor, kind gotch.DType) *ts.Tensor {
 }
 
 // NoGrad turns libtorch's grad mode off on this thread and returns the function that
-// turns it back on. (gotch's GradSetEnabled misreads the previous mode, a C int read as a
-// Go int, so the mode is restored to on, the default, rather than to what it was.)
+// restores the mode it found (on, or off inside another NoGrad): the one no-grad idiom of
+// xspan, for a function or a block of one,
+//
+//	defer torchrt.NoGrad()()
+//	func() { defer torchrt.NoGrad()(); ... }()
+//
+// The thread must be locked (Lock): the grad mode is per thread.
 func NoGrad() (restore func()) {
-	ts.MustGradSetEnabled(false)
-	return func() { ts.MustGradSetEnabled(true) }
+	prev := ts.MustGradSetEnabled(false)
+	return func() { ts.MustGradSetEnabled(prev) }
 }
 
 // DeviceName writes a device as --device takes it: cpu or cuda:N.

@@ -19,6 +19,8 @@ import (
 
 	"github.com/sugarme/gotch"
 	lib "github.com/sugarme/gotch/libtch"
+
+	"xspan/internal/native"
 )
 
 // Lock pins the calling goroutine to its current OS thread and returns the function that
@@ -42,17 +44,17 @@ func SetThreads(n int) int {
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
 	}
-	lib.XspanSetNumThreads(n)
-	return lib.XspanGetNumThreads()
+	native.SetNumThreads(n)
+	return native.NumThreads()
 }
 
 // Threads returns libtorch's number of intra-op threads.
-func Threads() int { return lib.XspanGetNumThreads() }
+func Threads() int { return native.NumThreads() }
 
 // Seed seeds libtorch's generators (CPU and CUDA) and returns a Go generator seeded from
 // the same seed, so that one number fixes every random choice of a run.
 func Seed(seed int64) *rand.Rand {
-	lib.XspanManualSeed(seed)
+	native.ManualSeed(seed)
 	return rand.New(NewSource(seed))
 }
 
@@ -112,4 +114,4 @@ func ParseDevice(name string) (dev gotch.Device, note string, err error) {
 }
 
 // SeedTorch seeds libtorch's generators alone (no Go generator).
-func SeedTorch(seed int64) { lib.XspanManualSeed(seed) }
+func SeedTorch(seed int64) { native.ManualSeed(seed) }

@@ -10,7 +10,6 @@ import (
 	"testing"
 
 	"github.com/sugarme/gotch"
-	lib "github.com/sugarme/gotch/libtch"
 	"github.com/sugarme/gotch/nn"
 	"github.com/sugarme/gotch/ts"
 )
@@ -84,10 +83,11 @@ func TestTrainingStepLossFallsAndWeightsRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	var a, b []float64
-	ts.NoGrad(func() {
+	func() {
+		defer NoGrad()()
 		a = m.forward(x).Float64Values()
 		b = m2.forward(x).Float64Values()
-	})
+	}()
 	if len(a) != 64*vocab || len(a) != len(b) {
 		t.Fatalf("outputs of %d and %d values", len(a), len(b))
 	}
@@ -101,8 +101,8 @@ func TestTrainingStepLossFallsAndWeightsRoundTrip(t *testing.T) {
 // nonzero_static is one of the ops that libtorch 1.13 lacks; the set-up stubs its wrapper.
 func TestStubbedOpReturnsErrorNamingTheOp(t *testing.T) {
 	defer Lock()()
-	if !strings.HasPrefix(lib.XspanLibtorchVersion, "1.") {
-		t.Skipf("built against libtorch %s, which has nonzero_static", lib.XspanLibtorchVersion)
+	if !strings.HasPrefix(NativeTorchVersion(), "1.") {
+		t.Skipf("built against libtorch %s, which has nonzero_static", NativeTorchVersion())
 	}
 	a := ts.MustOnes([]int64{2, 2}, gotch.Float, gotch.CPU)
 	_, err := a.NonzeroStatic(4, -1, false)
@@ -137,9 +137,10 @@ func TestManyGoroutinesThroughTheRuntime(t *testing.T) {
 			a := ts.MustOnes([]int64{8, 8}, gotch.Float, gotch.CPU).MustMulScalar(ts.FloatScalar(k), true)
 			b := ts.MustOnes([]int64{8, 8}, gotch.Float, gotch.CPU)
 			var got float64
-			ts.NoGrad(func() {
+			func() {
+				defer NoGrad()()
 				got = a.MustMatmul(b, false).MustSum(gotch.Double, true).Float64Values()[0]
-			})
+			}()
 			if want := 8 * 8 * 8 * k; got != want {
 				errs <- "wrong product"
 				return
@@ -239,16 +240,39 @@ func TestBLASCoreType(t *testing.T) {
 	}
 }
 
-// ts.NoGrad restores the grad mode it found: gotch read it wrongly before the set-up's patch.
+// NoGrad restores the grad mode it found, nested or not, also when the block panics
+// (gotch read the previous mode wrongly before the set-up's patch: the rounds catch
+// garbage read as "off").
 func TestNoGradRestoresGradMode(t *testing.T) {
 	defer Lock()()
-	for i := 0; i < 100; i++ {
-		ts.NoGrad(func() {})
+	gradOn := func() bool {
 		x := ts.MustOnes([]int64{2}, gotch.Float, gotch.CPU).MustSetRequiresGrad(true, false)
-		y := x.MustMulScalar(ts.FloatScalar(2), false)
-		if !y.MustRequiresGrad() {
-			t.Fatalf("after ts.NoGrad (round %d) grad mode is off", i)
+		return x.MustMulScalar(ts.FloatScalar(2), false).MustRequiresGrad()
+	}
+	for i := 0; i < 100; i++ {
+		func() {
+			defer NoGrad()()
+			if gradOn() {
+				t.Fatalf("round %d: grad mode is on inside NoGrad", i)
+			}
+			func() {
+				defer NoGrad()()
+			}()
+			if gradOn() {
+				t.Fatalf("round %d: an inner NoGrad turned the grad mode on", i)
+			}
+		}()
+		if !gradOn() {
+			t.Fatalf("round %d: grad mode is off after NoGrad", i)
 		}
+	}
+	func() {
+		defer func() { recover() }()
+		defer NoGrad()()
+		panic("fail")
+	}()
+	if !gradOn() {
+		t.Fatal("grad mode is off after a panic inside NoGrad")
 	}
 }
 

@@ -474,8 +474,8 @@ func moveNativeSources(libtch, src string) error {
 }
 
 // syncOwnNative copies xspan's own C++ (the repository's native/ folder) into the native
-// sources, and its headers into the Go side's libtch, writing only what changed.
-func syncOwnNative(repoNative, src, libtch string) error {
+// sources, writing only what changed. (internal/native's cgo reads its headers there.)
+func syncOwnNative(repoNative, src string) error {
 	files, err := filepath.Glob(filepath.Join(repoNative, "xspan_*"))
 	if err != nil {
 		return err
@@ -488,17 +488,8 @@ func syncOwnNative(repoNative, src, libtch string) error {
 		}
 		name := filepath.Base(f)
 		keep[name] = true
-		dests := []string{filepath.Join(src, name)}
-		if strings.HasSuffix(name, ".h") {
-			dests = append(dests, filepath.Join(libtch, name))
-		}
-		for _, d := range dests {
-			if old, err := os.ReadFile(d); err == nil && string(old) == string(b) {
-				continue
-			}
-			if err := writeFileAtomic(d, b); err != nil {
-				return err
-			}
+		if err := writeIfChanged(filepath.Join(src, name), string(b)); err != nil {
+			return err
 		}
 	}
 	stale, _ := filepath.Glob(filepath.Join(src, "xspan_*"))
