@@ -15,6 +15,7 @@ import (
 	"xspan/generate"
 	"xspan/internal/browser"
 	"xspan/internal/torchrt"
+	"xspan/serve"
 	"xspan/spanview"
 	"xspan/tokenize"
 )
@@ -154,9 +155,9 @@ func TestPageInBrowser(t *testing.T) {
 }
 
 // startLMServer serves m on a loopback port until the test ends.
-func startLMServer(t *testing.T, m generate.Model) (string, *generate.Server) {
+func startLMServer(t *testing.T, m generate.Model) (string, *serve.Server) {
 	t.Helper()
-	srv := generate.NewServer(m, generate.ServerConfig{PromptBlock: 16})
+	srv := serve.New(m, serve.Config{PromptBlock: 16})
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)

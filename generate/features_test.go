@@ -1,4 +1,4 @@
-package generate
+package generate_test
 
 import (
 	"context"
@@ -8,40 +8,18 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"xspan/generate"
+	"xspan/generate/gentest"
 	"xspan/tokenize"
 )
-
-func TestStopper(t *testing.T) {
-	s := stopper{seqs: []string{"\n\n", "END"}}
-	var out []string
-	for _, piece := range []string{"ab", "c\n", "x\n", "E", "N", "d", "EN", "D!", "zz"} {
-		got, hit := s.push(piece)
-		out = append(out, got)
-		if hit {
-			break
-		}
-	}
-	// "\n" and "E"/"EN" wait until the next piece shows they begin no stop sequence.
-	want := []string{"ab", "c", "\nx", "\n", "", "ENd", "", ""}
-	if strings.Join(out, "|") != strings.Join(want, "|") {
-		t.Errorf("pieces %q, want %q", out, want)
-	}
-	s = stopper{seqs: []string{"é!"}} // held text ends on a character boundary
-	if got, _ := s.push("aé"); got != "a" || s.flush() != "é" {
-		t.Errorf("multi-byte: %q", got)
-	}
-	if got, hit := (&stopper{}).push("anything"); got != "anything" || hit {
-		t.Errorf("no stop sequences: %q %v", got, hit)
-	}
-}
 
 func TestGenerateStopSequences(t *testing.T) {
 	// A char vocabulary: one character a token, so tokens and characters count alike.
 	chars, _ := tokenize.NewChar([]rune("abcdefghij"))
-	run := func(opts Options, emit func(Token) error) (Result, error) {
-		return Generate(context.Background(), newFake(chars.Size(), 1, 1000, false), chars, []int64{1, 2}, opts, emit)
+	run := func(opts generate.Options, emit func(generate.Token) error) (generate.Result, error) {
+		return generate.Generate(context.Background(), gentest.NewStepper(chars.Size(), 1, 1000, false), chars, []int64{1, 2}, opts, emit)
 	}
-	greedy := Options{MaxNewTokens: 200, Sampler: SamplerConfig{TopP: 1}}
+	greedy := generate.Options{MaxNewTokens: 200, Sampler: generate.SamplerConfig{TopP: 1}}
 	full, err := run(greedy, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -53,14 +31,14 @@ func TestGenerateStopSequences(t *testing.T) {
 	opts := greedy
 	opts.Stop = []string{"not in the text", stop}
 	var streamed strings.Builder
-	res, err := run(opts, func(tok Token) error {
+	res, err := run(opts, func(tok generate.Token) error {
 		streamed.WriteString(tok.Text)
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Text != full.Text[:first] || streamed.String() != res.Text || res.Stop != StopSequence {
+	if res.Text != full.Text[:first] || streamed.String() != res.Text || res.Stop != generate.StopSequence {
 		t.Errorf("stop %q: text %q (streamed %q), finish %q; want %q, stop", stop, res.Text, streamed.String(), res.Stop, full.Text[:first])
 	}
 	// It stopped at the token that completed the stop sequence, and counts the tokens of
@@ -71,7 +49,7 @@ func TestGenerateStopSequences(t *testing.T) {
 	// A stop sequence that never comes changes nothing.
 	opts.Stop = []string{"zzz"}
 	res, _ = run(opts, nil)
-	if res.Text != full.Text || res.Stop != StopLength {
+	if res.Text != full.Text || res.Stop != generate.StopLength {
 		t.Errorf("absent stop sequence: %q %s", res.Text, res.Stop)
 	}
 	opts.Stop = []string{""}
@@ -81,9 +59,9 @@ func TestGenerateStopSequences(t *testing.T) {
 }
 
 func TestGenerateLogProbs(t *testing.T) {
-	opts := Options{MaxNewTokens: 30, Sampler: SamplerConfig{Temperature: 1.5, TopP: 1, Seed: 3}, TopLogProbs: 5}
-	var streamed []Token
-	res, err := gen(t, newFake(256, 1, 1000, false), "ab", opts, func(tok Token) error { streamed = append(streamed, tok); return nil })
+	opts := generate.Options{MaxNewTokens: 30, Sampler: generate.SamplerConfig{Temperature: 1.5, TopP: 1, Seed: 3}, TopLogProbs: 5}
+	var streamed []generate.Token
+	res, err := gentest.Generate(t, gentest.NewStepper(256, 1, 1000, false), "ab", opts, func(tok generate.Token) error { streamed = append(streamed, tok); return nil })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,10 +69,10 @@ func TestGenerateLogProbs(t *testing.T) {
 		t.Fatalf("%d log-probs, want 30", len(res.LogProbs))
 	}
 	// Replay the fake: each log-prob is the model's, before the temperature.
-	check := newFake(256, 1, 1000, false)
+	check := gentest.NewStepper(256, 1, 1000, false)
 	logp, _ := check.Feed([]int64{'a', 'b'})
 	for i, lp := range res.LogProbs {
-		if lp.ID != res.IDs[i] || lp.LogProb != float64(logp[lp.ID]) || lp.Token != TokenText(tokenize.Byte{}, lp.ID) {
+		if lp.ID != res.IDs[i] || lp.LogProb != float64(logp[lp.ID]) || lp.Token != generate.TokenText(tokenize.Byte{}, lp.ID) {
 			t.Fatalf("token %d: %+v, want id %d logprob %g", i, lp.Alt, res.IDs[i], logp[res.IDs[i]])
 		}
 		if len(lp.Top) != 5 || streamed[i].LogProb == nil || *streamed[i].LogProb != lp.LogProb || len(streamed[i].TopLogProbs) != 5 {
@@ -115,7 +93,7 @@ func TestGenerateLogProbs(t *testing.T) {
 		logp, _ = check.Feed([]int64{int64(lp.ID)})
 	}
 	// Without the option there are none, and the JSON of a token has no such fields.
-	res, _ = gen(t, newFake(256, 1, 1000, false), "ab", Options{MaxNewTokens: 3, Sampler: DefaultSampler()}, func(tok Token) error {
+	res, _ = gentest.Generate(t, gentest.NewStepper(256, 1, 1000, false), "ab", generate.Options{MaxNewTokens: 3, Sampler: generate.DefaultSampler()}, func(tok generate.Token) error {
 		if b, _ := json.Marshal(tok); strings.Contains(string(b), "logprob") {
 			t.Errorf("token JSON %s", b)
 		}
@@ -126,7 +104,7 @@ func TestGenerateLogProbs(t *testing.T) {
 	}
 }
 
-func containsID(alts []Alt, id int) bool {
+func containsID(alts []generate.Alt, id int) bool {
 	for _, a := range alts {
 		if a.ID == id {
 			return true
@@ -137,14 +115,14 @@ func containsID(alts []Alt, id int) bool {
 
 func TestTokenText(t *testing.T) {
 	for id, want := range map[int]string{'a': "a", '\n': "\n", 0xe2: `bytes:\xe2`, 0xff: `bytes:\xff`} {
-		if got := TokenText(tokenize.Byte{}, id); got != want {
+		if got := generate.TokenText(tokenize.Byte{}, id); got != want {
 			t.Errorf("byte %#x: %q, want %q", id, got, want)
 		}
 	}
 }
 
 type startModel struct {
-	fakeModel
+	gentest.Model
 	id int64
 }
 
@@ -155,62 +133,25 @@ func TestStartToken(t *testing.T) {
 	noNL, _ := tokenize.NewChar([]rune("xyz "))
 	for _, c := range []struct {
 		name string
-		m    Model
+		m    generate.Model
 		want int64
 	}{
-		{"byte vocabulary: newline", &fakeModel{}, '\n'},
-		{"char vocabulary with a newline", &fakeModel{vocab: withNL}, 0}, // "\n" sorts first
-		{"char vocabulary without: token 0, the space", &fakeModel{vocab: noNL}, 0},
-		{"char vocabulary without, start id recorded", &startModel{fakeModel{vocab: noNL}, 2}, 2},
-		{"newline first, recorded id second", &startModel{fakeModel{}, 2}, '\n'},
-		{"recorded id out of range: fallback", &startModel{fakeModel{vocab: noNL}, 99}, 0},
+		{"byte vocabulary: newline", &gentest.Model{}, '\n'},
+		{"char vocabulary with a newline", &gentest.Model{Vocabulary: withNL}, 0}, // "\n" sorts first
+		{"char vocabulary without: token 0, the space", &gentest.Model{Vocabulary: noNL}, 0},
+		{"char vocabulary without, start id recorded", &startModel{gentest.Model{Vocabulary: noNL}, 2}, 2},
+		{"newline first, recorded id second", &startModel{gentest.Model{}, 2}, '\n'},
+		{"recorded id out of range: fallback", &startModel{gentest.Model{Vocabulary: noNL}, 99}, 0},
 	} {
-		if got := StartToken(c.m); got != c.want {
+		if got := generate.StartToken(c.m); got != c.want {
 			t.Errorf("%s: %d, want %d", c.name, got, c.want)
 		}
 	}
-	ids, _, err := PromptTokens(&startModel{fakeModel{vocab: noNL}, 3}, nil, UnkError)
+	ids, _, err := generate.PromptTokens(&startModel{gentest.Model{Vocabulary: noNL}, 3}, nil, generate.UnkError)
 	if err != nil || len(ids) != 1 || ids[0] != 3 {
 		t.Errorf("empty prompt: %v %v", ids, err)
 	}
-	if ids, _, err := PromptTokens(&fakeModel{}, []byte("hi"), UnkError); err != nil || len(ids) != 2 {
+	if ids, _, err := generate.PromptTokens(&gentest.Model{}, []byte("hi"), generate.UnkError); err != nil || len(ids) != 2 {
 		t.Errorf("prompt hi: %v %v", ids, err)
 	}
-}
-
-// The native API: an empty prompt, stop sequences and log-probabilities.
-func TestServerStopLogProbsEmptyPrompt(t *testing.T) {
-	url, _ := startServer(t, &fakeModel{}, ServerConfig{})
-	var empty, newline Response
-	_, b := post(t, url, `{"prompt":"","max_new_tokens":30,"seed":4}`)
-	json.Unmarshal(b, &empty)
-	_, b = post(t, url, `{"prompt":"\n","max_new_tokens":30,"seed":4}`)
-	json.Unmarshal(b, &newline)
-	if empty.NewTokens != 30 || empty.PromptTokens != 1 || empty.Text != newline.Text {
-		t.Errorf("empty prompt: %+v; want the text after a newline %q", empty.Result, newline.Text)
-	}
-	stop := string([]rune(newline.Text)[10:12])
-	body := `{"prompt":"\n","max_new_tokens":30,"seed":4,"logprobs":2,"stop":["` + jsonEscape(stop) + `"]}`
-	code, b := post(t, url, body)
-	var r Response
-	json.Unmarshal(b, &r)
-	if want := newline.Text[:strings.Index(newline.Text, stop)]; code != 200 || r.Text != want || r.Stop != StopSequence || len(r.LogProbs) != r.NewTokens || len(r.LogProbs[0].Top) != 2 {
-		t.Errorf("stop %q: %d %s; want text %q", stop, code, b, want)
-	}
-	for _, c := range []struct{ body, want string }{
-		{`{"prompt":"a","stop":["a","b","c","d","e"]}`, "5 stop sequences: at most 4"},
-		{`{"prompt":"a","stop":[""]}`, "want 1 to 256 bytes"},
-		{`{"prompt":"a","logprobs":6}`, "logprobs = 6: must lie in [0, 5]"},
-		{`{"prompt":"a","stop":"x"}`, "bad JSON"},
-	} {
-		code, b := post(t, url, c.body)
-		if code != 400 || !strings.Contains(string(b), c.want) {
-			t.Errorf("%s: %d %s; want 400 with %q", c.body, code, b, c.want)
-		}
-	}
-}
-
-func jsonEscape(s string) string {
-	b, _ := json.Marshal(s)
-	return string(b[1 : len(b)-1])
 }

@@ -19,6 +19,7 @@ import (
 	"xspan/generate"
 	"xspan/internal/torchrt"
 	"xspan/lm"
+	"xspan/serve"
 	"xspan/tokenize"
 )
 
@@ -201,7 +202,7 @@ func TestLibtorchFailureFailsOneGeneration(t *testing.T) {
 	if !errors.Is(err, torchrt.ErrLibtorch) {
 		t.Fatalf("err = %v, want a libtorch error", err)
 	}
-	srv := generate.NewServer(failingModel{}, generate.ServerConfig{MaxConcurrent: 1, AllowedHosts: []string{"localhost"}})
+	srv := serve.New(failingModel{}, serve.Config{MaxConcurrent: 1, AllowedHosts: []string{"localhost"}})
 	for i := range 2 {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest("POST", "http://localhost/v1/generate", strings.NewReader(`{"prompt":"A","max_new_tokens":10}`))

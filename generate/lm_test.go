@@ -15,6 +15,7 @@ import (
 	"xspan/generate"
 	"xspan/internal/torchrt"
 	"xspan/lm"
+	"xspan/serve"
 	"xspan/tokenize"
 )
 
@@ -102,7 +103,7 @@ func TestRealModelDeterministicAndPruningExact(t *testing.T) {
 func TestRealModelServer(t *testing.T) {
 	defer torchrt.Lock()()
 	m := tinyLM(t)
-	srv := generate.NewServer(lmModel{m, true}, generate.ServerConfig{MaxConcurrent: 2, MaxQueue: 4, PromptBlock: 16})
+	srv := serve.New(lmModel{m, true}, serve.Config{MaxConcurrent: 2, MaxQueue: 4, PromptBlock: 16})
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc, done := make(chan string, 1), make(chan error, 1)
 	go func() {
@@ -117,7 +118,7 @@ func TestRealModelServer(t *testing.T) {
 	}()
 	type answer struct {
 		code int
-		r    generate.Response
+		r    serve.Response
 	}
 	ask := func() answer {
 		resp, err := http.Post(url+"/v1/generate", "application/json", strings.NewReader(`{"prompt":"Hello, world","max_new_tokens":40,"seed":7,"top_k":20}`))

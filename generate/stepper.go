@@ -14,16 +14,12 @@
 //   - Generate: one prompt, one stream of tokens, stoppable through its context.
 //   - Stats and StatsPrinter: --stats lines (tokens/s, live memories per layer, dropped,
 //     process RSS).
-//   - Server: POST /v1/generate (JSON or Server-Sent Events), GET /healthz,
-//     GET /v1/model and a small HTML page, with a concurrency limit, a bounded queue,
-//     timeouts for slow clients, a cap on connections and checks of Host, Origin and
-//     Content-Type against cross-site use; and the OpenAI-compatible POST /v1/completions
-//     and GET /v1/models (openai.go), answered through the same generation path.
-//   - Flatness: per-token time and live memory over a long generation, with and without
-//     pruning.
+//
+// The HTTP server (package serve) and the flatness benchmark (package bench) run on it;
+// gentest is its fake model for their tests.
 //
 // Every goroutine that runs a Stepper backed by libtorch must hold its OS thread
-// (torchrt.Lock); Server does so for each request.
+// (torchrt.Lock); the server does so for each request.
 package generate
 
 import (
@@ -53,8 +49,8 @@ type Model interface {
 	Info() any
 }
 
-// closeStepper frees a Stepper's resources when it has a Close method.
-func closeStepper(s Stepper) {
+// CloseStepper frees a Stepper's resources when it has a Close method.
+func CloseStepper(s Stepper) {
 	switch c := s.(type) {
 	case io.Closer:
 		_ = c.Close()

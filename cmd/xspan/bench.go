@@ -256,7 +256,7 @@ func runBenchGen(e *env, args []string) error {
 	}
 	ctx, stop := e.interruptible()
 	defer stop()
-	return runFlatness(ctx, e, model, ids, generate.FlatnessConfig{
+	return runFlatness(ctx, e, model, ids, bench.FlatnessConfig{
 		Tokens: *tokens, Marks: marks, Window: *window, Sampler: generate.SamplerConfig{Temperature: 1, TopP: 1, Seed: *seed},
 		PromptBlock: model.m.Cfg.Block, BytesPerMemory: model.bytesPerMemory(),
 	}, logf)
@@ -264,14 +264,14 @@ func runBenchGen(e *env, args []string) error {
 
 // runFlatness runs the flatness benchmark on a loaded model (bench gen and generate
 // --bench).
-func runFlatness(ctx context.Context, e *env, model *lmModel, prompt []int64, cfg generate.FlatnessConfig, logf func(string, ...any)) error {
+func runFlatness(ctx context.Context, e *env, model *lmModel, prompt []int64, cfg bench.FlatnessConfig, logf func(string, ...any)) error {
 	cfg.Progress = func(pruning bool, n int) {
 		if n%5000 == 0 {
 			logf("bench: pruning %v: %d tokens", pruning, n)
 		}
 	}
 	logf("bench: %d tokens with pruning, then %d without; prompt %d tokens", cfg.Tokens, cfg.Tokens, len(prompt))
-	runs, err := generate.Flatness(ctx, func(pruning bool) (generate.Stepper, error) {
+	runs, err := bench.Flatness(ctx, func(pruning bool) (generate.Stepper, error) {
 		return model.stepper(pruning), nil
 	}, prompt, cfg)
 	if err != nil {
@@ -284,6 +284,6 @@ func runFlatness(ctx context.Context, e *env, model *lmModel, prompt []int64, cf
 	c := model.m.Cfg
 	fmt.Fprintf(e.stdout, "flatness benchmark: %d tokens; %s; %d layers, dim %d, max span %d, ramp %d, block %d; live memory ≈ %d bytes per memory (hidden state, key, value)\n",
 		cfg.Tokens, what, c.Layers, c.Dim, c.MaxSpan, c.Ramp, c.Block, cfg.BytesPerMemory)
-	generate.WriteFlatness(e.stdout, runs, cfg)
+	bench.WriteFlatness(e.stdout, runs, cfg)
 	return nil
 }

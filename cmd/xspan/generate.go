@@ -13,11 +13,13 @@ import (
 
 	"golang.org/x/term"
 
+	"xspan/bench"
 	"xspan/checkpoint"
 	"xspan/eval"
 	"xspan/generate"
 	"xspan/internal/torchrt"
 	"xspan/lm"
+	"xspan/serve"
 	"xspan/spanview"
 	"xspan/tokenize"
 )
@@ -221,7 +223,7 @@ func runGenerate(e *env, args []string) error {
 	stats := fs.Bool("stats", false, "print tokens/s, live memories per layer, memories dropped and process RSS to stderr")
 	statsEvery := fs.Int("stats-every", 1000, "with --stats: print every N tokens too")
 	noPrune := fs.Bool("no-prune", false, "keep every memory (for comparison; the text does not change)")
-	bench := fs.Int("bench", 0, "run the flatness benchmark over N tokens instead of printing text (as 'xspan bench gen')")
+	benchN := fs.Int("bench", 0, "run the flatness benchmark over N tokens instead of printing text (as 'xspan bench gen')")
 	benchMarks := fs.String("bench-marks", "1000,5000,10000,20000", "with --bench: where to measure")
 	benchWindow := fs.Int("bench-window", 500, "with --bench: tokens before each mark whose step times are measured")
 	pos, err := fs.parse(e, args)
@@ -252,15 +254,15 @@ func runGenerate(e *env, args []string) error {
 		return usageErrorf("--num-samples %d: need at least 1", *samples)
 	case *statsEvery < 0:
 		return usageErrorf("--stats-every %d: must not be negative", *statsEvery)
-	case *bench < 0:
-		return usageErrorf("--bench %d: must not be negative", *bench)
+	case *benchN < 0:
+		return usageErrorf("--bench %d: must not be negative", *benchN)
 	}
 	marks, err := parseMarks(*benchMarks)
 	if err != nil {
 		return usageErrorf("--bench-marks: %v", err)
 	}
 	var text []byte
-	if *bench == 0 || set["prompt"] || *promptFile != "" {
+	if *benchN == 0 || set["prompt"] || *promptFile != "" {
 		if text, err = readPrompt(*prompt, *promptFile, set, e.stdin); err != nil {
 			return err
 		}
@@ -288,9 +290,9 @@ func runGenerate(e *env, args []string) error {
 	ctx, stop := e.interruptible()
 	defer stop()
 
-	if *bench > 0 {
-		return runFlatness(ctx, e, model, ids, generate.FlatnessConfig{
-			Tokens: *bench, Marks: marks, Window: *benchWindow, Sampler: scfg,
+	if *benchN > 0 {
+		return runFlatness(ctx, e, model, ids, bench.FlatnessConfig{
+			Tokens: *benchN, Marks: marks, Window: *benchWindow, Sampler: scfg,
 			PromptBlock: model.m.Cfg.Block, BytesPerMemory: model.bytesPerMemory(),
 		}, logf)
 	}
@@ -311,7 +313,7 @@ func runGenerate(e *env, args []string) error {
 	for k := 0; k < *samples; k++ {
 		opts := generate.Options{MaxNewTokens: *maxNew, Sampler: scfg, PromptBlock: model.m.Cfg.Block, Stop: stops}
 		if lpOut != nil {
-			opts.TopLogProbs = generate.MaxTopLogProbs
+			opts.TopLogProbs = serve.MaxTopLogProbs
 		}
 		opts.Sampler.Seed = scfg.Seed + int64(k)
 		endedLine := false

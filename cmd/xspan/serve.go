@@ -10,6 +10,7 @@ import (
 
 	"xspan/generate"
 	"xspan/internal/torchrt"
+	"xspan/serve"
 )
 
 func init() {
@@ -58,7 +59,7 @@ func runServe(e *env, args []string) error {
 	fs := newFlagSet("serve", "(--ckpt PATH_OR_RUN | --preset NAME --random) [--addr HOST:PORT] [flags]", serveDescription)
 	var mf modelFlags
 	mf.register(fs)
-	def := generate.DefaultServerConfig()
+	def := serve.DefaultConfig()
 	addr := fs.String("addr", "127.0.0.1:8080", "address to listen on")
 	maxConc := fs.Int("max-concurrent", def.MaxConcurrent, "generations running at once")
 	maxQueue := fs.Int("max-queue", def.MaxQueue, "requests waiting for a slot; beyond them: 429")
@@ -134,7 +135,7 @@ func runServe(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg := generate.ServerConfig{
+	cfg := serve.Config{
 		MaxConcurrent: *maxConc, MaxQueue: *maxQueue, MaxBodyBytes: *maxBody,
 		MaxNewTokens: *maxNew, DefaultNewTokens: *defNew, MaxPromptTokens: *maxPrompt, PromptBlock: model.m.Cfg.Block, Unk: policy,
 		ReadTimeout: *readTO, WriteTimeout: *writeTO, IdleTimeout: *idleTO, MaxConns: *maxConns, AllowedHosts: hosts,
@@ -146,7 +147,7 @@ func runServe(e *env, args []string) error {
 	if !*quiet {
 		cfg.Logf = logger.Printf
 	}
-	srv := generate.NewServer(model, cfg)
+	srv := serve.New(model, cfg)
 	ctx, stop := e.interruptible()
 	defer stop()
 	err = srv.ListenAndServe(ctx, *addr, *grace, func(a string) {

@@ -1,4 +1,4 @@
-package generate
+package serve
 
 import (
 	"bufio"
@@ -12,13 +12,15 @@ import (
 	"testing"
 	"time"
 
+	"xspan/generate"
+	"xspan/generate/gentest"
 	"xspan/tokenize"
 )
 
 // startServer serves a Server on a loopback port and stops it at the end of the test.
-func startServer(t *testing.T, m Model, cfg ServerConfig) (string, *Server) {
+func startServer(t *testing.T, m generate.Model, cfg Config) (string, *Server) {
 	t.Helper()
-	srv := NewServer(m, cfg)
+	srv := New(m, cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
@@ -58,8 +60,8 @@ func post(t *testing.T, url, body string) (int, []byte) {
 }
 
 func TestServerFullAnswer(t *testing.T) {
-	m := &fakeModel{}
-	url, srv := startServer(t, m, ServerConfig{})
+	m := &gentest.Model{}
+	url, srv := startServer(t, m, Config{})
 	code, body := post(t, url, `{"prompt":"Hello","max_new_tokens":40,"temperature":0.8,"top_k":20,"top_p":0.9,"seed":5}`)
 	if code != 200 {
 		t.Fatalf("status %d: %s", code, body)
@@ -68,11 +70,11 @@ func TestServerFullAnswer(t *testing.T) {
 	if err := json.Unmarshal(body, &r); err != nil {
 		t.Fatal(err)
 	}
-	if r.NewTokens != 40 || r.PromptTokens != 5 || r.Seed != 5 || r.Stop != StopLength || len(r.Live) != 2 || r.TokensPerSec <= 0 {
+	if r.NewTokens != 40 || r.PromptTokens != 5 || r.Seed != 5 || r.Stop != generate.StopLength || len(r.Live) != 2 || r.TokensPerSec <= 0 {
 		t.Errorf("response %s", body)
 	}
 	// The same request through Generate gives the same text.
-	want, err := gen(t, newFake(256, 2, 64, true), "Hello", Options{MaxNewTokens: 40, Sampler: SamplerConfig{Temperature: 0.8, TopK: 20, TopP: 0.9, Seed: 5}}, nil)
+	want, err := gentest.Generate(t, gentest.NewStepper(256, 2, 64, true), "Hello", generate.Options{MaxNewTokens: 40, Sampler: generate.SamplerConfig{Temperature: 0.8, TopK: 20, TopP: 0.9, Seed: 5}}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +96,7 @@ func TestServerFullAnswer(t *testing.T) {
 	if c := srv.Counters(); c.Completed != 3 || c.Running != 0 || c.Queued != 0 {
 		t.Errorf("counters %+v", c)
 	}
-	if active, _, made := m.stats(); active != 0 || made != 3 {
+	if active, _, made := m.Stats(); active != 0 || made != 3 {
 		t.Errorf("steppers: %d still open, %d made; want 0, 3", active, made)
 	}
 }
@@ -123,7 +125,7 @@ func readEvents(r io.Reader, each func(sseEvent) bool) error {
 }
 
 func TestServerStream(t *testing.T) {
-	url, _ := startServer(t, &fakeModel{}, ServerConfig{})
+	url, _ := startServer(t, &gentest.Model{}, Config{})
 	resp, err := http.Post(url+"/v1/generate", "application/json", strings.NewReader(`{"prompt":"Hello","max_new_tokens":30,"seed":9,"stream":true}`))
 	if err != nil {
 		t.Fatal(err)
@@ -138,7 +140,7 @@ func TestServerStream(t *testing.T) {
 	err = readEvents(resp.Body, func(ev sseEvent) bool {
 		switch ev.name {
 		case "token":
-			var tok Token
+			var tok generate.Token
 			if err := json.Unmarshal([]byte(ev.data), &tok); err != nil {
 				t.Fatalf("token event %q: %v", ev.data, err)
 			}
@@ -166,7 +168,7 @@ func TestServerStream(t *testing.T) {
 	if done == nil || tokens != 30 || done.NewTokens != 30 || done.Seed != 9 {
 		t.Fatalf("stream: %d tokens, done %+v", tokens, done)
 	}
-	want, _ := gen(t, newFake(256, 2, 64, true), "Hello", Options{MaxNewTokens: 30, Sampler: SamplerConfig{Temperature: 1, TopP: 1, Seed: 9}}, nil)
+	want, _ := gentest.Generate(t, gentest.NewStepper(256, 2, 64, true), "Hello", generate.Options{MaxNewTokens: 30, Sampler: generate.SamplerConfig{Temperature: 1, TopP: 1, Seed: 9}}, nil)
 	if text.String() != want.Text {
 		t.Errorf("streamed %q, want %q", text.String(), want.Text)
 	}
@@ -174,7 +176,7 @@ func TestServerStream(t *testing.T) {
 
 func TestServerBadRequests(t *testing.T) {
 	chars, _ := tokenize.NewChar([]rune("abc "))
-	url, _ := startServer(t, &fakeModel{vocab: chars}, ServerConfig{MaxNewTokens: 100, MaxBodyBytes: 200})
+	url, _ := startServer(t, &gentest.Model{Vocabulary: chars}, Config{MaxNewTokens: 100, MaxBodyBytes: 200})
 	for _, c := range []struct {
 		body string
 		code int
@@ -217,7 +219,7 @@ func TestServerBadRequests(t *testing.T) {
 }
 
 func TestServerInfoPages(t *testing.T) {
-	url, _ := startServer(t, &fakeModel{}, ServerConfig{MaxConcurrent: 3})
+	url, _ := startServer(t, &gentest.Model{}, Config{MaxConcurrent: 3})
 	get := func(path string) (string, string) {
 		resp, err := http.Get(url + path)
 		if err != nil {
@@ -255,8 +257,8 @@ func TestServerInfoPages(t *testing.T) {
 }
 
 func TestServerConcurrency(t *testing.T) {
-	m := &fakeModel{delay: time.Millisecond}
-	url, srv := startServer(t, m, ServerConfig{MaxConcurrent: 2, MaxQueue: 10})
+	m := &gentest.Model{Delay: time.Millisecond}
+	url, srv := startServer(t, m, Config{MaxConcurrent: 2, MaxQueue: 10})
 	const n = 8
 	var wg sync.WaitGroup
 	texts := make([]string, n)
@@ -281,7 +283,7 @@ func TestServerConcurrency(t *testing.T) {
 	if texts[0] == texts[1] {
 		t.Errorf("different prompts and seeds gave the same text")
 	}
-	if _, maxActive, made := m.stats(); maxActive > 2 || made != n {
+	if _, maxActive, made := m.Stats(); maxActive > 2 || made != n {
 		t.Errorf("%d generations ran at once (limit 2), %d made", maxActive, made)
 	}
 	if c := srv.Counters(); c.Completed != n || c.Rejected != 0 {
@@ -290,8 +292,8 @@ func TestServerConcurrency(t *testing.T) {
 }
 
 func TestServerQueueFull(t *testing.T) {
-	m := &fakeModel{delay: 20 * time.Millisecond}
-	url, srv := startServer(t, m, ServerConfig{MaxConcurrent: 1, MaxQueue: 1})
+	m := &gentest.Model{Delay: 20 * time.Millisecond}
+	url, srv := startServer(t, m, Config{MaxConcurrent: 1, MaxQueue: 1})
 	slow := `{"prompt":"x","max_new_tokens":50,"seed":1}` // about 1 s
 	results := make(chan int, 2)
 	for range 2 { // one runs, one waits
@@ -319,8 +321,8 @@ func TestServerQueueFull(t *testing.T) {
 }
 
 func TestServerClientCancels(t *testing.T) {
-	m := &fakeModel{delay: 2 * time.Millisecond}
-	url, srv := startServer(t, m, ServerConfig{MaxNewTokens: 100000})
+	m := &gentest.Model{Delay: 2 * time.Millisecond}
+	url, srv := startServer(t, m, Config{MaxNewTokens: 100000})
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "POST", url+"/v1/generate", strings.NewReader(`{"prompt":"x","max_new_tokens":100000,"stream":true}`))
 	req.Header.Set("Content-Type", "application/json")
@@ -344,15 +346,15 @@ func TestServerClientCancels(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	feeds := m.feeds.Load()
+	feeds := m.Feeds.Load()
 	if feeds > 2000 {
 		t.Errorf("%d feeds: generation ran on after the client left", feeds)
 	}
 	time.Sleep(50 * time.Millisecond)
-	if after := m.feeds.Load(); after != feeds {
+	if after := m.Feeds.Load(); after != feeds {
 		t.Errorf("feeds went on after cancellation: %d → %d", feeds, after)
 	}
-	if active, _, _ := m.stats(); active != 0 {
+	if active, _, _ := m.Stats(); active != 0 {
 		t.Errorf("%d steppers still open", active)
 	}
 	// A request cancelled while queued leaves no trace but the counter.
@@ -362,8 +364,8 @@ func TestServerClientCancels(t *testing.T) {
 }
 
 func TestListenAndServeShutdownStopsLongRequests(t *testing.T) {
-	m := &fakeModel{delay: 2 * time.Millisecond}
-	srv := NewServer(m, ServerConfig{MaxNewTokens: 1000000})
+	m := &gentest.Model{Delay: 2 * time.Millisecond}
+	srv := New(m, Config{MaxNewTokens: 1000000})
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
@@ -410,4 +412,41 @@ func TestListenAndServeShutdownStopsLongRequests(t *testing.T) {
 	if _, err := http.Get(url + "/healthz"); err == nil {
 		t.Errorf("server still answers after shutdown")
 	}
+}
+
+// The native API: an empty prompt, stop sequences and log-probabilities.
+func TestServerStopLogProbsEmptyPrompt(t *testing.T) {
+	url, _ := startServer(t, &gentest.Model{}, Config{})
+	var empty, newline Response
+	_, b := post(t, url, `{"prompt":"","max_new_tokens":30,"seed":4}`)
+	json.Unmarshal(b, &empty)
+	_, b = post(t, url, `{"prompt":"\n","max_new_tokens":30,"seed":4}`)
+	json.Unmarshal(b, &newline)
+	if empty.NewTokens != 30 || empty.PromptTokens != 1 || empty.Text != newline.Text {
+		t.Errorf("empty prompt: %+v; want the text after a newline %q", empty.Result, newline.Text)
+	}
+	stop := string([]rune(newline.Text)[10:12])
+	body := `{"prompt":"\n","max_new_tokens":30,"seed":4,"logprobs":2,"stop":["` + jsonEscape(stop) + `"]}`
+	code, b := post(t, url, body)
+	var r Response
+	json.Unmarshal(b, &r)
+	if want := newline.Text[:strings.Index(newline.Text, stop)]; code != 200 || r.Text != want || r.Stop != generate.StopSequence || len(r.LogProbs) != r.NewTokens || len(r.LogProbs[0].Top) != 2 {
+		t.Errorf("stop %q: %d %s; want text %q", stop, code, b, want)
+	}
+	for _, c := range []struct{ body, want string }{
+		{`{"prompt":"a","stop":["a","b","c","d","e"]}`, "5 stop sequences: at most 4"},
+		{`{"prompt":"a","stop":[""]}`, "want 1 to 256 bytes"},
+		{`{"prompt":"a","logprobs":6}`, "logprobs = 6: must lie in [0, 5]"},
+		{`{"prompt":"a","stop":"x"}`, "bad JSON"},
+	} {
+		code, b := post(t, url, c.body)
+		if code != 400 || !strings.Contains(string(b), c.want) {
+			t.Errorf("%s: %d %s; want 400 with %q", c.body, code, b, c.want)
+		}
+	}
+}
+
+func jsonEscape(s string) string {
+	b, _ := json.Marshal(s)
+	return string(b[1 : len(b)-1])
 }

@@ -1,4 +1,4 @@
-package generate
+package serve
 
 import (
 	"crypto/rand"
@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"xspan/generate"
 	"xspan/tokenize"
 )
 
@@ -219,8 +220,8 @@ func (a *openAIAnswer) completion(choices []completionChoice) completion {
 }
 
 // tokenLogprobs adds the log-probabilities of one token to lp.
-func (a *openAIAnswer) tokenLogprobs(lp *choiceLogprobs, id int, logprob float64, top []Alt) {
-	tok := TokenText(a.vocab, id)
+func (a *openAIAnswer) tokenLogprobs(lp *choiceLogprobs, id int, logprob float64, top []generate.Alt) {
+	tok := generate.TokenText(a.vocab, id)
 	m := map[string]float64{tok: logprob}
 	for _, alt := range top {
 		m[alt.Token] = alt.LogProb
@@ -232,7 +233,7 @@ func (a *openAIAnswer) tokenLogprobs(lp *choiceLogprobs, id int, logprob float64
 	a.offset += len(a.vocab.Decode([]uint32{uint32(id)}))
 }
 
-func (a *openAIAnswer) full(w http.ResponseWriter, res Result) {
+func (a *openAIAnswer) full(w http.ResponseWriter, res generate.Result) {
 	choice := completionChoice{Text: res.Text, FinishReason: &res.Stop}
 	if a.logprobs {
 		choice.Logprobs = &choiceLogprobs{}
@@ -245,11 +246,11 @@ func (a *openAIAnswer) full(w http.ResponseWriter, res Result) {
 	writeJSON(w, http.StatusOK, c)
 }
 
-func usage(res Result) *completionUsage {
+func usage(res generate.Result) *completionUsage {
 	return &completionUsage{PromptTokens: res.PromptTokens, CompletionTokens: res.NewTokens, TotalTokens: res.PromptTokens + res.NewTokens}
 }
 
-func (a *openAIAnswer) token(sse *sseWriter, t Token) error {
+func (a *openAIAnswer) token(sse *sseWriter, t generate.Token) error {
 	choice := completionChoice{Text: t.Text}
 	if a.logprobs && t.LogProb != nil {
 		choice.Logprobs = &choiceLogprobs{}
@@ -260,7 +261,7 @@ func (a *openAIAnswer) token(sse *sseWriter, t Token) error {
 	return sse.sendJSON("", a.completion([]completionChoice{choice}))
 }
 
-func (a *openAIAnswer) end(sse *sseWriter, res Result) error {
+func (a *openAIAnswer) end(sse *sseWriter, res generate.Result) error {
 	if err := sse.sendJSON("", a.completion([]completionChoice{{FinishReason: &res.Stop}})); err != nil {
 		return err
 	}

@@ -1,4 +1,4 @@
-package generate
+package bench
 
 import (
 	"context"
@@ -6,15 +6,17 @@ import (
 	"io"
 	"slices"
 	"time"
+
+	"xspan/generate"
 )
 
 // FlatnessConfig sets up the flatness benchmark.
 type FlatnessConfig struct {
-	Tokens      int           // new tokens per run (default 20000)
-	Marks       []int         // where to measure (default 1k, 5k, 10k, 20k; clipped to Tokens)
-	Window      int           // tokens before each mark whose step times are measured (default 500)
-	Sampler     SamplerConfig // how tokens are drawn (the same seed in both runs)
-	PromptBlock int           // feed the prompt in pieces of this many tokens
+	Tokens      int                    // new tokens per run (default 20000)
+	Marks       []int                  // where to measure (default 1k, 5k, 10k, 20k; clipped to Tokens)
+	Window      int                    // tokens before each mark whose step times are measured (default 500)
+	Sampler     generate.SamplerConfig // how tokens are drawn (the same seed in both runs)
+	PromptBlock int                    // feed the prompt in pieces of this many tokens
 	// BytesPerMemory, when set, converts live memories to bytes in the table (a cached
 	// hidden state is dim float32s: 4·dim bytes).
 	BytesPerMemory int64
@@ -59,8 +61,8 @@ func (c FlatnessConfig) withDefaults() FlatnessConfig {
 	if c.Window <= 0 {
 		c.Window = 500
 	}
-	if c.Sampler == (SamplerConfig{}) {
-		c.Sampler = DefaultSampler()
+	if c.Sampler == (generate.SamplerConfig{}) {
+		c.Sampler = generate.DefaultSampler()
 	}
 	return c
 }
@@ -68,10 +70,10 @@ func (c FlatnessConfig) withDefaults() FlatnessConfig {
 // Flatness generates cfg.Tokens tokens after prompt twice, with pruning on and then off
 // (newStepper(pruning) gives a fresh decoder), and measures per-token time and live memory
 // at each mark. It is a benchmark, not a test: its figures depend on the machine.
-func Flatness(ctx context.Context, newStepper func(pruning bool) (Stepper, error), prompt []int64, cfg FlatnessConfig) ([]FlatRun, error) {
+func Flatness(ctx context.Context, newStepper func(pruning bool) (generate.Stepper, error), prompt []int64, cfg FlatnessConfig) ([]FlatRun, error) {
 	cfg = cfg.withDefaults()
 	if len(prompt) == 0 {
-		return nil, ErrEmptyPrompt
+		return nil, generate.ErrEmptyPrompt
 	}
 	var runs []FlatRun
 	for _, pruning := range []bool{true, false} {
@@ -80,7 +82,7 @@ func Flatness(ctx context.Context, newStepper func(pruning bool) (Stepper, error
 			return runs, err
 		}
 		run, err := flatRun(ctx, st, prompt, cfg, pruning)
-		closeStepper(st)
+		generate.CloseStepper(st)
 		if err != nil {
 			return runs, fmt.Errorf("pruning %v: %w", pruning, err)
 		}
@@ -89,9 +91,9 @@ func Flatness(ctx context.Context, newStepper func(pruning bool) (Stepper, error
 	return runs, nil
 }
 
-func flatRun(ctx context.Context, st Stepper, prompt []int64, cfg FlatnessConfig, pruning bool) (FlatRun, error) {
+func flatRun(ctx context.Context, st generate.Stepper, prompt []int64, cfg FlatnessConfig, pruning bool) (FlatRun, error) {
 	run := FlatRun{Pruning: pruning}
-	sampler, err := NewSampler(cfg.Sampler)
+	sampler, err := generate.NewSampler(cfg.Sampler)
 	if err != nil {
 		return run, err
 	}
@@ -134,9 +136,9 @@ func flatRun(ctx context.Context, st Stepper, prompt []int64, cfg FlatnessConfig
 	return run, nil
 }
 
-func measure(window []time.Duration, tokens int, st Stepper) FlatMark {
+func measure(window []time.Duration, tokens int, st generate.Stepper) FlatMark {
 	m := FlatMark{Tokens: tokens, Live: st.Live(), Dropped: st.Dropped()}
-	m.RSS, _ = ProcessRSS()
+	m.RSS, _ = generate.ProcessRSS()
 	sorted := slices.Clone(window)
 	slices.Sort(sorted)
 	var total time.Duration
@@ -163,9 +165,9 @@ func WriteFlatness(w io.Writer, runs []FlatRun, cfg FlatnessConfig) {
 		for _, m := range r.Marks {
 			mem := "-"
 			if cfg.BytesPerMemory > 0 {
-				mem = FormatBytes(int64(sum(m.Live)) * cfg.BytesPerMemory)
+				mem = generate.FormatBytes(int64(sum(m.Live)) * cfg.BytesPerMemory)
 			}
-			fmt.Fprintf(w, "%-8s %7d %9.3f %9.3f %9.3f %12d %12s %10d %10s  %v\n", onOff(r.Pruning), m.Tokens, m.MsPerToken, m.MsP10, m.MsMean, sum(m.Live), mem, m.Dropped, FormatBytes(m.RSS), m.Live)
+			fmt.Fprintf(w, "%-8s %7d %9.3f %9.3f %9.3f %12d %12s %10d %10s  %v\n", onOff(r.Pruning), m.Tokens, m.MsPerToken, m.MsP10, m.MsMean, sum(m.Live), mem, m.Dropped, generate.FormatBytes(m.RSS), m.Live)
 		}
 	}
 	for _, r := range runs {
@@ -177,6 +179,14 @@ func WriteFlatness(w io.Writer, runs []FlatRun, cfg FlatnessConfig) {
 			onOff(r.Pruning), a.Tokens, b.Tokens, ratio(b.MsPerToken, a.MsPerToken), ratio(b.MsP10, a.MsP10), ratio(float64(sum(b.Live)), float64(sum(a.Live))),
 			sum(a.Live), sum(b.Live), r.Total.Seconds(), float64(r.Tokens)/r.Total.Seconds())
 	}
+}
+
+func sum(xs []int) int {
+	n := 0
+	for _, x := range xs {
+		n += x
+	}
+	return n
 }
 
 func onOff(b bool) string {

@@ -1,4 +1,11 @@
-package generate
+// Package serve serves a generate.Model over HTTP: POST /v1/generate (JSON or
+// Server-Sent Events), POST /v1/score, GET /v1/model, GET /healthz and a small HTML page
+// (page.go), and the OpenAI-compatible POST /v1/completions and GET /v1/models
+// (openai.go), all answered through one generation path, with a concurrency limit, a
+// bounded queue, timeouts for slow clients, a cap on connections (conns.go) and checks of
+// Host, Origin and Content-Type against cross-site use. Each request gets its own
+// Stepper, run on a goroutine that holds its OS thread.
+package serve
 
 import (
 	"context"
@@ -17,20 +24,21 @@ import (
 	"sync"
 	"time"
 
+	"xspan/generate"
 	"xspan/internal/torchrt"
 )
 
-// ServerConfig holds a Server's limits. Zero fields take the defaults of DefaultServerConfig,
+// Config holds a Server's limits. Zero fields take the defaults of DefaultConfig,
 // except MaxQueue: 0 means no queue (every request beyond MaxConcurrent gets 429).
-type ServerConfig struct {
-	MaxConcurrent    int       // generations running at once
-	MaxQueue         int       // requests waiting for a slot; beyond them: 429
-	MaxBodyBytes     int64     // request body limit; beyond it: 413
-	MaxNewTokens     int       // the most tokens one request may ask for; beyond it: 400
-	DefaultNewTokens int       // when a request does not say
-	MaxPromptTokens  int       // the most prompt tokens one request may send; beyond it: 400
-	PromptBlock      int       // feed prompts in pieces of this many tokens (0: at once)
-	Unk              UnkPolicy // prompt characters outside a char vocabulary
+type Config struct {
+	MaxConcurrent    int                // generations running at once
+	MaxQueue         int                // requests waiting for a slot; beyond them: 429
+	MaxBodyBytes     int64              // request body limit; beyond it: 413
+	MaxNewTokens     int                // the most tokens one request may ask for; beyond it: 400
+	DefaultNewTokens int                // when a request does not say
+	MaxPromptTokens  int                // the most prompt tokens one request may send; beyond it: 400
+	PromptBlock      int                // feed prompts in pieces of this many tokens (0: at once)
+	Unk              generate.UnkPolicy // prompt characters outside a char vocabulary
 
 	// ReadTimeout bounds the time a client takes to send a request's header, and again
 	// to send its body (beyond it: 408 and the connection closes). WriteTimeout bounds
@@ -58,18 +66,18 @@ type ServerConfig struct {
 	Logf func(format string, a ...any)
 }
 
-// DefaultServerConfig returns the defaults: 2 concurrent generations, 16 queued, 1 MiB
+// DefaultConfig returns the defaults: 2 concurrent generations, 16 queued, 1 MiB
 // bodies, at most 4096 new tokens (256 when unspecified) and 8192 prompt tokens, unknown
 // characters refused, 15 s to send a header and a body, 30 s for each write, 60 s idle,
 // 256 connections.
-func DefaultServerConfig() ServerConfig {
-	return ServerConfig{MaxConcurrent: 2, MaxQueue: 16, MaxBodyBytes: 1 << 20, MaxNewTokens: 4096, DefaultNewTokens: 256,
-		MaxPromptTokens: 8192, Unk: UnkError, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second,
+func DefaultConfig() Config {
+	return Config{MaxConcurrent: 2, MaxQueue: 16, MaxBodyBytes: 1 << 20, MaxNewTokens: 4096, DefaultNewTokens: 256,
+		MaxPromptTokens: 8192, Unk: generate.UnkError, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second,
 		IdleTimeout: 60 * time.Second, MaxConns: 256}
 }
 
-func (c ServerConfig) withDefaults() ServerConfig {
-	d := DefaultServerConfig()
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
 	if c.MaxConcurrent <= 0 {
 		c.MaxConcurrent = d.MaxConcurrent
 	}
@@ -89,7 +97,7 @@ func (c ServerConfig) withDefaults() ServerConfig {
 		c.MaxPromptTokens = d.MaxPromptTokens
 	}
 	if c.Unk == "" {
-		c.Unk = UnkError
+		c.Unk = generate.UnkError
 	}
 	if c.ReadTimeout <= 0 {
 		c.ReadTimeout = d.ReadTimeout
@@ -139,7 +147,7 @@ const (
 // Response is the JSON answer of POST /v1/generate, and the data of the final "done"
 // event of a stream (whose Text is then empty: the tokens carried it).
 type Response struct {
-	Result
+	generate.Result
 	TokensPerSec float64 `json:"tokens_per_second"`
 	PromptMillis float64 `json:"prompt_ms"`
 	GenMillis    float64 `json:"generation_ms"`
@@ -165,8 +173,8 @@ type Counters struct {
 
 // A Server answers generation requests over HTTP; each request gets its own Stepper.
 type Server struct {
-	model   Model
-	cfg     ServerConfig
+	model   generate.Model
+	cfg     Config
 	mux     *http.ServeMux
 	slots   chan struct{}
 	started time.Time
@@ -176,8 +184,8 @@ type Server struct {
 	conns *connLimiter // while ListenAndServe runs
 }
 
-// NewServer returns a Server for model.
-func NewServer(model Model, cfg ServerConfig) *Server {
+// New returns a Server for model.
+func New(model generate.Model, cfg Config) *Server {
 	s := &Server{model: model, cfg: cfg.withDefaults(), mux: http.NewServeMux(), started: time.Now()}
 	s.slots = make(chan struct{}, s.cfg.MaxConcurrent)
 	s.route("POST /v1/generate", s.handleGenerate)
@@ -431,13 +439,13 @@ type params struct {
 // job is a checked generation request.
 type job struct {
 	prompt []int64
-	opts   Options
+	opts   generate.Options
 	stream bool
 }
 
 // newJob checks p against the server's limits and encodes the prompt.
 func (s *Server) newJob(p params) (job, *apiError) {
-	opts := Options{MaxNewTokens: p.defaultNew, Sampler: DefaultSampler(), PromptBlock: s.cfg.PromptBlock}
+	opts := generate.Options{MaxNewTokens: p.defaultNew, Sampler: generate.DefaultSampler(), PromptBlock: s.cfg.PromptBlock}
 	opts.Sampler.Seed = rand.Int64N(1 << 53) // exact in JavaScript numbers
 	if p.maxNew != nil {
 		opts.MaxNewTokens = *p.maxNew
@@ -476,7 +484,7 @@ func (s *Server) newJob(p params) (job, *apiError) {
 		}
 		opts.LogProbs, opts.TopLogProbs = true, *p.logprobs
 	}
-	prompt, _, err := PromptTokens(s.model, []byte(p.prompt), s.cfg.Unk)
+	prompt, _, err := generate.PromptTokens(s.model, []byte(p.prompt), s.cfg.Unk)
 	if err != nil {
 		return job{}, errorf(http.StatusBadRequest, "prompt", "%v", err)
 	}
@@ -551,11 +559,11 @@ type answer interface {
 	// fail answers an error before anything else was written.
 	fail(w http.ResponseWriter, e *apiError)
 	// full answers a generation that was not streamed.
-	full(w http.ResponseWriter, res Result)
+	full(w http.ResponseWriter, res generate.Result)
 	// A streamed answer: token sends a token as it comes, end closes a generation that
 	// finished, streamError one that did not.
-	token(sse *sseWriter, t Token) error
-	end(sse *sseWriter, res Result) error
+	token(sse *sseWriter, t generate.Token) error
+	end(sse *sseWriter, res generate.Result) error
 	streamError(sse *sseWriter, e *apiError)
 }
 
@@ -589,18 +597,18 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, j job, a answer) {
 		a.fail(w, errorf(http.StatusInternalServerError, "", "model: %v", err))
 		return
 	}
-	defer closeStepper(st)
+	defer generate.CloseStepper(st)
 
 	var sse *sseWriter
-	var emit func(Token) error
+	var emit func(generate.Token) error
 	if j.stream {
 		if sse, err = newSSE(w, s.cfg.WriteTimeout); err != nil {
 			s.count(func(c *Counters) { c.Cancelled++ })
 			return
 		}
-		emit = func(t Token) error { return a.token(sse, t) }
+		emit = func(t generate.Token) error { return a.token(sse, t) }
 	}
-	res, err := Generate(ctx, st, s.model.Vocab(), j.prompt, j.opts, emit)
+	res, err := generate.Generate(ctx, st, s.model.Vocab(), j.prompt, j.opts, emit)
 	var werr writeError
 	switch {
 	case ctx.Err() != nil && context.Cause(ctx) == errShutdown:
@@ -619,7 +627,7 @@ func (s *Server) run(w http.ResponseWriter, r *http.Request, j job, a answer) {
 			s.count(func(c *Counters) { c.Cancelled++ })
 		}
 		s.cfg.Logf("generate: stopped after %d of %d tokens: %v", res.NewTokens, j.opts.MaxNewTokens, err)
-	case res.Stop == StopCancelled || ctx.Err() != nil:
+	case res.Stop == generate.StopCancelled || ctx.Err() != nil:
 		s.count(func(c *Counters) { c.Cancelled++ })
 		s.cfg.Logf("generate: cancelled after %d of %d tokens", res.NewTokens, j.opts.MaxNewTokens)
 	case err != nil:
@@ -701,13 +709,13 @@ func (nativeAnswer) fail(w http.ResponseWriter, e *apiError) {
 	writeJSON(w, e.Code, map[string]string{"error": e.Msg})
 }
 
-func (nativeAnswer) full(w http.ResponseWriter, res Result) {
+func (nativeAnswer) full(w http.ResponseWriter, res generate.Result) {
 	writeJSON(w, http.StatusOK, newResponse(res))
 }
 
-func (nativeAnswer) token(sse *sseWriter, t Token) error { return sse.sendJSON("token", t) }
+func (nativeAnswer) token(sse *sseWriter, t generate.Token) error { return sse.sendJSON("token", t) }
 
-func (nativeAnswer) end(sse *sseWriter, res Result) error {
+func (nativeAnswer) end(sse *sseWriter, res generate.Result) error {
 	done := newResponse(res)
 	done.Text, done.LogProbs = "", nil // the tokens carried them
 	return sse.sendJSON("done", done)
@@ -717,7 +725,7 @@ func (nativeAnswer) streamError(sse *sseWriter, e *apiError) {
 	_ = sse.sendJSON("error", map[string]string{"error": e.Msg})
 }
 
-func newResponse(res Result) Response {
+func newResponse(res generate.Result) Response {
 	return Response{Result: res, TokensPerSec: res.TokensPerSec(),
 		PromptMillis: float64(res.PromptTime.Microseconds()) / 1000, GenMillis: float64(res.GenTime.Microseconds()) / 1000}
 }

@@ -1,4 +1,4 @@
-package generate
+package serve
 
 import (
 	"context"
@@ -8,14 +8,15 @@ import (
 	"strings"
 	"testing"
 
+	"xspan/generate/gentest"
 	"xspan/spanview"
 	"xspan/tokenize"
 )
 
-// scoringModel is a fakeModel that scores: token i gets span i in layer 0 and 2i in
+// scoringModel is a gentest.Model that scores: token i gets span i in layer 0 and 2i in
 // layer 1, bits 1 each, and the last third of the tokens are alive.
 type scoringModel struct {
-	fakeModel
+	gentest.Model
 	calls int
 }
 
@@ -57,7 +58,7 @@ func postJSON(t *testing.T, url, path, body string, header ...string) (int, http
 // and says so when the model cannot score.
 func TestServerScore(t *testing.T) {
 	m := &scoringModel{}
-	url, srv := startServer(t, m, ServerConfig{MaxPromptTokens: 50})
+	url, srv := startServer(t, m, Config{MaxPromptTokens: 50})
 	code, _, body := postJSON(t, url, "/v1/score", `{"text": "Hello, world"}`)
 	if code != 200 {
 		t.Fatalf("score: %d %s", code, body)
@@ -97,13 +98,13 @@ func TestServerScore(t *testing.T) {
 	}
 	// Unknown characters of a char vocabulary: named, without the CLI's flags.
 	chars, _ := tokenize.NewChar([]rune("abc "))
-	url2, _ := startServer(t, &scoringModel{fakeModel: fakeModel{vocab: chars}}, ServerConfig{})
+	url2, _ := startServer(t, &scoringModel{Model: gentest.Model{Vocabulary: chars}}, Config{})
 	code, _, body = postJSON(t, url2, "/v1/score", `{"text": "abcz"}`)
 	if code != 400 || !strings.Contains(string(body), `outside the model's vocabulary: 'z'`) {
 		t.Errorf("unknown chars: %d %s", code, body)
 	}
 	// A model that cannot score.
-	url3, _ := startServer(t, &fakeModel{}, ServerConfig{})
+	url3, _ := startServer(t, &gentest.Model{}, Config{})
 	code, _, body = postJSON(t, url3, "/v1/score", `{"text": "abc"}`)
 	if code != 404 || !strings.Contains(string(body), "cannot score") {
 		t.Errorf("no scorer: %d %s", code, body)
@@ -126,7 +127,7 @@ func TestServerScore(t *testing.T) {
 // CORS is off unless AllowedOrigins names an origin: then that origin's requests pass,
 // get Access-Control-Allow-Origin, and its preflights are answered; others stay refused.
 func TestServerAllowedOrigins(t *testing.T) {
-	url, _ := startServer(t, &scoringModel{}, ServerConfig{AllowedOrigins: []string{"https://notebook.example:8443"}})
+	url, _ := startServer(t, &scoringModel{}, Config{AllowedOrigins: []string{"https://notebook.example:8443"}})
 	code, h, body := postJSON(t, url, "/v1/score", `{"text": "hi"}`, "Origin", "https://notebook.example:8443")
 	if code != 200 || h.Get("Access-Control-Allow-Origin") != "https://notebook.example:8443" || !strings.Contains(h.Get("Vary"), "Origin") {
 		t.Errorf("allowed origin: %d %v %s", code, h, body)
@@ -154,7 +155,7 @@ func TestServerAllowedOrigins(t *testing.T) {
 		}
 	}
 	// Without the option, the same origin is refused and nothing says CORS.
-	url2, _ := startServer(t, &scoringModel{}, ServerConfig{})
+	url2, _ := startServer(t, &scoringModel{}, Config{})
 	code, h, _ = postJSON(t, url2, "/v1/score", `{"text": "hi"}`, "Origin", "https://notebook.example:8443")
 	if code != 403 || h.Get("Access-Control-Allow-Origin") != "" {
 		t.Errorf("no allowed origins: %d %v", code, h)

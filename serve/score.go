@@ -1,10 +1,11 @@
-package generate
+package serve
 
 import (
 	"context"
 	"errors"
 	"net/http"
 
+	"xspan/generate"
 	"xspan/internal/torchrt"
 	"xspan/spanview"
 )
@@ -38,9 +39,9 @@ func (s *Server) handleScore(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, e)
 		return
 	}
-	ids, _, err := EncodePrompt(s.model.Vocab(), []byte(req.Text), s.cfg.Unk)
+	ids, _, err := generate.EncodePrompt(s.model.Vocab(), []byte(req.Text), s.cfg.Unk)
 	switch {
-	case errors.Is(err, ErrEmptyPrompt):
+	case errors.Is(err, generate.ErrEmptyPrompt):
 		s.fail(w, r, errorf(http.StatusBadRequest, "text", "text is empty: nothing to score"))
 		return
 	case err != nil:

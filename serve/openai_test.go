@@ -1,4 +1,4 @@
-package generate
+package serve
 
 import (
 	"context"
@@ -13,6 +13,8 @@ import (
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
 
+	"xspan/generate"
+	"xspan/generate/gentest"
 	"xspan/tokenize"
 )
 
@@ -33,7 +35,7 @@ func completionParamsFor(prompt string, maxTokens int64) openai.CompletionNewPar
 }
 
 func TestOpenAICompletions(t *testing.T) {
-	url, srv := startServer(t, &fakeModel{}, ServerConfig{ModelName: "xspan-test"})
+	url, srv := startServer(t, &gentest.Model{}, Config{ModelName: "xspan-test"})
 	client := openAIClient(url)
 	ctx := context.Background()
 
@@ -41,7 +43,7 @@ func TestOpenAICompletions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := gen(t, newFake(256, 2, 64, true), "Hello", Options{MaxNewTokens: 40, Sampler: SamplerConfig{Temperature: 0.8, TopP: 0.9, Seed: 5}}, nil)
+	want, _ := gentest.Generate(t, gentest.NewStepper(256, 2, 64, true), "Hello", generate.Options{MaxNewTokens: 40, Sampler: generate.SamplerConfig{Temperature: 0.8, TopP: 0.9, Seed: 5}}, nil)
 	if len(c.Choices) != 1 || c.Choices[0].Text != want.Text || c.Choices[0].FinishReason != "length" || c.Model != "xspan-test" ||
 		!strings.HasPrefix(c.ID, "cmpl-") || c.Object != "text_completion" || c.Created == 0 {
 		t.Fatalf("completion %s; want the text %q", c.RawJSON(), want.Text)
@@ -128,7 +130,7 @@ func TestOpenAICompletions(t *testing.T) {
 }
 
 func TestOpenAIStream(t *testing.T) {
-	url, _ := startServer(t, &fakeModel{}, ServerConfig{ModelName: "xspan-test"})
+	url, _ := startServer(t, &gentest.Model{}, Config{ModelName: "xspan-test"})
 	client := openAIClient(url)
 	p := completionParamsFor("Hello", 40)
 	p.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
@@ -155,7 +157,7 @@ func TestOpenAIStream(t *testing.T) {
 	if err := stream.Err(); err != nil {
 		t.Fatal(err)
 	}
-	want, _ := gen(t, newFake(256, 2, 64, true), "Hello", Options{MaxNewTokens: 40, Sampler: SamplerConfig{Temperature: 0.8, TopP: 0.9, Seed: 5}}, nil)
+	want, _ := gentest.Generate(t, gentest.NewStepper(256, 2, 64, true), "Hello", generate.Options{MaxNewTokens: 40, Sampler: generate.SamplerConfig{Temperature: 0.8, TopP: 0.9, Seed: 5}}, nil)
 	if text.String() != want.Text || finish != "length" || chunks < 10 {
 		t.Errorf("streamed %q in %d chunks, finish %q; want %q, length", text.String(), chunks, finish, want.Text)
 	}
@@ -177,7 +179,7 @@ func TestOpenAIStream(t *testing.T) {
 }
 
 func TestOpenAIBadRequests(t *testing.T) {
-	url, _ := startServer(t, &fakeModel{}, ServerConfig{MaxNewTokens: 100})
+	url, _ := startServer(t, &gentest.Model{}, Config{MaxNewTokens: 100})
 	client := openAIClient(url)
 	for _, c := range []struct {
 		change      func(p *openai.CompletionNewParams)
@@ -211,8 +213,8 @@ func TestOpenAIBadRequests(t *testing.T) {
 
 // A client that cancels its stream stops the generation.
 func TestOpenAICancelledStream(t *testing.T) {
-	m := &fakeModel{delay: 2 * time.Millisecond}
-	url, srv := startServer(t, m, ServerConfig{MaxNewTokens: 100000})
+	m := &gentest.Model{Delay: 2 * time.Millisecond}
+	url, srv := startServer(t, m, Config{MaxNewTokens: 100000})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	client := openAIClient(url)
@@ -233,7 +235,7 @@ func TestOpenAICancelledStream(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if feeds := m.feeds.Load(); feeds > 2000 {
+	if feeds := m.Feeds.Load(); feeds > 2000 {
 		t.Errorf("%d feeds: the generation ran on", feeds)
 	}
 }
@@ -252,6 +254,6 @@ func tokensText(tokens []string) string {
 		}
 		raw = append(raw, tok...)
 	}
-	ts := NewTextStream(tokenize.Byte{})
+	ts := generate.NewTextStream(tokenize.Byte{})
 	return ts.Write(raw) + ts.Flush()
 }
