@@ -157,11 +157,16 @@ func TestPageInBrowser(t *testing.T) {
 // startLMServer serves m on a loopback port until the test ends.
 func startLMServer(t *testing.T, m generate.Model) (string, *serve.Server) {
 	t.Helper()
-	srv := serve.New(m, serve.Config{PromptBlock: 16})
+	cfg := serve.DefaultConfig()
+	cfg.PromptBlock, cfg.Grace = 16, 2*time.Second
+	srv, err := serve.New(m, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- srv.ListenAndServe(ctx, "127.0.0.1:0", 2*time.Second, func(a string) { addrc <- a }) }()
+	go func() { done <- srv.ListenAndServe(ctx, "127.0.0.1:0", func(a string) { addrc <- a }) }()
 	var addr string
 	select {
 	case addr = <-addrc:

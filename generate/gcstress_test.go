@@ -202,7 +202,12 @@ func TestLibtorchFailureFailsOneGeneration(t *testing.T) {
 	if !errors.Is(err, torchrt.ErrLibtorch) {
 		t.Fatalf("err = %v, want a libtorch error", err)
 	}
-	srv := serve.New(failingModel{}, serve.Config{MaxConcurrent: 1, AllowedHosts: []string{"localhost"}})
+	cfg := serve.DefaultConfig()
+	cfg.MaxConcurrent, cfg.AllowedHosts = 1, []string{"localhost"}
+	srv, err := serve.New(failingModel{}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for i := range 2 {
 		rec := httptest.NewRecorder()
 		req := httptest.NewRequest("POST", "http://localhost/v1/generate", strings.NewReader(`{"prompt":"A","max_new_tokens":10}`))

@@ -103,11 +103,16 @@ func TestRealModelDeterministicAndPruningExact(t *testing.T) {
 func TestRealModelServer(t *testing.T) {
 	defer torchrt.Lock()()
 	m := tinyLM(t)
-	srv := serve.New(lmModel{m, true}, serve.Config{MaxConcurrent: 2, MaxQueue: 4, PromptBlock: 16})
+	cfg := serve.DefaultConfig()
+	cfg.MaxConcurrent, cfg.MaxQueue, cfg.PromptBlock, cfg.Grace = 2, 4, 16, time.Second
+	srv, err := serve.New(lmModel{m, true}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc, done := make(chan string, 1), make(chan error, 1)
 	go func() {
-		done <- srv.ListenAndServe(ctx, "127.0.0.1:0", time.Second, func(a string) { addrc <- a })
+		done <- srv.ListenAndServe(ctx, "127.0.0.1:0", func(a string) { addrc <- a })
 	}()
 	url := "http://" + <-addrc
 	defer func() {

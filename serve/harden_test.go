@@ -61,7 +61,12 @@ func trickle(c net.Conn, s string, period time.Duration, stop <-chan struct{}) {
 // every one of them stayed open (the body had no deadline) until descriptors ran out.
 func TestServerSlowClients(t *testing.T) {
 	const maxConns, slow = 24, 300
-	url, srv := startServer(t, &gentest.Model{}, Config{MaxConcurrent: 1, MaxQueue: 1, MaxConns: maxConns, ReadTimeout: time.Minute})
+	url, srv := startServer(t, &gentest.Model{}, func(c *Config) {
+		c.MaxConcurrent = 1
+		c.MaxQueue = 1
+		c.MaxConns = maxConns
+		c.ReadTimeout = time.Minute
+	})
 	host := strings.TrimPrefix(url, "http://")
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -119,7 +124,7 @@ func TestServerSlowClients(t *testing.T) {
 // A body or a header that arrives too slowly ends its connection after ReadTimeout;
 // before, a trickled body never timed out.
 func TestServerReadTimeouts(t *testing.T) {
-	url, srv := startServer(t, &gentest.Model{}, Config{ReadTimeout: 300 * time.Millisecond})
+	url, srv := startServer(t, &gentest.Model{}, func(c *Config) { c.ReadTimeout = 300 * time.Millisecond })
 	host := strings.TrimPrefix(url, "http://")
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -154,7 +159,7 @@ func TestServerReadTimeouts(t *testing.T) {
 
 // A kept-alive connection without a next request closes after IdleTimeout (it was 2 min).
 func TestServerIdleTimeout(t *testing.T) {
-	url, _ := startServer(t, &gentest.Model{}, Config{IdleTimeout: 200 * time.Millisecond})
+	url, _ := startServer(t, &gentest.Model{}, func(c *Config) { c.IdleTimeout = 200 * time.Millisecond })
 	c := dial(t, url)
 	fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", strings.TrimPrefix(url, "http://"))
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
@@ -170,7 +175,7 @@ func TestServerIdleTimeout(t *testing.T) {
 // A client that stops reading a stream is dropped after WriteTimeout, and its
 // generation stops; before, it held its generation slot for good.
 func TestServerWriteTimeout(t *testing.T) {
-	url, srv := startServer(t, &gentest.Model{}, Config{MaxNewTokens: 5000000, WriteTimeout: 200 * time.Millisecond})
+	url, srv := startServer(t, &gentest.Model{}, func(c *Config) { c.MaxNewTokens = 5000000; c.WriteTimeout = 200 * time.Millisecond })
 	c := dial(t, url)
 	c.(*net.TCPConn).SetReadBuffer(4096)
 	body := `{"prompt":"x","max_new_tokens":5000000,"stream":true}`
@@ -189,7 +194,7 @@ func TestServerWriteTimeout(t *testing.T) {
 }
 
 func TestServerPromptAndTemperatureBounds(t *testing.T) {
-	url, _ := startServer(t, &gentest.Model{}, Config{})
+	url, _ := startServer(t, &gentest.Model{})
 	limit := DefaultConfig().MaxPromptTokens
 	code, body := post(t, url, `{"prompt":"`+strings.Repeat("a", limit+1)+`","max_new_tokens":1}`)
 	if code != 400 || !strings.Contains(string(body), fmt.Sprintf("prompt of %d tokens: over the limit of %d", limit+1, limit)) {
@@ -198,7 +203,7 @@ func TestServerPromptAndTemperatureBounds(t *testing.T) {
 	if code, body := post(t, url, `{"prompt":"`+strings.Repeat("a", limit)+`","max_new_tokens":1}`); code != 200 {
 		t.Errorf("prompt of %d tokens: %d %.200s; want 200", limit, code, body)
 	}
-	url, _ = startServer(t, &gentest.Model{}, Config{MaxPromptTokens: 3})
+	url, _ = startServer(t, &gentest.Model{}, func(c *Config) { c.MaxPromptTokens = 3 })
 	if code, body := post(t, url, `{"prompt":"abcd"}`); code != 400 || !strings.Contains(string(body), "over the limit of 3") {
 		t.Errorf("MaxPromptTokens 3: %d %s", code, body)
 	}
@@ -221,7 +226,7 @@ func TestServerPromptAndTemperatureBounds(t *testing.T) {
 // The perimeter: JSON POSTs only, a Host that names this server, no other origins, no
 // CORS. Each refused request would have been served before.
 func TestServerPerimeter(t *testing.T) {
-	url, _ := startServer(t, &gentest.Model{}, Config{AllowedHosts: []string{"gen.example"}})
+	url, _ := startServer(t, &gentest.Model{}, func(c *Config) { c.AllowedHosts = []string{"gen.example"} })
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(url, "http://"))
 	const ok = `{"prompt":"ab","max_new_tokens":2}`
 	for _, c := range []struct {
@@ -297,7 +302,7 @@ func errorMessage(r io.Reader) (string, error) {
 
 // Unknown API paths and wrong methods answer in JSON, like the rest of the API.
 func TestServerAPINotFoundAndMethodJSON(t *testing.T) {
-	url, _ := startServer(t, &gentest.Model{}, Config{})
+	url, _ := startServer(t, &gentest.Model{})
 	for _, c := range []struct {
 		method, path string
 		code         int

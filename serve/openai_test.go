@@ -35,7 +35,7 @@ func completionParamsFor(prompt string, maxTokens int64) openai.CompletionNewPar
 }
 
 func TestOpenAICompletions(t *testing.T) {
-	url, srv := startServer(t, &gentest.Model{}, Config{ModelName: "xspan-test"})
+	url, srv := startServer(t, &gentest.Model{}, func(c *Config) { c.ModelName = "xspan-test" })
 	client := openAIClient(url)
 	ctx := context.Background()
 
@@ -130,7 +130,7 @@ func TestOpenAICompletions(t *testing.T) {
 }
 
 func TestOpenAIStream(t *testing.T) {
-	url, _ := startServer(t, &gentest.Model{}, Config{ModelName: "xspan-test"})
+	url, _ := startServer(t, &gentest.Model{}, func(c *Config) { c.ModelName = "xspan-test" })
 	client := openAIClient(url)
 	p := completionParamsFor("Hello", 40)
 	p.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
@@ -179,7 +179,7 @@ func TestOpenAIStream(t *testing.T) {
 }
 
 func TestOpenAIBadRequests(t *testing.T) {
-	url, _ := startServer(t, &gentest.Model{}, Config{MaxNewTokens: 100})
+	url, _ := startServer(t, &gentest.Model{}, func(c *Config) { c.MaxNewTokens = 100 })
 	client := openAIClient(url)
 	for _, c := range []struct {
 		change      func(p *openai.CompletionNewParams)
@@ -214,7 +214,7 @@ func TestOpenAIBadRequests(t *testing.T) {
 // A client that cancels its stream stops the generation.
 func TestOpenAICancelledStream(t *testing.T) {
 	m := &gentest.Model{Delay: 2 * time.Millisecond}
-	url, srv := startServer(t, m, Config{MaxNewTokens: 100000})
+	url, srv := startServer(t, m, func(c *Config) { c.MaxNewTokens = 100000 })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	client := openAIClient(url)

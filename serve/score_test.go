@@ -58,7 +58,7 @@ func postJSON(t *testing.T, url, path, body string, header ...string) (int, http
 // and says so when the model cannot score.
 func TestServerScore(t *testing.T) {
 	m := &scoringModel{}
-	url, srv := startServer(t, m, Config{MaxPromptTokens: 50})
+	url, srv := startServer(t, m, func(c *Config) { c.MaxPromptTokens = 50 })
 	code, _, body := postJSON(t, url, "/v1/score", `{"text": "Hello, world"}`)
 	if code != 200 {
 		t.Fatalf("score: %d %s", code, body)
@@ -98,13 +98,13 @@ func TestServerScore(t *testing.T) {
 	}
 	// Unknown characters of a char vocabulary: named, without the CLI's flags.
 	chars, _ := tokenize.NewChar([]rune("abc "))
-	url2, _ := startServer(t, &scoringModel{Model: gentest.Model{Vocabulary: chars}}, Config{})
+	url2, _ := startServer(t, &scoringModel{Model: gentest.Model{Vocabulary: chars}})
 	code, _, body = postJSON(t, url2, "/v1/score", `{"text": "abcz"}`)
 	if code != 400 || !strings.Contains(string(body), `outside the model's vocabulary: 'z'`) {
 		t.Errorf("unknown chars: %d %s", code, body)
 	}
 	// A model that cannot score.
-	url3, _ := startServer(t, &gentest.Model{}, Config{})
+	url3, _ := startServer(t, &gentest.Model{})
 	code, _, body = postJSON(t, url3, "/v1/score", `{"text": "abc"}`)
 	if code != 404 || !strings.Contains(string(body), "cannot score") {
 		t.Errorf("no scorer: %d %s", code, body)
@@ -127,7 +127,7 @@ func TestServerScore(t *testing.T) {
 // CORS is off unless AllowedOrigins names an origin: then that origin's requests pass,
 // get Access-Control-Allow-Origin, and its preflights are answered; others stay refused.
 func TestServerAllowedOrigins(t *testing.T) {
-	url, _ := startServer(t, &scoringModel{}, Config{AllowedOrigins: []string{"https://notebook.example:8443"}})
+	url, _ := startServer(t, &scoringModel{}, func(c *Config) { c.AllowedOrigins = []string{"https://notebook.example:8443"} })
 	code, h, body := postJSON(t, url, "/v1/score", `{"text": "hi"}`, "Origin", "https://notebook.example:8443")
 	if code != 200 || h.Get("Access-Control-Allow-Origin") != "https://notebook.example:8443" || !strings.Contains(h.Get("Vary"), "Origin") {
 		t.Errorf("allowed origin: %d %v %s", code, h, body)
@@ -155,7 +155,7 @@ func TestServerAllowedOrigins(t *testing.T) {
 		}
 	}
 	// Without the option, the same origin is refused and nothing says CORS.
-	url2, _ := startServer(t, &scoringModel{}, Config{})
+	url2, _ := startServer(t, &scoringModel{})
 	code, h, _ = postJSON(t, url2, "/v1/score", `{"text": "hi"}`, "Origin", "https://notebook.example:8443")
 	if code != 403 || h.Get("Access-Control-Allow-Origin") != "" {
 		t.Errorf("no allowed origins: %d %v", code, h)

@@ -28,98 +28,6 @@ import (
 	"xspan/internal/torchrt"
 )
 
-// Config holds a Server's limits. Zero fields take the defaults of DefaultConfig,
-// except MaxQueue: 0 means no queue (every request beyond MaxConcurrent gets 429).
-type Config struct {
-	MaxConcurrent    int                // generations running at once
-	MaxQueue         int                // requests waiting for a slot; beyond them: 429
-	MaxBodyBytes     int64              // request body limit; beyond it: 413
-	MaxNewTokens     int                // the most tokens one request may ask for; beyond it: 400
-	DefaultNewTokens int                // when a request does not say
-	MaxPromptTokens  int                // the most prompt tokens one request may send; beyond it: 400
-	PromptBlock      int                // feed prompts in pieces of this many tokens (0: at once)
-	Unk              generate.UnkPolicy // prompt characters outside a char vocabulary
-
-	// ReadTimeout bounds the time a client takes to send a request's header, and again
-	// to send its body (beyond it: 408 and the connection closes). WriteTimeout bounds
-	// each write of an answer, every event of a stream: a client that stops reading is
-	// dropped and its generation stopped. IdleTimeout closes a kept-alive connection
-	// that sends no next request.
-	ReadTimeout  time.Duration
-	WriteTimeout time.Duration
-	IdleTimeout  time.Duration
-	// MaxConns caps the open connections. A new connection beyond it closes the oldest
-	// one without a generation (idle, or still sending its request), so slow clients
-	// cannot lock others out; it must exceed MaxConcurrent+MaxQueue.
-	MaxConns int
-	// AllowedHosts are the host names that requests may name in their Host header
-	// besides the address they came to (and localhost on a loopback address); "*"
-	// allows any. Checking Host defeats DNS rebinding.
-	AllowedHosts []string
-	// AllowedOrigins are web origins ("https://example.org", scheme, host and port as a
-	// browser sends them) whose pages may call the API: their requests pass the Origin
-	// check and get CORS headers (preflights included). None by default: CORS stays off.
-	AllowedOrigins []string
-	// ModelName is the model's id in the OpenAI-compatible API ("xspan" when empty).
-	ModelName string
-
-	Logf func(format string, a ...any)
-}
-
-// DefaultConfig returns the defaults: 2 concurrent generations, 16 queued, 1 MiB
-// bodies, at most 4096 new tokens (256 when unspecified) and 8192 prompt tokens, unknown
-// characters refused, 15 s to send a header and a body, 30 s for each write, 60 s idle,
-// 256 connections.
-func DefaultConfig() Config {
-	return Config{MaxConcurrent: 2, MaxQueue: 16, MaxBodyBytes: 1 << 20, MaxNewTokens: 4096, DefaultNewTokens: 256,
-		MaxPromptTokens: 8192, Unk: generate.UnkError, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second,
-		IdleTimeout: 60 * time.Second, MaxConns: 256}
-}
-
-func (c Config) withDefaults() Config {
-	d := DefaultConfig()
-	if c.MaxConcurrent <= 0 {
-		c.MaxConcurrent = d.MaxConcurrent
-	}
-	if c.MaxQueue < 0 {
-		c.MaxQueue = 0
-	}
-	if c.MaxBodyBytes <= 0 {
-		c.MaxBodyBytes = d.MaxBodyBytes
-	}
-	if c.MaxNewTokens <= 0 {
-		c.MaxNewTokens = d.MaxNewTokens
-	}
-	if c.DefaultNewTokens <= 0 {
-		c.DefaultNewTokens = min(d.DefaultNewTokens, c.MaxNewTokens)
-	}
-	if c.MaxPromptTokens <= 0 {
-		c.MaxPromptTokens = d.MaxPromptTokens
-	}
-	if c.Unk == "" {
-		c.Unk = generate.UnkError
-	}
-	if c.ReadTimeout <= 0 {
-		c.ReadTimeout = d.ReadTimeout
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = d.WriteTimeout
-	}
-	if c.IdleTimeout <= 0 {
-		c.IdleTimeout = d.IdleTimeout
-	}
-	if c.MaxConns <= c.MaxConcurrent+c.MaxQueue {
-		c.MaxConns = max(d.MaxConns, c.MaxConcurrent+c.MaxQueue+64)
-	}
-	if c.ModelName == "" {
-		c.ModelName = "xspan"
-	}
-	if c.Logf == nil {
-		c.Logf = func(string, ...any) {}
-	}
-	return c
-}
-
 // Request is the JSON body of POST /v1/generate. Absent fields take the defaults:
 // DefaultNewTokens, temperature 1, top_k 0 (all), top_p 1 (all), a random seed (which the
 // answer reports), stream false, no stop sequences, no log-probabilities. An empty prompt
@@ -184,9 +92,12 @@ type Server struct {
 	conns *connLimiter // while ListenAndServe runs
 }
 
-// New returns a Server for model.
-func New(model generate.Model, cfg Config) *Server {
-	s := &Server{model: model, cfg: cfg.withDefaults(), mux: http.NewServeMux(), started: time.Now()}
+// New returns a Server for model, or cfg's Validate error.
+func New(model generate.Model, cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{model: model, cfg: cfg.resolved(), mux: http.NewServeMux(), started: time.Now()}
 	s.slots = make(chan struct{}, s.cfg.MaxConcurrent)
 	s.route("POST /v1/generate", s.handleGenerate)
 	s.route("GET /v1/model", s.handleModel)
@@ -203,7 +114,7 @@ func New(model generate.Model, cfg Config) *Server {
 	})
 	s.mux.HandleFunc("GET /healthz", s.handleHealth)
 	s.mux.HandleFunc("GET /{$}", s.handlePage)
-	return s
+	return s, nil
 }
 
 // route registers h for pattern ("METHOD /path"), and a JSON 405 for the path's other
@@ -731,11 +642,11 @@ func newResponse(res generate.Result) Response {
 }
 
 // ListenAndServe serves s on addr until ctx ends, then shuts down gracefully: it stops
-// accepting connections and waits up to grace for running requests. After that it
+// accepting connections and waits up to the config's Grace for running requests. After that it
 // cancels their generations, which answer 503 (or a final "error" event) and are counted
 // as interrupted, and closes the connections. ready, when not nil, receives the address
 // listened on.
-func (s *Server) ListenAndServe(ctx context.Context, addr string, grace time.Duration, ready func(addr string)) error {
+func (s *Server) ListenAndServe(ctx context.Context, addr string, ready func(addr string)) error {
 	base, cancelBase := context.WithCancelCause(context.Background())
 	defer cancelBase(nil)
 	srv := &http.Server{
@@ -764,7 +675,7 @@ func (s *Server) ListenAndServe(ctx context.Context, addr string, grace time.Dur
 		return err
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Grace)
 	defer cancel()
 	err = srv.Shutdown(sctx)
 	if err != nil {

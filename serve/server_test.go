@@ -17,14 +17,28 @@ import (
 	"xspan/tokenize"
 )
 
-// startServer serves a Server on a loopback port and stops it at the end of the test.
-func startServer(t *testing.T, m generate.Model, cfg Config) (string, *Server) {
+// config is DefaultConfig changed by set, with 2 s of grace.
+func config(set ...func(c *Config)) Config {
+	c := DefaultConfig()
+	c.Grace = 2 * time.Second
+	for _, f := range set {
+		f(&c)
+	}
+	return c
+}
+
+// startServer serves a Server of config(set...) on a loopback port and stops it at the
+// end of the test.
+func startServer(t *testing.T, m generate.Model, set ...func(c *Config)) (string, *Server) {
 	t.Helper()
-	srv := New(m, cfg)
+	srv, err := New(m, config(set...))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- srv.ListenAndServe(ctx, "127.0.0.1:0", 2*time.Second, func(a string) { addrc <- a }) }()
+	go func() { done <- srv.ListenAndServe(ctx, "127.0.0.1:0", func(a string) { addrc <- a }) }()
 	var addr string
 	select {
 	case addr = <-addrc:
@@ -61,7 +75,7 @@ func post(t *testing.T, url, body string) (int, []byte) {
 
 func TestServerFullAnswer(t *testing.T) {
 	m := &gentest.Model{}
-	url, srv := startServer(t, m, Config{})
+	url, srv := startServer(t, m)
 	code, body := post(t, url, `{"prompt":"Hello","max_new_tokens":40,"temperature":0.8,"top_k":20,"top_p":0.9,"seed":5}`)
 	if code != 200 {
 		t.Fatalf("status %d: %s", code, body)
@@ -125,7 +139,7 @@ func readEvents(r io.Reader, each func(sseEvent) bool) error {
 }
 
 func TestServerStream(t *testing.T) {
-	url, _ := startServer(t, &gentest.Model{}, Config{})
+	url, _ := startServer(t, &gentest.Model{})
 	resp, err := http.Post(url+"/v1/generate", "application/json", strings.NewReader(`{"prompt":"Hello","max_new_tokens":30,"seed":9,"stream":true}`))
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +190,7 @@ func TestServerStream(t *testing.T) {
 
 func TestServerBadRequests(t *testing.T) {
 	chars, _ := tokenize.NewChar([]rune("abc "))
-	url, _ := startServer(t, &gentest.Model{Vocabulary: chars}, Config{MaxNewTokens: 100, MaxBodyBytes: 200})
+	url, _ := startServer(t, &gentest.Model{Vocabulary: chars}, func(c *Config) { c.MaxNewTokens = 100; c.MaxBodyBytes = 200 })
 	for _, c := range []struct {
 		body string
 		code int
@@ -219,7 +233,7 @@ func TestServerBadRequests(t *testing.T) {
 }
 
 func TestServerInfoPages(t *testing.T) {
-	url, _ := startServer(t, &gentest.Model{}, Config{MaxConcurrent: 3})
+	url, _ := startServer(t, &gentest.Model{}, func(c *Config) { c.MaxConcurrent = 3 })
 	get := func(path string) (string, string) {
 		resp, err := http.Get(url + path)
 		if err != nil {
@@ -258,7 +272,7 @@ func TestServerInfoPages(t *testing.T) {
 
 func TestServerConcurrency(t *testing.T) {
 	m := &gentest.Model{Delay: time.Millisecond}
-	url, srv := startServer(t, m, Config{MaxConcurrent: 2, MaxQueue: 10})
+	url, srv := startServer(t, m, func(c *Config) { c.MaxConcurrent = 2; c.MaxQueue = 10 })
 	const n = 8
 	var wg sync.WaitGroup
 	texts := make([]string, n)
@@ -293,7 +307,7 @@ func TestServerConcurrency(t *testing.T) {
 
 func TestServerQueueFull(t *testing.T) {
 	m := &gentest.Model{Delay: 20 * time.Millisecond}
-	url, srv := startServer(t, m, Config{MaxConcurrent: 1, MaxQueue: 1})
+	url, srv := startServer(t, m, func(c *Config) { c.MaxConcurrent = 1; c.MaxQueue = 1 })
 	slow := `{"prompt":"x","max_new_tokens":50,"seed":1}` // about 1 s
 	results := make(chan int, 2)
 	for range 2 { // one runs, one waits
@@ -322,7 +336,7 @@ func TestServerQueueFull(t *testing.T) {
 
 func TestServerClientCancels(t *testing.T) {
 	m := &gentest.Model{Delay: 2 * time.Millisecond}
-	url, srv := startServer(t, m, Config{MaxNewTokens: 100000})
+	url, srv := startServer(t, m, func(c *Config) { c.MaxNewTokens = 100000 })
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "POST", url+"/v1/generate", strings.NewReader(`{"prompt":"x","max_new_tokens":100000,"stream":true}`))
 	req.Header.Set("Content-Type", "application/json")
@@ -365,12 +379,15 @@ func TestServerClientCancels(t *testing.T) {
 
 func TestListenAndServeShutdownStopsLongRequests(t *testing.T) {
 	m := &gentest.Model{Delay: 2 * time.Millisecond}
-	srv := New(m, Config{MaxNewTokens: 1000000})
+	srv, err := New(m, config(func(c *Config) { c.MaxNewTokens = 1000000; c.Grace = 100 * time.Millisecond }))
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- srv.ListenAndServe(ctx, "127.0.0.1:0", 100*time.Millisecond, func(a string) { addrc <- a })
+		done <- srv.ListenAndServe(ctx, "127.0.0.1:0", func(a string) { addrc <- a })
 	}()
 	url := "http://" + <-addrc
 	resp, err := http.Post(url+"/v1/generate", "application/json", strings.NewReader(`{"prompt":"x","max_new_tokens":1000000,"stream":true}`))
@@ -416,7 +433,7 @@ func TestListenAndServeShutdownStopsLongRequests(t *testing.T) {
 
 // The native API: an empty prompt, stop sequences and log-probabilities.
 func TestServerStopLogProbsEmptyPrompt(t *testing.T) {
-	url, _ := startServer(t, &gentest.Model{}, Config{})
+	url, _ := startServer(t, &gentest.Model{})
 	var empty, newline Response
 	_, b := post(t, url, `{"prompt":"","max_new_tokens":30,"seed":4}`)
 	json.Unmarshal(b, &empty)

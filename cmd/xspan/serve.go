@@ -3,10 +3,7 @@ package main
 import (
 	"fmt"
 	"log"
-	"net/url"
 	"path/filepath"
-	"strings"
-	"time"
 
 	"xspan/generate"
 	"xspan/internal/torchrt"
@@ -65,7 +62,7 @@ func runServe(e *env, args []string) error {
 	maxQueue := fs.Int("max-queue", def.MaxQueue, "requests waiting for a slot; beyond them: 429")
 	maxBody := fs.Int64("max-body", def.MaxBodyBytes, "request body limit in bytes")
 	maxNew := fs.Int("max-new-tokens", def.MaxNewTokens, "the most tokens a request may ask for")
-	defNew := fs.Int("default-new-tokens", 0, fmt.Sprintf("tokens generated when a request does not say (0: %d or --max-new-tokens if smaller)", def.DefaultNewTokens))
+	defNew := fs.Int("default-new-tokens", def.DefaultNewTokens, "tokens generated when a request does not say (0: 256 or --max-new-tokens if smaller)")
 	maxPrompt := fs.Int("max-prompt-tokens", def.MaxPromptTokens, "the most prompt tokens a request may send")
 	readTO := fs.Duration("read-timeout", def.ReadTimeout, "time for a client to send a request's header, and again its body")
 	writeTO := fs.Duration("write-timeout", def.WriteTimeout, "time for a client to take each write of an answer (each event of a stream)")
@@ -78,16 +75,12 @@ func runServe(e *env, args []string) error {
 	})
 	var origins []string
 	fs.Func("allow-origin", "a web origin (https://host[:port]) whose pages may call the API: CORS for it (repeatable; default none)", func(v string) error {
-		o, err := parseOrigin(v)
-		if err != nil {
-			return err
-		}
-		origins = append(origins, o)
+		origins = append(origins, v)
 		return nil
 	})
 	modelName := fs.String("model-name", "", "the model's id in the OpenAI-compatible API (default: xspan-RUN or xspan-PRESET-random)")
 	unk := fs.String("unk", "error", "prompt characters outside a char vocabulary: error (400) or replace (with <unk>)")
-	grace := fs.Duration("grace", 10*time.Second, "on shutdown, how long running requests may finish")
+	grace := fs.Duration("grace", def.Grace, "on shutdown, how long running requests may finish")
 	quiet := fs.Bool("quiet", false, "do not log each request")
 	pos, err := fs.parse(e, args)
 	if err != nil {
@@ -103,28 +96,14 @@ func runServe(e *env, args []string) error {
 	if err != nil {
 		return usageErrorf("--unk: %v", err)
 	}
-	if *defNew == 0 {
-		*defNew = min(def.DefaultNewTokens, *maxNew)
+	cfg := serve.Config{
+		MaxConcurrent: *maxConc, MaxQueue: *maxQueue, MaxBodyBytes: *maxBody,
+		MaxNewTokens: *maxNew, DefaultNewTokens: *defNew, MaxPromptTokens: *maxPrompt, Unk: policy,
+		ReadTimeout: *readTO, WriteTimeout: *writeTO, IdleTimeout: *idleTO, MaxConns: *maxConns, Grace: *grace,
+		AllowedHosts: hosts, AllowedOrigins: origins, ModelName: *modelName,
 	}
-	switch {
-	case *maxConc < 1:
-		return usageErrorf("--max-concurrent %d: need at least 1", *maxConc)
-	case *maxQueue < 0:
-		return usageErrorf("--max-queue %d: must not be negative", *maxQueue)
-	case *maxBody < 64:
-		return usageErrorf("--max-body %d: need at least 64 bytes", *maxBody)
-	case *maxNew < 1:
-		return usageErrorf("--max-new-tokens %d: need at least 1", *maxNew)
-	case *defNew < 1 || *defNew > *maxNew:
-		return usageErrorf("--default-new-tokens %d: must lie in [1, --max-new-tokens %d]", *defNew, *maxNew)
-	case *maxPrompt < 1:
-		return usageErrorf("--max-prompt-tokens %d: need at least 1", *maxPrompt)
-	case *readTO <= 0 || *writeTO <= 0 || *idleTO <= 0:
-		return usageErrorf("--read-timeout, --write-timeout and --idle-timeout must be positive")
-	case *maxConns <= *maxConc+*maxQueue:
-		return usageErrorf("--max-conns %d: must exceed --max-concurrent + --max-queue (%d)", *maxConns, *maxConc+*maxQueue)
-	case *grace < 0:
-		return usageErrorf("--grace %v: must not be negative", *grace)
+	if err := cfg.Validate(); err != nil {
+		return usageErrorf("%v", err)
 	}
 
 	logger := log.New(e.stderr, "serve: ", log.LstdFlags)
@@ -135,22 +114,20 @@ func runServe(e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg := serve.Config{
-		MaxConcurrent: *maxConc, MaxQueue: *maxQueue, MaxBodyBytes: *maxBody,
-		MaxNewTokens: *maxNew, DefaultNewTokens: *defNew, MaxPromptTokens: *maxPrompt, PromptBlock: model.m.Cfg.Block, Unk: policy,
-		ReadTimeout: *readTO, WriteTimeout: *writeTO, IdleTimeout: *idleTO, MaxConns: *maxConns, AllowedHosts: hosts,
-		AllowedOrigins: origins,
-	}
-	if cfg.ModelName = *modelName; cfg.ModelName == "" {
+	cfg.PromptBlock = model.m.Cfg.Block
+	if cfg.ModelName == "" {
 		cfg.ModelName = defaultModelName(model.info)
 	}
 	if !*quiet {
 		cfg.Logf = logger.Printf
 	}
-	srv := serve.New(model, cfg)
+	srv, err := serve.New(model, cfg)
+	if err != nil {
+		return err
+	}
 	ctx, stop := e.interruptible()
 	defer stop()
-	err = srv.ListenAndServe(ctx, *addr, *grace, func(a string) {
+	err = srv.ListenAndServe(ctx, *addr, func(a string) {
 		logger.Printf("listening on http://%s (up to %d generations at once, %d queued)", a, *maxConc, *maxQueue)
 	})
 	if err != nil {
@@ -174,14 +151,4 @@ func defaultModelName(info map[string]any) string {
 		return "xspan-" + filepath.Base(filepath.Dir(dir))
 	}
 	return "xspan-" + filepath.Base(ck)
-}
-
-// parseOrigin checks a web origin for --allow-origin: scheme http or https, a host, an
-// optional port, nothing else; it returns it as browsers send it.
-func parseOrigin(v string) (string, error) {
-	u, err := url.Parse(v)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
-		return "", fmt.Errorf("%q: want an origin such as https://example.org or http://localhost:3000", v)
-	}
-	return strings.ToLower(u.Scheme + "://" + u.Host), nil
 }

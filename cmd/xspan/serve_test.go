@@ -120,6 +120,8 @@ func TestCLIServeBadFlags(t *testing.T) {
 		{[]string{"serve", "--preset", "tiny", "--random", "--max-conns", "18"}, "--max-conns 18: must exceed"},
 		{[]string{"serve", "--preset", "tiny", "--random", "--max-prompt-tokens", "0"}, "--max-prompt-tokens 0"},
 		{[]string{"serve", "--preset", "tiny", "--random", "--read-timeout", "0s"}, "--read-timeout"},
+		{[]string{"serve", "--preset", "tiny", "--random", "--allow-origin", "ftp://x"}, "--allow-origin \"ftp://x\": want an origin"},
+		{[]string{"serve", "--preset", "tiny", "--random", "--grace", "-1s"}, "--grace -1s"},
 	} {
 		code, _, stderr := run(t, c.args...)
 		if code != 2 || !strings.Contains(stderr, c.want) {
