@@ -12,6 +12,11 @@ export OPENBLAS_CORETYPE
 OMP_WAIT_POLICY ?= PASSIVE
 export OMP_WAIT_POLICY
 
+# The version make build links into xspan (xspan version, --version, checkpoint headers,
+# exports): git describe in a clone, the VERSION file in a git archive (scripts/version.sh).
+XSPAN_VERSION ?= $(shell ./scripts/version.sh)
+XSPAN_LDFLAGS := -X xspan/internal/torchrt.buildVersion=$(XSPAN_VERSION)
+
 .PHONY: setup build test demo demo-clean bench vet screenshot chromium
 
 setup:
@@ -21,7 +26,7 @@ setup:
 # C++ and ours, and build-native, a static copy of the set-up that builds libxspantorch.so
 # into xspan-native/ against the machine's libtorch, with no Go (see README, GPU).
 build: setup
-	$(GO) build -o xspan ./cmd/xspan
+	$(GO) build -ldflags '$(XSPAN_LDFLAGS)' -o xspan ./cmd/xspan
 	@rm -rf xspan-native.tmp && mkdir -p xspan-native.tmp && cp -r .build/native/src xspan-native.tmp/src
 	CGO_ENABLED=0 GOWORK=off $(GO) build -ldflags=-s -o xspan-native.tmp/build-native ./internal/torchsetup
 	@rm -rf xspan-native && mv xspan-native.tmp xspan-native

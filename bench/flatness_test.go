@@ -2,9 +2,11 @@ package bench
 
 import (
 	"context"
+	"math"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"xspan/generate"
 	"xspan/generate/gentest"
@@ -37,8 +39,21 @@ func TestFlatnessFake(t *testing.T) {
 	if !slices.Equal(off[0].Live, []int{1003, 1003}) || !slices.Equal(off[2].Live, []int{3003, 3003}) {
 		t.Errorf("unpruned memory should grow: %v → %v", off[0].Live, off[2].Live)
 	}
+	// Step times in one unit: a window of 1 ms steps and one 100 ms pause has a median of
+	// 1 and a mean of 1.99 ms (no "tok/s" column beside ms/token to contradict it).
+	window := make([]time.Duration, 100)
+	for i := range window {
+		window[i] = time.Millisecond
+	}
+	window[50] = 100 * time.Millisecond
+	if m := measure(window, 100, gentest.NewStepper(10, 1, 10, true)); m.MsPerToken != 1 || m.MsP10 != 1 || math.Abs(m.MsMean-1.99) > 1e-9 {
+		t.Errorf("window of 99 × 1 ms and one 100 ms: median %v, p10 %v, mean %v; want 1, 1, 1.99", m.MsPerToken, m.MsP10, m.MsMean)
+	}
 	var b strings.Builder
 	WriteFlatness(&b, runs, FlatnessConfig{BytesPerMemory: 512})
+	if head, _, _ := strings.Cut(b.String(), "\n"); strings.Contains(head, "tok/s") || !strings.Contains(head, "ms mean") {
+		t.Errorf("table header %q", head)
+	}
 	out := b.String()
 	for _, want := range []string{"ms/token", "on          1000", "off         3000", "live memories ×1.00 (201 → 201)", "live memories ×2.99 (2006 → 6006)", "100.5 KiB"} {
 		if !strings.Contains(out, want) {

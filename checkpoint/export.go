@@ -82,6 +82,10 @@ func WriteExport(path string, m *lm.Model, ck *Checkpoint) error {
 		return err
 	}
 	tmp.Close()
+	// SaveTensors creates the file again, with the mode of any new file (0666 less the
+	// umask): an export is meant to be shared, not kept to its owner as CreateTemp's
+	// 0600 would.
+	os.Remove(tmp.Name())
 	if _, err := SaveTensors(tmp.Name(), m.NamedParameters(), meta); err != nil {
 		os.Remove(tmp.Name())
 		return err

@@ -32,6 +32,15 @@ func TestExportRoundTrip(t *testing.T) {
 	if err := WriteExport(path, m, ck); err != nil {
 		t.Fatal(err)
 	}
+	// The export gets the mode of any new file here (0666 less the umask), as the
+	// checkpoint's files do, not 0600.
+	plain := filepath.Join(filepath.Dir(path), "plain")
+	if f, err := os.Create(plain); err == nil {
+		f.Close()
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode() != statMode(t, plain) {
+		t.Errorf("export mode %v (%v), want %v as a new file has", fi.Mode(), err, statMode(t, plain))
+	}
 	if !IsExport(path) || IsExport(filepath.Join(dir, WeightsName)) {
 		t.Fatalf("IsExport: the export %v, a checkpoint's weights %v", IsExport(path), IsExport(filepath.Join(dir, WeightsName)))
 	}
@@ -216,4 +225,13 @@ func equalShape(a, b []int64) bool {
 		}
 	}
 	return true
+}
+
+func statMode(t *testing.T, path string) os.FileMode {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Mode()
 }

@@ -3,6 +3,7 @@ package generate_test
 import (
 	"context"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,15 @@ func TestPageInBrowser(t *testing.T) {
 	if !strings.Contains(v.Summary, "bits per character") || !strings.Contains(v.Summary, "layer 2") {
 		t.Errorf("summary %q", v.Summary)
 	}
+	// One figure of the memories held at the end (the chart's, from the scored text), and
+	// the chart's legend has a key of each line's colour.
+	if !strings.Contains(v.Stats, "tokens at") || strings.Contains(v.Stats, "held") {
+		t.Errorf("stats line %q: want the speed, not a second count of the memories held", v.Stats)
+	}
+	if len(v.Keys) != 2 || strings.Join(v.Keys, " ") != strings.Join(v.LineStyle, " ") || len(v.Ends) != 2 ||
+		!regexp.MustCompile(`^layer 1: \d+ held at the end$`).MatchString(v.Ends[0]) || !strings.HasPrefix(v.Ends[1], "layer 2: ") {
+		t.Errorf("chart legend: keys %v for lines %v, texts %q", v.Keys, v.LineStyle, v.Ends)
+	}
 	v1, err := browser.Layer(tab, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -115,6 +125,17 @@ func TestPageInBrowser(t *testing.T) {
 	if err != nil || v.Error != "" || v.Text != pasted || v.Cells != len(pasted) {
 		t.Fatalf("pasted text: %v, error %q, shows %q in %d cells", err, v.Error, v.Text, v.Cells)
 	}
+	if v.Out != "" || v.Stats != "" {
+		t.Errorf("the last generation stays above a pasted text's view: %q, %q", v.Out, v.Stats)
+	}
+	// A text the server refuses: the error, and no earlier view under it.
+	v, err = browser.Score(tab, strings.Repeat("long ", 2000), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(v.Error, "10000 tokens long") || v.Memory || v.Cells != 0 {
+		t.Errorf("a refused text: error %q, view shown %v with %d tokens", v.Error, v.Memory, v.Cells)
+	}
 	// A bad value: a message for the browser user, not about flags or fields.
 	v, err = browser.Generate(tab, "x", 100000, 1, time.Minute)
 	if err != nil {
@@ -122,6 +143,9 @@ func TestPageInBrowser(t *testing.T) {
 	}
 	if !strings.Contains(v.Error, "New tokens = 100000") || strings.Contains(v.Error, "--") || strings.Contains(v.Error, "max_new_tokens") {
 		t.Errorf("error message %q", v.Error)
+	}
+	if v.Memory || v.Out != "x" {
+		t.Errorf("a failed generation leaves a view shown (%v) or other text (%q)", v.Memory, v.Out)
 	}
 	if os.Getenv("XSPAN_BROWSER_SHOT") != "" {
 		if png, err := browser.Screenshot(tab); err == nil {

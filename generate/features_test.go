@@ -41,8 +41,9 @@ func TestGenerateStopSequences(t *testing.T) {
 	if res.Text != full.Text[:first] || streamed.String() != res.Text || res.Stop != generate.StopSequence {
 		t.Errorf("stop %q: text %q (streamed %q), finish %q; want %q, stop", stop, res.Text, streamed.String(), res.Stop, full.Text[:first])
 	}
-	// It stopped at the token that completed the stop sequence.
-	if want := utf8.RuneCountInString(full.Text[:first]) + 3; res.NewTokens != want || len(res.IDs) != want {
+	// It stopped at the token that completed the stop sequence, and counts the tokens of
+	// the text it returns: the stop sequence's three are left out with it.
+	if want := utf8.RuneCountInString(full.Text[:first]); res.NewTokens != want || len(res.IDs) != want {
 		t.Errorf("%d tokens, want %d", res.NewTokens, want)
 	}
 	// A stop sequence that never comes changes nothing.

@@ -160,6 +160,23 @@ func Generate(ctx context.Context, st Stepper, vocab tokenize.Vocab, prompt []in
 
 	stream := NewTextStream(vocab)
 	stops := stopper{seqs: opts.Stop}
+	held := newHoldback()
+	// out emits the tokens that text decides (see holdback): only they count.
+	out := func(text string, final bool) error {
+		for _, h := range held.release(text, final) {
+			if h.tok.ID >= 0 {
+				res.IDs = append(res.IDs, h.tok.ID)
+				res.NewTokens++
+				if h.lp != nil {
+					res.LogProbs = append(res.LogProbs, *h.lp)
+				}
+			}
+			if err := emit(h.tok); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	rep := statsClock{start: time.Now()}
 	end := func(reason string) (Result, error) {
 		res.GenTime = time.Since(rep.start)
@@ -170,6 +187,8 @@ func Generate(ctx context.Context, st Stepper, vocab tokenize.Vocab, prompt []in
 		return finish(nil)
 	}
 	res.IDs = make([]int, 0, min(opts.MaxNewTokens, 1<<16))
+	// NewTokens, IDs and LogProbs hold the tokens whose text is in the result: a stop
+	// sequence's tokens are left out with its text.
 	for i := 0; i < opts.MaxNewTokens; i++ {
 		if err := ctx.Err(); err != nil {
 			res.GenTime = time.Since(rep.start)
@@ -179,17 +198,18 @@ func Generate(ctx context.Context, st Stepper, vocab tokenize.Vocab, prompt []in
 		if err != nil {
 			return finish(fmt.Errorf("token %d: %w", i, err))
 		}
-		res.IDs = append(res.IDs, id)
-		res.NewTokens++
-		piece, hit := stops.push(stream.Push(id))
+		streamed := stream.Push(id)
+		piece, hit := stops.push(streamed)
 		text.WriteString(piece)
-		tok := Token{Index: i, ID: id, Text: piece}
+		tok := Token{Index: i, ID: id}
+		var lp *TokenLogProb
 		if withLogProbs {
-			lp := tokenLogProb(vocab, logp, id, opts.TopLogProbs)
-			res.LogProbs = append(res.LogProbs, lp)
-			tok.LogProb, tok.TopLogProbs = &lp.LogProb, lp.Top
+			l := tokenLogProb(vocab, logp, id, opts.TopLogProbs)
+			lp = &l
+			tok.LogProb, tok.TopLogProbs = &l.LogProb, l.Top
 		}
-		if err := emit(tok); err != nil {
+		held.push(tok, lp, len(streamed))
+		if err := out(piece, false); err != nil {
 			return finish(err)
 		}
 		if hit {
@@ -204,15 +224,15 @@ func Generate(ctx context.Context, st Stepper, vocab tokenize.Vocab, prompt []in
 			opts.OnStats(rep.stats(i+1, st, false))
 		}
 	}
-	tail, hit := stops.push(stream.Flush())
+	flushed := stream.Flush()
+	held.streamed += len(flushed)
+	tail, hit := stops.push(flushed)
 	if !hit {
 		tail += stops.flush()
 	}
-	if tail != "" {
-		text.WriteString(tail)
-		if err := emit(Token{Index: res.NewTokens - 1, ID: -1, Text: tail}); err != nil {
-			return finish(err)
-		}
+	text.WriteString(tail)
+	if err := out(tail, !hit); err != nil {
+		return finish(err)
 	}
 	if hit {
 		return end(StopSequence)

@@ -6,7 +6,6 @@ package report
 import (
 	"errors"
 	"fmt"
-	"image/color"
 	"io"
 	"math"
 
@@ -19,6 +18,7 @@ import (
 
 	"xspan/checkpoint"
 	"xspan/eval"
+	"xspan/internal/figure"
 	"xspan/lm"
 )
 
@@ -71,10 +71,21 @@ func unitAbbrev(unit string) string {
 	return "bpc"
 }
 
-// PNG draws a run's report as a PNG: training and validation bpc against tokens seen;
-// the mean span and the live memory per layer over training; the learning rate and the
-// gradient norm; and, when sample is given, a histogram of its spans per layer.
+// PNG draws a run's report as a PNG (the panels of Panels, one above the other).
 func PNG(w io.Writer, title string, rows []checkpoint.Row, sample *eval.SpanSample) error {
+	panels, err := Panels(title, rows, sample)
+	if err != nil {
+		return err
+	}
+	_, err = figure.WritePNG(w, 8*vg.Inch, vg.Length(len(panels))*3.2*vg.Inch, vgimg.DefaultDPI, panels)
+	return err
+}
+
+// Panels builds the report's plots: training and validation bpc against tokens seen;
+// the mean span and the live memory per layer over training; the learning rate and the
+// gradient norm; and, when sample is given, a histogram of its spans per layer. Layers
+// are named from 1, as eval, spans and the page name them.
+func Panels(title string, rows []checkpoint.Row, sample *eval.SpanSample) ([]*figure.Panel, error) {
 	var trainXY, validXY plotter.XYs
 	unit := "bpc"
 	var spanXY, liveXY []plotter.XYs
@@ -112,96 +123,96 @@ func PNG(w io.Writer, title string, rows []checkpoint.Row, sample *eval.SpanSamp
 	trainXY, validXY = finite(trainXY), finite(validXY)
 	lrXY, normXY = finite(lrXY), finite(normXY)
 	if len(trainXY) < 2 {
-		return ErrTooShort
+		return nil, ErrTooShort
 	}
 
-	p1 := plot.New()
-	p1.Title.Text = title
-	p1.X.Label.Text = "tokens seen"
-	p1.Y.Label.Text = unit
-	p1.Add(plotter.NewGrid())
+	p1 := figure.NewPanel()
+	p1.Plot.Title.Text = title
+	p1.Plot.X.Label.Text = "tokens seen"
+	p1.Plot.Y.Label.Text = unit
+	p1.Plot.Add(plotter.NewGrid())
 	if err := addLine(p1, "train", trainXY, 0, false); err != nil {
-		return err
+		return nil, err
 	}
 	if len(validXY) > 0 {
 		if err := addLine(p1, "valid", validXY, 1, true); err != nil {
-			return err
+			return nil, err
 		}
 	}
-	p1.Legend.Top = true
 
-	p2 := plot.New()
+	p2 := figure.NewPanel()
 	// In training the batch keeps one rectangle of keys: every stream keeps as many as the
 	// stream that needs the most, so "live" here sits above an evaluation's per-stream
 	// figure (one stream, each key dropped the step it expires).
-	p2.Title.Text = "memory over training, per layer (live: keys kept per stream, the batch's rectangle)"
-	p2.X.Label.Text = "tokens seen"
-	p2.Y.Label.Text = "keys"
-	p2.Add(plotter.NewGrid())
+	p2.Plot.Title.Text = "memory over training, per layer (live: keys kept per stream, the batch's rectangle)"
+	p2.Plot.X.Label.Text = "tokens seen"
+	p2.Plot.Y.Label.Text = "keys"
+	p2.Plot.Add(plotter.NewGrid())
 	for l, xy := range spanXY {
-		if err := addLine(p2, fmt.Sprintf("mean span L%d", l), xy, l, false); err != nil {
-			return err
+		if err := addLine(p2, fmt.Sprintf("mean span, layer %d", l+1), finite(xy), l, false); err != nil {
+			return nil, err
 		}
 	}
 	for l, xy := range liveXY {
-		if err := addDashed(p2, fmt.Sprintf("live L%d", l), xy, l); err != nil {
-			return err
+		if _, err := addDashed(p2, fmt.Sprintf("live, layer %d", l+1), finite(xy), l, len(liveXY)); err != nil {
+			return nil, err
 		}
 	}
-	p2.Legend.Top = true
+	// Room above the highest line: a flat line at the top would lie on the frame.
+	p2.Plot.Y.Min = 0
+	p2.Plot.Y.Max = headroom(p2.Plot.Y.Max)
 
-	plots := [][]*plot.Plot{{p1}, {p2}}
+	panels := []*figure.Panel{p1, p2}
 	if len(lrXY) > 1 || len(normXY) > 1 {
-		p4 := plot.New()
-		p4.Title.Text = "learning rate and gradient norm (before clipping), log scale"
-		p4.X.Label.Text = "tokens seen"
-		p4.Y.Scale = plot.LogScale{}
-		p4.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-		p4.Add(plotter.NewGrid())
+		p4 := figure.NewPanel()
+		p4.Plot.Title.Text = "learning rate and gradient norm (before clipping), log scale"
+		p4.Plot.X.Label.Text = "tokens seen"
+		p4.Plot.Y.Scale = plot.LogScale{}
+		p4.Plot.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+		p4.Plot.Add(plotter.NewGrid())
 		if len(lrXY) > 1 {
 			if err := addLine(p4, "learning rate", lrXY, 2, false); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		if len(normXY) > 1 {
 			if err := addLine(p4, "gradient norm", normXY, 3, false); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		p4.Legend.Top = true
-		plots = append(plots, []*plot.Plot{p4})
+		// Room above and below (a constant learning rate lies on an edge otherwise).
+		p4.Plot.Y.Min, p4.Plot.Y.Max = p4.Plot.Y.Min/1.5, p4.Plot.Y.Max*1.5
+		panels = append(panels, p4)
 	}
 	if sample != nil {
 		p3, err := spanHistogram(sample)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		plots = append(plots, []*plot.Plot{p3})
+		panels = append(panels, p3)
 	}
-	width, height := 8*vg.Inch, vg.Length(len(plots))*3.2*vg.Inch
-	img := vgimg.New(width, height)
-	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: len(plots), Cols: 1, PadX: vg.Millimeter, PadY: 4 * vg.Millimeter,
-		PadTop: 2 * vg.Millimeter, PadBottom: 2 * vg.Millimeter, PadLeft: 2 * vg.Millimeter, PadRight: 4 * vg.Millimeter}
-	canvases := plot.Align(plots, tiles, dc)
-	for i := range plots {
-		plots[i][0].Draw(canvases[i][0])
+	return panels, nil
+}
+
+// headroom is an axis maximum a little above the data's highest value v.
+func headroom(v float64) float64 {
+	if v <= 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+		return 1
 	}
-	_, err := vgimg.PngCanvas{Canvas: img}.WriteTo(w)
-	return err
+	return v * 1.08
 }
 
 // spanHistogram plots, per layer, how many tokens got each span (40 bins over [0, L]).
-func spanHistogram(s *eval.SpanSample) (*plot.Plot, error) {
-	p := plot.New()
+func spanHistogram(s *eval.SpanSample) (*figure.Panel, error) {
+	p := figure.NewPanel()
 	n := 0
 	if len(s.Spans) > 0 {
 		n = len(s.Spans[0])
 	}
-	p.Title.Text = fmt.Sprintf("learned spans at step %d, %d %s tokens", s.Step, n, s.Split)
-	p.X.Label.Text = "span (tokens)"
-	p.Y.Label.Text = "share of tokens"
-	p.Add(plotter.NewGrid())
+	p.Plot.Title.Text = fmt.Sprintf("learned spans at step %d, %d %s tokens", s.Step, n, s.Split)
+	p.Plot.X.Label.Text = "span (tokens)"
+	p.Plot.Y.Label.Text = "share of tokens"
+	p.Plot.Add(plotter.NewGrid())
 	const bins = 40
 	top := 1.0 // the bins cover [0, top]: the largest span seen, at most L
 	for _, sp := range s.Spans {
@@ -230,7 +241,7 @@ func spanHistogram(s *eval.SpanSample) (*plot.Plot, error) {
 			mean += float64(v)
 		}
 		mean /= float64(len(sp))
-		if err := addLine(p, fmt.Sprintf("L%d (mean %.0f)", l, mean), xy, l, false); err != nil {
+		if err := addLine(p, fmt.Sprintf("layer %d (mean %.0f)", l+1, mean), xy, l, false); err != nil {
 			return nil, err
 		}
 	}
@@ -241,46 +252,52 @@ func spanHistogram(s *eval.SpanSample) (*plot.Plot, error) {
 			hi = max(hi, float64(v))
 		}
 	}
-	p.X.Min = 0
-	p.X.Max = min(s.MaxSpan, math.Max(1, hi*1.05))
-	p.Legend.Top = true
+	p.Plot.X.Min = 0
+	p.Plot.X.Max = min(s.MaxSpan, math.Max(1, hi*1.05))
+	p.Plot.Y.Min = 0
+	p.Plot.Y.Max = headroom(p.Plot.Y.Max)
 	return p, nil
 }
 
-func addLine(p *plot.Plot, name string, xy plotter.XYs, i int, points bool) error {
+func addLine(p *figure.Panel, name string, xy plotter.XYs, i int, points bool) error {
 	l, err := plotter.NewLine(xy)
 	if err != nil {
 		return err
 	}
 	l.Color = plotutil.Color(i)
 	l.Width = vg.Points(1.2)
-	p.Add(l)
-	p.Legend.Add(name, l)
-	if points {
-		s, err := plotter.NewScatter(xy)
-		if err != nil {
-			return err
-		}
-		s.Color = l.Color
-		s.Shape = draw.CircleGlyph{}
-		p.Add(s)
+	if !points {
+		p.Add(name, l)
+		return nil
 	}
-	return nil
-}
-
-func addDashed(p *plot.Plot, name string, xy plotter.XYs, i int) error {
-	l, err := plotter.NewLine(xy)
+	s, err := plotter.NewScatter(xy)
 	if err != nil {
 		return err
 	}
-	c := plotutil.Color(i)
-	r, g, b, _ := c.RGBA()
-	l.Color = color.NRGBA{uint8(r >> 8), uint8(g >> 8), uint8(b >> 8), 180}
-	l.Dashes = []vg.Length{vg.Points(4), vg.Points(3)}
-	l.Width = vg.Points(1)
-	p.Add(l)
-	p.Legend.Add(name, l)
+	s.Color = l.Color
+	s.Shape = draw.CircleGlyph{}
+	p.Add(name, l, s)
 	return nil
+}
+
+// dash is the pattern of the live-memory lines: a dash, then a gap that holds the other
+// layers' dashes.
+const dash = 4
+
+// addDashed adds layer i of n's live-memory line, dashed, its dashes shifted by i dash
+// lengths: where the layers' lines coincide (a full memory, a fixed one) their dashes
+// take turns, so every layer's colour stays visible.
+func addDashed(p *figure.Panel, name string, xy plotter.XYs, i, n int) (*plotter.Line, error) {
+	l, err := plotter.NewLine(xy)
+	if err != nil {
+		return nil, err
+	}
+	l.Color = plotutil.Color(i)
+	l.Dashes = []vg.Length{vg.Points(dash), vg.Points(float64(dash * max(n-1, 1)))}
+	l.DashOffs = vg.Points(float64(dash * i))
+	l.Width = vg.Points(1.2)
+	p.Add(name, l)
+	return l, nil
 }
 
 // finite drops NaN and infinite points (a plot refuses them).

@@ -5,14 +5,17 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+
 	"xspan/generate"
 	"xspan/generate/gentest"
+	"xspan/tokenize"
 )
 
 // openAIClient is the official client, pointed at a test server; any key will do.
@@ -71,6 +74,33 @@ func TestOpenAICompletions(t *testing.T) {
 	if len(lp.Tokens) != n || len(lp.TokenLogprobs) != n || len(lp.TopLogprobs) != n || len(lp.TextOffset) != n || n == 0 {
 		t.Fatalf("%d tokens, logprobs %s", n, lp.RawJSON())
 	}
+	// The tokens are the text's (one byte a token): the stop sequence's are left out of
+	// the log-probabilities and of completion_tokens, as its text is.
+	if got := tokensText(lp.Tokens); got != ch.Text {
+		t.Errorf("stop %q: %d completion tokens %q (the text %q) for the text %q", stop, n, lp.Tokens, got, ch.Text)
+	}
+	// Streamed, the same: no chunk carries a token of the stop sequence.
+	p.StreamOptions = openai.ChatCompletionStreamOptionsParam{IncludeUsage: openai.Bool(true)}
+	stream := client.Completions.NewStreaming(ctx, p)
+	var streamedText strings.Builder
+	var streamedTokens []string
+	var streamedUsage int64
+	for stream.Next() {
+		c := stream.Current()
+		if c.Usage.TotalTokens > 0 {
+			streamedUsage = c.Usage.CompletionTokens
+		}
+		for _, ch := range c.Choices {
+			streamedText.WriteString(ch.Text)
+			streamedTokens = append(streamedTokens, ch.Logprobs.Tokens...)
+		}
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if streamedText.String() != ch.Text || strings.Join(streamedTokens, "|") != strings.Join(lp.Tokens, "|") || streamedUsage != int64(n) {
+		t.Errorf("streamed with stop %q: text %q, tokens %q, %d completion tokens; want %q, %q and %d", stop, streamedText.String(), streamedTokens, streamedUsage, ch.Text, lp.Tokens, n)
+	}
 	for i := range n {
 		top := lp.TopLogprobs[i]
 		if v, ok := top[lp.Tokens[i]]; !ok || v != lp.TokenLogprobs[i] || len(top) < 2 || len(top) > 3 || lp.TokenLogprobs[i] > 0 {
@@ -94,7 +124,7 @@ func TestOpenAICompletions(t *testing.T) {
 	if !errors.As(err, &apiErr) || apiErr.StatusCode != 404 || apiErr.Code != "model_not_found" {
 		t.Errorf("unknown model: %v", err)
 	}
-	if cn := srv.Counters(); cn.Completed != 2 {
+	if cn := srv.Counters(); cn.Completed != 3 {
 		t.Errorf("counters %+v", cn)
 	}
 }
@@ -208,4 +238,22 @@ func TestOpenAICancelledStream(t *testing.T) {
 	if feeds := m.Feeds.Load(); feeds > 2000 {
 		t.Errorf("%d feeds: the generation ran on", feeds)
 	}
+}
+
+// tokensText is the text of the API's token strings (a byte that is no character by
+// itself written "bytes:\xNN"), as a TextStream writes it.
+func tokensText(tokens []string) string {
+	var raw []byte
+	for _, tok := range tokens {
+		if hex, ok := strings.CutPrefix(tok, "bytes:"); ok {
+			for _, h := range strings.Split(hex, `\x`)[1:] {
+				b, _ := strconv.ParseUint(h, 16, 8)
+				raw = append(raw, byte(b))
+			}
+			continue
+		}
+		raw = append(raw, tok...)
+	}
+	ts := generate.NewTextStream(tokenize.Byte{})
+	return ts.Write(raw) + ts.Flush()
 }

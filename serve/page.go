@@ -60,6 +60,9 @@ characters are still in memory at the end. Hover over a character for its span a
 const $ = id => document.getElementById(id);
 let scoring = false;
 function showError(msg) { const e = $("error"); e.textContent = msg; e.style.display = msg ? "block" : "none"; }
+// clearMemory hides what the model remembered of the last text: a new generation, score
+// or error must not stand above it.
+function clearMemory() { $("memory").hidden = true; $("view").textContent = ""; }
 const fieldNames = { max_new_tokens: "New tokens", temperature: "Temperature", top_k: "Top-k", top_p: "Top-p", seed: "Seed", prompt: "The prompt", text: "The text" };
 // explain turns an answer of the API into a sentence for the person at the page.
 function explain(status, msg, what) {
@@ -100,7 +103,7 @@ fetch("v1/model").then(r => r.ok ? r.json() : Promise.reject(new Error("status "
   .catch(e => { $("card").textContent = "Could not load the model's description (" + e.message + ")."; });
 async function score(text) {
   if (scoring || !text) return;
-  scoring = true; $("score").disabled = true;
+  scoring = true; $("score").disabled = true; clearMemory();
   try {
     const r = await fetch("v1/score", { method: "POST", body: JSON.stringify({ text }), headers: { "Content-Type": "application/json" } });
     if (!r.ok) { showError(await apiError(r, "text")); return; }
@@ -113,12 +116,13 @@ async function score(text) {
     scoring = false; $("score").disabled = false;
   }
 }
-$("score").onclick = () => { showError(""); score($("prompt").value); };
+// Scoring the box's text shows that text alone: the last generation goes.
+$("score").onclick = () => { showError(""); $("out").textContent = ""; $("stats").textContent = ""; score($("prompt").value); };
 let ctrl = null;
 $("stop").onclick = () => { if (ctrl) ctrl.abort(); };
 $("go").onclick = async () => {
   const out = $("out"), stats = $("stats");
-  out.textContent = ""; stats.textContent = ""; showError("");
+  out.textContent = ""; stats.textContent = ""; showError(""); clearMemory();
   const prompt = $("prompt").value;
   const p = document.createElement("span"); p.className = "prompt"; p.textContent = prompt; out.appendChild(p);
   const gen = document.createTextNode(""); out.appendChild(gen);
@@ -149,8 +153,9 @@ $("go").onclick = async () => {
         if (name === "token") { gen.appendData(d.text); text += d.text; }
         else if (name === "done") {
           finished = true;
+          // The memories held at the end are the chart's (below), from the scored text.
           stats.textContent = d.new_tokens + " tokens at " + d.tokens_per_second.toFixed(0) + " tokens/s (seed " + d.seed +
-            "); memories held per layer at the end: " + d.live.join(", ") + "; " + d.dropped + " dropped";
+            "); " + d.dropped + " memories dropped";
         } else if (name === "error") showError(explain(500, d.error, "prompt"));
       }
     }

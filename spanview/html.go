@@ -69,7 +69,9 @@ function xspanView(root, s) {
   });
   view.appendChild(text);
   const tip = el("div", "xs-tip"); view.appendChild(tip);
-  const NS = "http://www.w3.org/2000/svg", W = 800, H = 170, ml = 44, mr = 10, mt = 10, mb = 30;
+  // The chart: a legend band at the top (a colour key per layer, then its memories at
+  // the end), the lines below it, so that the legend never covers a line.
+  const NS = "http://www.w3.org/2000/svg", W = 800, H = 170, ml = 44, mr = 10, mb = 30, mt = 10 + 13 * s.live.length;
   const svg = document.createElementNS(NS, "svg"); svg.setAttribute("class", "xs-chart");
   svg.setAttribute("viewBox", "0 0 " + W + " " + H); svg.setAttribute("preserveAspectRatio", "none");
   const sv = (tag, attrs, text) => { const e = document.createElementNS(NS, tag); for (const k in attrs) e.setAttribute(k, attrs[k]); if (text != null) e.textContent = text; svg.appendChild(e); return e; };
@@ -82,8 +84,11 @@ function xspanView(root, s) {
   sv("text", {x: ml, y: H - 8}, "memories held per layer, over the text's " + n + " tokens");
   const lines = s.live.map((row, l) => sv("polyline", {"class": "xs-live", "data-layer": l, fill: "none",
     stroke: lineColours[l % lineColours.length], points: row.map((v, i) => X(i).toFixed(1) + "," + Y(v).toFixed(1)).join(" ")}));
-  s.live.forEach((row, l) => sv("text", {x: W - mr - 4, y: mt + 12 + 13 * l, "text-anchor": "end", fill: lineColours[l % lineColours.length]},
-    "layer " + (l + 1) + ": " + row[row.length - 1] + " at the end"));
+  s.live.forEach((row, l) => {
+    const c = lineColours[l % lineColours.length], y = 8 + 13 * l;
+    sv("line", {"class": "xs-key", x1: W - mr - 190, y1: y, x2: W - mr - 170, y2: y, stroke: c, "stroke-width": 2.5});
+    sv("text", {"class": "xs-end", x: W - mr - 164, y: y + 4, fill: "#333"}, "layer " + (l + 1) + ": " + row[row.length - 1] + " held at the end");
+  });
   const cursor = sv("line", {x1: 0, y1: mt, x2: 0, y2: Y(0), stroke: "#e4572e", visibility: "hidden"});
   view.appendChild(svg);
   root.appendChild(view);

@@ -14,11 +14,12 @@ import (
 	"golang.org/x/image/font/gofont/gomono"
 	"golang.org/x/image/font/opentype"
 	"golang.org/x/image/math/fixed"
-	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	vgdraw "gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
+
+	"xspan/internal/figure"
 )
 
 // PNGOptions shape WritePNG's picture.
@@ -196,17 +197,29 @@ func layout(tokens []Token, cols int) []cell {
 	return out
 }
 
-// liveChart plots the live memory per layer over the text.
+// liveChart plots the live memory per layer over the text, its legend beside it.
 func liveChart(s *Score, width, height int) (image.Image, error) {
-	p := plot.New()
-	p.Title.Text = "memories held per layer after each token"
-	p.X.Label.Text = "token"
-	p.Y.Label.Text = "memories"
-	p.Y.Min = 0
+	p, err := livePanel(s)
+	if err != nil {
+		return nil, err
+	}
+	c := vgimg.NewWith(vgimg.UseWH(vg.Length(width), vg.Length(height)), vgimg.UseDPI(72))
+	figure.Draw(vgdraw.New(c), []*figure.Panel{p})
+	return c.Image(), nil
+}
+
+// livePanel is the chart of liveChart: per layer, the memories held after each token.
+func livePanel(s *Score) (*figure.Panel, error) {
+	p := figure.NewPanel()
+	p.Plot.Title.Text = "memories held per layer after each token"
+	p.Plot.X.Label.Text = "token"
+	p.Plot.Y.Label.Text = "memories"
+	top := 1
 	for l, row := range s.Live {
 		pts := make(plotter.XYs, len(row))
 		for i, v := range row {
 			pts[i].X, pts[i].Y = float64(i+1), float64(v)
+			top = max(top, v)
 		}
 		line, err := plotter.NewLine(pts)
 		if err != nil {
@@ -214,12 +227,10 @@ func liveChart(s *Score, width, height int) (image.Image, error) {
 		}
 		line.Color = lineColours[l%len(lineColours)]
 		line.Width = vg.Points(1.5)
-		p.Add(line)
-		p.Legend.Add(fmt.Sprintf("layer %d", l+1), line)
+		p.Add(fmt.Sprintf("layer %d", l+1), line)
 	}
-	c := vgimg.NewWith(vgimg.UseWH(vg.Length(width), vg.Length(height)), vgimg.UseDPI(72))
-	p.Draw(vgdraw.New(c))
-	return c.Image(), nil
+	p.Plot.Y.Min, p.Plot.Y.Max = 0, float64(top)*1.08
+	return p, nil
 }
 
 var lineColours = []color.Color{

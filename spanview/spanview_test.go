@@ -6,6 +6,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"gonum.org/v1/plot"
 )
 
 func testScore() *Score {
@@ -72,5 +74,28 @@ func TestWriteHTMLAndPNG(t *testing.T) {
 	}
 	if err := WritePNG(&b, s, PNGOptions{Layers: []int{2}}); err == nil {
 		t.Fatalf("layer 3 of 2 drawn")
+	}
+}
+
+// The live-memory chart of the PNG: layers named from 1, integer axes labelled as
+// integers, its top above the highest line.
+func TestLivePanel(t *testing.T) {
+	s := testScore()
+	p, err := livePanel(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(p.Names(), ", "); got != "layer 1, layer 2" {
+		t.Errorf("legend %q", got)
+	}
+	if p.Plot.Y.Max <= 4 {
+		t.Errorf("top of the chart at %v: the line at 4 lies on its edge", p.Plot.Y.Max)
+	}
+	for _, a := range []plot.Axis{p.Plot.X, p.Plot.Y} {
+		for _, tk := range a.Tick.Marker.Ticks(a.Min, a.Max) {
+			if tk.Label != "" && strings.Contains(tk.Label, ".") {
+				t.Errorf("tick label %q on an axis of counts", tk.Label)
+			}
+		}
 	}
 }

@@ -184,8 +184,18 @@ func (b *benchTrain) run(ctx context.Context, cfg lm.Config, data string) error 
 			return err
 		}
 	}
+	// The keys each step attended: the mean over its layers of the live memory per stream,
+	// averaged over the steps (a fixed memory of L holds L once it has filled).
+	var liveSum float64
+	var liveSteps int
+	onStep := func(_ int64, r *checkpoint.Row) {
+		if len(r.Live) > 0 {
+			liveSum += mean(r.Live)
+			liveSteps++
+		}
+	}
 	res, err := train.Run(ctx, cfg, data, run, train.WithDevice(dev), train.WithOutput(e.stderr),
-		train.WithProgressBar(false), train.WithLogEvery(max(1, cfg.Steps/10)), train.WithoutFinalEval())
+		train.WithProgressBar(false), train.WithLogEvery(max(1, cfg.Steps/10)), train.WithoutFinalEval(), train.WithOnStep(onStep))
 	if b.cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -232,18 +242,16 @@ func (b *benchTrain) run(ctx context.Context, cfg lm.Config, data string) error 
 			valid.BPC, valid.Unit.Abbrev, valid.Tokens, valid.Batch, valid.Seconds, mib(validPeak), evalFloats(valid.MeanLive, "%.0f"))
 	}
 	live := float64(c.EffectiveInitCache())
-	if valid != nil && len(valid.MeanLive) > 0 {
-		live = 0
-		for _, l := range valid.MeanLive {
-			live += l / float64(len(valid.MeanLive))
-		}
+	if liveSteps > 0 {
+		live = liveSum / float64(liveSteps)
 	}
 	// Model FLOPs per token, forward and backward: 6 per parameter (the weights' products)
 	// and 12·d per key attended (q·k and a·v, each 2·d forward and twice that backward)
-	// per layer, over the mean live memory plus the block (gpu-check.sh's count).
+	// per layer, over the training steps' mean live memory plus the block (gpu-check.sh's
+	// count).
 	flopTok := 6*float64(res.NumParams) + float64(c.Layers)*12*float64(c.Dim)*(live+float64(c.Block))
 	if ceiling > 0 {
-		fmt.Fprintf(w, "model FLOPs: %.1f MFLOP per token (6 × %d parameters + %d layers × 12 × %d × (%.0f live + %d block)): %.1f GFLOP/s, %.1f%% of the matrix-product ceiling of %.1f GFLOP/s measured in this run (2048×2048 float32)\n",
+		fmt.Fprintf(w, "model FLOPs: %.1f MFLOP per token (6 × %d parameters + %d layers × 12 × %d × (%.0f live in training + %d block)): %.1f GFLOP/s, %.1f%% of the matrix-product ceiling of %.1f GFLOP/s measured in this run (2048×2048 float32)\n",
 			flopTok/1e6, res.NumParams, c.Layers, c.Dim, live, c.Block, res.TokPerSec*flopTok/1e9, 100*res.TokPerSec*flopTok/1e9/ceiling, ceiling)
 	}
 	if b.refCmd != "" {
@@ -354,4 +362,16 @@ func blasKernels() string {
 		return "OPENBLAS_CORETYPE=" + k
 	}
 	return "OpenBLAS's own choice"
+}
+
+// mean is the mean of xs (0 for none).
+func mean(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := 0.0
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
 }

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -136,5 +138,16 @@ func TestCLIBenchTrain(t *testing.T) {
 	}
 	if strings.Count(stdout, "train: ") != 2 || !strings.Contains(stdout, "-- Expire-Span --") || !strings.Contains(stdout, "-- baseline") || strings.Contains(stdout, "valid: ") {
 		t.Errorf("bench train output:\n%s", stdout)
+	}
+	// The baseline's FLOPs count the keys its training attended (a fixed memory that
+	// fills by a block a step), not the initial cache of one block, as without validation
+	// they did.
+	_, baseline, _ := strings.Cut(stdout, "-- baseline")
+	m := regexp.MustCompile(`\((\d+) live in training \+ 16 block\)`).FindStringSubmatch(baseline)
+	if m == nil {
+		t.Fatalf("baseline's FLOPs line:\n%s", baseline)
+	}
+	if live, _ := strconv.Atoi(m[1]); live <= 16 {
+		t.Errorf("baseline: %d live keys counted, want more than the initial block of 16:\n%s", live, baseline)
 	}
 }

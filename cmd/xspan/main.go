@@ -68,7 +68,7 @@ func printHelp(w io.Writer) {
 		fmt.Fprintf(w, "  %-*s  %s\n", width, n, summary)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Run 'xspan <command> -h' for a command's flags.")
+	fmt.Fprintln(w, "Run 'xspan <command> -h' for a command's flags, 'xspan --version' for the version.")
 }
 
 func main() {
@@ -95,6 +95,10 @@ func runMain(e *env, args []string) int {
 		return 2
 	}
 	name := args[0]
+	if name == "--version" || name == "-version" {
+		fmt.Fprintf(stdout, "xspan %s\n", torchrt.Version())
+		return writeStatus(stdout, stderr, "--version", 0)
+	}
 	if name == "help" || name == "-h" || name == "--help" || name == "-help" {
 		if len(args) > 1 {
 			c, ok := commands[args[1]]

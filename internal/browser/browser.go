@@ -67,6 +67,13 @@ type View struct {
 	Summary  string   `json:"summary"`  // the line above the text
 	Error    string   `json:"error"`    // the error box's text ("" when hidden)
 	BGs      []string `json:"bgs"`      // each token's background colour
+	Stats    string   `json:"stats"`    // the line under the generated text
+	Memory   bool     `json:"memory"`   // the spans view is shown
+	// The chart's legend: each key's colour, each layer's line colour, and the text
+	// beside each key.
+	Keys      []string `json:"keys"`
+	LineStyle []string `json:"line_colours"`
+	Ends      []string `json:"ends"`
 }
 
 const readView = `(() => {
@@ -87,6 +94,11 @@ const readView = `(() => {
     summary: sum ? sum.textContent : "",
     error: err.style.display === "block" ? err.textContent : "",
     bgs,
+    stats: document.getElementById("stats").textContent,
+    memory: !document.getElementById("memory").hidden,
+    keys: [...document.querySelectorAll("#view line.xs-key")].map(l => l.getAttribute("stroke")),
+    line_colours: [...document.querySelectorAll("#view polyline.xs-live")].map(l => l.getAttribute("stroke")),
+    ends: [...document.querySelectorAll("#view text.xs-end")].map(t => t.textContent),
   };
 })()`
 
@@ -112,7 +124,6 @@ func Generate(ctx context.Context, prompt string, newTokens int, seed int64, tim
 		chromedp.SetValue(chromedp.CSS("#prompt"), prompt),
 		chromedp.SetValue(chromedp.CSS("#n"), fmt.Sprint(newTokens)),
 		chromedp.SetValue(chromedp.CSS("#seed"), fmt.Sprint(seed)),
-		chromedp.Evaluate[chromedp.Void](`document.getElementById("view").textContent = ""; document.getElementById("memory").hidden = true; null`),
 		chromedp.Click(chromedp.CSS("#go")),
 	)
 	if err != nil {
@@ -126,7 +137,6 @@ func Generate(ctx context.Context, prompt string, newTokens int, seed int64, tim
 func Score(ctx context.Context, text string, timeout time.Duration) (*View, error) {
 	err := chromedp.Do(ctx,
 		chromedp.SetValue(chromedp.CSS("#prompt"), text),
-		chromedp.Evaluate[chromedp.Void](`document.getElementById("view").textContent = ""; document.getElementById("memory").hidden = true; null`),
 		chromedp.Click(chromedp.CSS("#score")),
 	)
 	if err != nil {
@@ -135,7 +145,9 @@ func Score(ctx context.Context, text string, timeout time.Duration) (*View, erro
 	return wait(ctx, timeout)
 }
 
-// wait polls the page until the spans view has its chart or the error box shows.
+// wait polls the page until the spans view has its chart or the error box shows. The
+// page clears the view when a generation or a score starts (the click comes before the
+// first poll returns: the click's event runs before chromedp's next evaluation).
 func wait(ctx context.Context, timeout time.Duration) (*View, error) {
 	deadline := time.Now().Add(timeout)
 	for {

@@ -3,6 +3,7 @@ package torchrt
 import (
 	"math"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -289,6 +290,28 @@ func TestRuntimeEnv(t *testing.T) {
 	} {
 		if got := RuntimeEnv(c.env, c.flags); !slices.Equal(got, c.want) {
 			t.Errorf("RuntimeEnv(%v) = %v, want %v", c.env, got, c.want)
+		}
+	}
+}
+
+// The version: what make build linked in, else the module's version, else "(devel)"
+// with the revision when the build stamped one.
+func TestVersionSources(t *testing.T) {
+	stamped := &debug.BuildInfo{Main: debug.Module{Version: "(devel)"},
+		Settings: []debug.BuildSetting{{Key: "vcs.revision", Value: "0123456789abcdef0123"}, {Key: "vcs.modified", Value: "true"}}}
+	for _, c := range []struct {
+		linked string
+		bi     *debug.BuildInfo
+		want   string
+	}{
+		{"v1.2.0-3-gabcdef0", stamped, "v1.2.0-3-gabcdef0"},
+		{"", &debug.BuildInfo{Main: debug.Module{Version: "v1.2.0"}}, "v1.2.0"},
+		{"", stamped, "(devel) 0123456789ab+dirty"},
+		{"", &debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, "(devel)"},
+		{"", nil, "(devel)"},
+	} {
+		if got := version(c.linked, c.bi); got != c.want {
+			t.Errorf("version(%q, …) = %q, want %q", c.linked, got, c.want)
 		}
 	}
 }
