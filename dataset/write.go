@@ -122,16 +122,25 @@ func (w *writer) plan(ctx context.Context, s *splitText) ([]job, error) {
 		}
 	default:
 		var ids []uint32
+		// A tokenizer.json's encoder says how far it got, chunk by chunk (a few hundred
+		// KB); another vocabulary's progress moves a piece at a time.
+		hf, _ := w.vocab.(*tokenize.HF)
 		for _, piece := range tokenize.SplitText(s.text, 4<<20) {
 			if err := ctx.Err(); err != nil {
 				return nil, err
 			}
-			more, err := w.vocab.Encode(piece)
+			var more []uint32
+			var err error
+			if hf != nil {
+				more, err = hf.EncodeProgress(piece, w.c.workers, func(n int) { w.advance(int64(n)) })
+			} else {
+				more, err = w.vocab.Encode(piece)
+				w.advance(int64(len(piece)))
+			}
 			if err != nil {
 				return nil, fmt.Errorf("split %s (%s): %w", s.name, describeRanges(s.ranges), err)
 			}
 			ids = append(ids, more...)
-			w.advance(int64(len(piece)))
 		}
 		for t := ids; len(t) > 0; {
 			n := min(S, len(t))

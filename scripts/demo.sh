@@ -54,8 +54,8 @@ fi
 say "4/6 xspan eval: the test split, one stream, memory carried"
 ./xspan eval --ckpt "$run" --data "$out/data" --split test | tee "$out/eval.txt"
 
-say "5/6 xspan generate: 400 characters after a prompt, with memory statistics"
-./xspan generate --ckpt "$run" --prompt "And God said unto Moses, " --max-new-tokens 400 \
+say "5/6 xspan generate: the prompt and 400 characters after it, with memory statistics"
+./xspan generate --ckpt "$run" --prompt "And God said unto Moses, " --max-new-tokens 400 --echo \
   --seed 7 --stats --stats-every 100000 | tee "$out/sample.txt"
 echo
 

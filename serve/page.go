@@ -96,7 +96,7 @@ function card(m) {
   if (cfg.layers) item("shape", cfg.layers + " layers × d " + cfg.dim + ", " + cfg.heads + " heads");
   if (cfg.max_span) item("memory", cfg.expire === false ? "fixed, last " + cfg.max_span + " tokens" : "Expire-Span, up to " + cfg.max_span + " tokens");
   if (m.vocab) item("vocabulary", m.vocab.kind + ", " + m.vocab.size + " tokens");
-  if (info.device) item("device", info.device.replace(/^auto chose /, "").replace(/ \(.*\)/, ""));
+  if (info.device) item("device", info.device);
   if (!m.score) { $("score").disabled = true; $("score").title = "This model cannot show what it remembers."; }
 }
 fetch("v1/model").then(r => r.ok ? r.json() : Promise.reject(new Error("status " + r.status))).then(card)

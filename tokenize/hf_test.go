@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -67,9 +68,19 @@ func TestHFParallelMatchesSingle(t *testing.T) {
 	if len(enc.Ids) != len(one) {
 		t.Fatalf("chunked: %d ids, one pass: %d", len(one), len(enc.Ids))
 	}
-	par, err := h.EncodeWorkers(text, 4)
+	// Progress comes chunk by chunk, and adds up to the text.
+	var mu sync.Mutex
+	var calls, seen int
+	par, err := h.EncodeProgress(text, 4, func(n int) {
+		mu.Lock()
+		calls, seen = calls+1, seen+n
+		mu.Unlock()
+	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if want := len(SplitText(text, hfChunk)); calls != want || seen != len(text) {
+		t.Errorf("progress: %d calls for %d bytes; want %d for %d", calls, seen, want, len(text))
 	}
 	if !slices.Equal(one, par) {
 		t.Fatal("parallel ids differ from single-worker ids")

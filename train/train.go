@@ -21,6 +21,18 @@ import (
 	"xspan/tokenize"
 )
 
+// ForData completes cfg for the dataset in dir whose vocabulary is vocab: its size
+// (vocab) and identity (tokenizer), as the run's config.json records them. A config
+// that names another size is refused.
+func ForData(cfg lm.Config, vocab tokenize.Vocab, dir string) (lm.Config, error) {
+	if cfg.Vocab != 0 && cfg.Vocab != vocab.Size() {
+		return cfg, fmt.Errorf("config vocab = %d, but dataset %s has a %s vocabulary of %d ids", cfg.Vocab, dir, vocab.Kind(), vocab.Size())
+	}
+	cfg.Vocab = vocab.Size()
+	cfg.Tokenizer = vocab.Spec().Ref()
+	return cfg, nil
+}
+
 // ErrInterrupted is wrapped by the error Run returns when its context is cancelled (as
 // Ctrl-C does): the run then stops after the step under way and writes a checkpoint.
 var ErrInterrupted = errors.New("interrupted")
@@ -200,11 +212,9 @@ func (t *trainer) setupLocal(cfg lm.Config, dataDir string, hdr *checkpoint.Head
 	if t.vocab, err = r.Vocab(); err != nil {
 		return err
 	}
-	if cfg.Vocab != 0 && cfg.Vocab != t.vocab.Size() {
-		return fmt.Errorf("config vocab = %d, but dataset %s has a %s vocabulary of %d ids", cfg.Vocab, dataDir, t.vocab.Kind(), t.vocab.Size())
+	if cfg, err = ForData(cfg, t.vocab, dataDir); err != nil {
+		return err
 	}
-	cfg.Vocab = t.vocab.Size()
-	cfg.Tokenizer = t.vocab.Spec().Ref()
 	cfg.Accumulate = cfg.EffectiveAccumulate()
 	if err := cfg.Validate(); err != nil {
 		return err

@@ -39,17 +39,27 @@ func TestCLITrainEvalReport(t *testing.T) {
 			t.Errorf("train output lacks %q:\n%s", want, stdout)
 		}
 	}
-	if !strings.Contains(stderr, `config: {"vocab":0,"tokenizer":""`) && !strings.Contains(stderr, "config: {") {
-		t.Errorf("train did not print its config:\n%s", stderr)
-	}
 	cfgJSON, err := os.ReadFile(filepath.Join(out, "config.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var cfg map[string]any
 	json.Unmarshal(cfgJSON, &cfg)
-	if cfg["dim"] != 32.0 || cfg["layers"] != 1.0 || cfg["steps"] != 6.0 || cfg["vocab"].(float64) < 2 {
+	if cfg["dim"] != 32.0 || cfg["layers"] != 1.0 || cfg["steps"] != 6.0 || cfg["vocab"].(float64) < 2 || cfg["tokenizer"] == "" {
 		t.Errorf("config.json: %s", cfgJSON)
+	}
+	// The config printed at start, and --print-config with --data, are config.json's:
+	// the dataset's vocabulary size and identity included.
+	_, line, _ := strings.Cut(stderr, "config: ")
+	line, _, _ = strings.Cut(line, "\n")
+	var printed map[string]any
+	if err := json.Unmarshal([]byte(line), &printed); err != nil || printed["vocab"] != cfg["vocab"] || printed["tokenizer"] != cfg["tokenizer"] {
+		t.Errorf("printed config (%v): %s\nconfig.json: %s", err, line, cfgJSON)
+	}
+	code, stdout, stderr = run(t, append([]string{"train", "--data", data, "--print-config", "--steps", "6"}, trainTinyArgs...)...)
+	printed = nil
+	if err := json.Unmarshal([]byte(stdout), &printed); code != 0 || err != nil || printed["vocab"] != cfg["vocab"] || printed["tokenizer"] != cfg["tokenizer"] {
+		t.Errorf("--print-config --data: exit %d (%v): %s%s", code, err, stdout, stderr)
 	}
 
 	// Resume for 3 more steps: the run's config, with --steps raised.

@@ -97,7 +97,7 @@ func (f *modelFlags) load(logf func(string, ...any)) (*lmModel, error) {
 		}
 		logf("model: preset %s, random weights (seed %d), %d parameters, byte vocabulary", f.preset, cfg.Seed, m.NumParams())
 		return &lmModel{m: m, vocab: tokenize.Byte{}, pruning: true,
-			info: map[string]any{"preset": f.preset, "random_init": true, "config": cfg, "params": m.NumParams(), "device": strings.TrimPrefix(note, "device: ")}}, nil
+			info: map[string]any{"preset": f.preset, "random_init": true, "config": cfg, "params": m.NumParams(), "device": torchrt.DeviceName(dev)}}, nil
 	}
 	m, ck, err := checkpoint.Load(f.ckpt, dev)
 	if err != nil {
@@ -105,7 +105,7 @@ func (f *modelFlags) load(logf func(string, ...any)) (*lmModel, error) {
 	}
 	logf("model: %s, step %d, %d parameters, %s vocabulary of %d", ck.Path, ck.Step, m.NumParams(), ck.Vocab.Kind(), ck.Vocab.Size())
 	return &lmModel{m: m, vocab: ck.Vocab, pruning: true, start: ck.Header.StartID,
-		info: map[string]any{"checkpoint": ck.Path, "step": ck.Step, "tokens": ck.Tokens, "config": ck.Config, "params": m.NumParams(), "device": strings.TrimPrefix(note, "device: ")}}, nil
+		info: map[string]any{"checkpoint": ck.Path, "step": ck.Step, "tokens": ck.Tokens, "config": ck.Config, "params": m.NumParams(), "device": torchrt.DeviceName(dev)}}, nil
 }
 
 // lmModel serves an lm.Model as a generate.Model, and as a generate.StartIDer with its

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"xspan/internal/torchrt"
 )
 
 // freeAddr returns a loopback address that was free a moment ago.
@@ -30,7 +31,7 @@ func TestCLIServe(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		code, o, e := run(t, "serve", "--preset", "tiny", "--random", "--device", "cpu", "--threads", "1", "--addr", addr, "--max-new-tokens", "100", "--allow-host", "gen.example")
+		code, o, e := run(t, "serve", "--preset", "tiny", "--random", "--device", "auto", "--threads", "1", "--addr", addr, "--max-new-tokens", "100", "--allow-host", "gen.example")
 		done <- result{code, o, e}
 	}()
 	url := "http://" + addr
@@ -95,6 +96,11 @@ func TestCLIServe(t *testing.T) {
 	resp.Body.Close()
 	if !strings.Contains(string(body), `"preset":"tiny"`) || !strings.Contains(string(body), `"size":256`) {
 		t.Errorf("/v1/model: %s", body)
+	}
+	// The device is the device, not the CLI's sentence about how it was chosen.
+	auto, _, _ := torchrt.ParseDevice("auto")
+	if want := `"device":"` + torchrt.DeviceName(auto) + `"`; !strings.Contains(string(body), want) {
+		t.Errorf("/v1/model lacks %s: %s", want, body)
 	}
 	syscall.Kill(syscall.Getpid(), syscall.SIGTERM)
 	select {

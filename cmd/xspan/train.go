@@ -123,17 +123,25 @@ func runTrain(e *env, args []string) error {
 	if err := cf.apply(&cfg); err != nil {
 		return err
 	}
+	if *data != "" {
+		// A wrong dataset folder is the commonest mistake: say so before anything else.
+		// The config then shows the dataset's vocabulary, as config.json will.
+		r, err := dataset.Open(*data)
+		if err != nil {
+			return err
+		}
+		v, err := r.Vocab()
+		if err != nil {
+			return err
+		}
+		if cfg, err = train.ForData(cfg, v, *data); err != nil {
+			return err
+		}
+	}
 	if *printConfig {
 		js, _ := json.MarshalIndent(cfg, "", "  ")
 		_, err := fmt.Fprintf(e.stdout, "%s\n", js)
 		return err
-	}
-
-	if *data != "" {
-		// A wrong dataset folder is the commonest mistake: say so before anything else.
-		if _, err := dataset.Open(*data); err != nil {
-			return err
-		}
 	}
 
 	defer torchrt.Lock()()

@@ -80,6 +80,19 @@ func CUDAAvailable() bool { return lib.AtcCudaIsAvailable() }
 // CUDADeviceCount returns the number of CUDA devices that libtorch sees.
 func CUDADeviceCount() int { return int(lib.AtcCudaDeviceCount()) }
 
+// autoDevice is --device auto's choice and its note: CUDA when usable; the CPU without
+// a word where libtorch is a CPU build (there was nothing else to choose); the CPU with
+// the reason where a CUDA libtorch sees no usable device.
+func autoDevice(cudaUsable bool, cudaRuntime string) (gotch.Device, string) {
+	switch {
+	case cudaUsable:
+		return gotch.CudaBuilder(0), "device: cuda:0 (auto: CUDA is usable)"
+	case cudaRuntime == "":
+		return gotch.CPU, "device: cpu"
+	}
+	return gotch.CPU, "device: cpu (auto: libtorch has CUDA " + cudaRuntime + " but sees no usable device)"
+}
+
 // ParseDevice turns a --device value (auto, cpu, cuda, cuda:N) into a device. "auto"
 // picks CUDA when it is usable, else the CPU, and the returned note says which it chose
 // and why. Asking for CUDA where none is usable is an error: never a silent fall-back.
@@ -89,10 +102,8 @@ func ParseDevice(name string) (dev gotch.Device, note string, err error) {
 	case name == "cpu":
 		return gotch.CPU, "device: cpu", nil
 	case name == "" || name == "auto":
-		if CUDAAvailable() {
-			return gotch.CudaBuilder(0), "device: auto chose cuda:0 (CUDA is usable)", nil
-		}
-		return gotch.CPU, "device: auto chose cpu (no usable CUDA device in " + LibtorchVersion() + ")", nil
+		dev, note := autoDevice(CUDAAvailable(), CUDARuntimeVersion())
+		return dev, note, nil
 	case name == "cuda" || strings.HasPrefix(name, "cuda:"):
 		idx := 0
 		if rest, ok := strings.CutPrefix(name, "cuda:"); ok {

@@ -178,7 +178,7 @@ func TestParseDevice(t *testing.T) {
 			t.Fatalf("auto with CUDA: %v %q", d, note)
 		}
 	} else {
-		if d != gotch.CPU || !strings.Contains(note, "auto chose cpu") {
+		if d != gotch.CPU || !strings.HasPrefix(note, "device: cpu") {
 			t.Fatalf("auto without CUDA: %v %q", d, note)
 		}
 		if _, _, err := ParseDevice("cuda"); err == nil || !strings.Contains(err.Error(), "no usable CUDA device") {
@@ -189,6 +189,20 @@ func TestParseDevice(t *testing.T) {
 		if _, _, err := ParseDevice(bad); err == nil {
 			t.Errorf("ParseDevice(%q) gave no error", bad)
 		}
+	}
+}
+
+// --device auto says why only when the choice was not obvious: a CPU build of libtorch
+// had nothing else to offer.
+func TestAutoDeviceNote(t *testing.T) {
+	if d, note := autoDevice(false, ""); d != gotch.CPU || note != "device: cpu" {
+		t.Errorf("CPU libtorch: %v %q", d, note)
+	}
+	if d, note := autoDevice(false, "12.4"); d != gotch.CPU || note != "device: cpu (auto: libtorch has CUDA 12.4 but sees no usable device)" {
+		t.Errorf("CUDA libtorch, no device: %v %q", d, note)
+	}
+	if d, note := autoDevice(true, "12.4"); !d.IsCuda() || note != "device: cuda:0 (auto: CUDA is usable)" {
+		t.Errorf("CUDA usable: %v %q", d, note)
 	}
 }
 
